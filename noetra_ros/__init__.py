@@ -1,0 +1,1 @@
+"""noetra_ros: run exported multimodal robot policies safely on ROS 2 robots."""

@@ -1,0 +1,1 @@
+"""ROS-free core: plain Python / numpy / PyBullet. Nothing under here imports rclpy."""
