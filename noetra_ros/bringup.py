@@ -1,0 +1,194 @@
+"""One description of a cell's node graph, used by both `ros2 launch` and `noetra run`.
+
+A cell file (`config/cells/<cell>.yaml`) names the nodes to start, their executables, their
+parameters and remappings. `launch/bringup.launch.py` turns it into launch_ros `Node` actions;
+`noetra run` (for machines with only the ROS 2 wheels) turns it into processes with the same
+`--ros-args`. Both go through `load_cell` and `NodeSpec`, so they cannot drift apart.
+
+This module imports neither rclpy nor launch: it is plain Python + YAML.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+import os
+from pathlib import Path
+import sys
+from typing import Any, Mapping
+
+import yaml
+
+from noetra_ros.core.errors import ConfigError, UnknownNameError
+
+PACKAGE = 'noetra_ros'
+# Executables the package installs (setup.py console_scripts); a cell may only start these.
+EXECUTABLES = ('sim_node', 'expert_node', 'policy_node', 'safety_node')
+_PARAM_TYPES = (bool, int, float, str)
+
+
+def share_dir() -> Path:
+    """The package's data folder: the source tree when run from it, else the installed share."""
+    source = Path(__file__).resolve().parent.parent
+    if (source / 'config' / 'cells').is_dir():
+        return source
+    try:
+        from ament_index_python.packages import get_package_share_directory
+        return Path(get_package_share_directory(PACKAGE))
+    except Exception as exc:  # PackageNotFoundError or ament_index missing altogether
+        raise ConfigError(f'cannot find the {PACKAGE} data folder (config/, urdf/): not running '
+                          f'from the source tree and the package is not installed ({exc})') from exc
+
+
+def cells_dir() -> Path:
+    return share_dir() / 'config' / 'cells'
+
+
+def available_cells() -> list[str]:
+    return sorted(p.stem for p in cells_dir().glob('*.yaml'))
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """One node of a cell: what to run, under which name, with which parameters."""
+
+    name: str
+    executable: str
+    parameters: Mapping[str, Any] = field(default_factory=dict)
+    remappings: Mapping[str, str] = field(default_factory=dict)
+    namespace: str = ''
+
+    def __post_init__(self) -> None:
+        if self.executable not in EXECUTABLES:
+            raise ConfigError(f'node {self.name!r}: executable {self.executable!r} is not one of '
+                              f'{list(EXECUTABLES)}')
+        if not self.name or not self.name.replace('_', 'a').isalnum():
+            raise ConfigError(f'node name {self.name!r} must be a non-empty [A-Za-z0-9_] name')
+        for key, value in self.parameters.items():
+            _check_parameter(f'{self.name}.parameters.{key}', value)
+
+    def params_yaml(self) -> dict:
+        """The standard `<node>: ros__parameters:` block for this node."""
+        return {self.name: {'ros__parameters': dict(self.parameters)}}
+
+    def ros_args(self, params_file: str) -> list[str]:
+        """The `--ros-args` that start this node as the launch file would."""
+        args = ['--ros-args', '-r', f'__node:={self.name}']
+        if self.namespace:
+            args += ['-r', f'__ns:={self.namespace}']
+        args += ['--params-file', params_file]
+        for source, target in self.remappings.items():
+            args += ['-r', f'{source}:={target}']
+        return args
+
+    def launch_kwargs(self) -> dict:
+        """Keyword arguments for launch_ros.actions.Node that start this node."""
+        return {'package': PACKAGE, 'executable': self.executable, 'name': self.name,
+                'namespace': self.namespace, 'parameters': [dict(self.parameters)],
+                'remappings': list(self.remappings.items())}
+
+    def command(self, params_file: str) -> list[str]:
+        """argv that runs the node from this Python environment (no `ros2 run` needed)."""
+        return [sys.executable, '-m', f'{PACKAGE}.{self.executable}', *self.ros_args(params_file)]
+
+
+@dataclass(frozen=True)
+class CellSpec:
+    name: str
+    description: str
+    sector: str
+    robot: str
+    nodes: tuple[NodeSpec, ...]
+    source: str
+
+    def node(self, name: str) -> NodeSpec:
+        for spec in self.nodes:
+            if spec.name == name:
+                return spec
+        raise UnknownNameError(f'cell {self.name!r} has no node {name!r} '
+                               f'(nodes: {[n.name for n in self.nodes]})')
+
+    def params_yaml(self) -> dict:
+        merged: dict = {}
+        for spec in self.nodes:
+            merged.update(spec.params_yaml())
+        return merged
+
+    def write_params_file(self, path: str | os.PathLike) -> Path:
+        """Write every node's parameters into one standard ROS 2 parameters file."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(yaml.safe_dump(self.params_yaml(), sort_keys=False))
+        return path
+
+
+def _check_parameter(where: str, value: Any) -> None:
+    if isinstance(value, _PARAM_TYPES):
+        return
+    if isinstance(value, list):
+        if not value:
+            raise ConfigError(f'{where}: empty lists have no ROS 2 parameter type; omit the key')
+        kinds = {type(v) for v in value}
+        if len(kinds) != 1 or next(iter(kinds)) not in _PARAM_TYPES:
+            raise ConfigError(f'{where}: a list parameter must hold values of one type '
+                              f'(bool, int, float or str), got {value!r}')
+        return
+    if isinstance(value, dict):
+        for key, sub in value.items():
+            _check_parameter(f'{where}.{key}', sub)
+        return
+    raise ConfigError(f'{where}: {value!r} is not a ROS 2 parameter value')
+
+
+def _merge(base: dict, override: Mapping[str, Any]) -> dict:
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def load_cell(cell: str, overrides: Mapping[str, Mapping[str, Any]] | None = None) -> CellSpec:
+    """Load and validate a cell by name (from config/cells) or by path to a YAML file.
+
+    `overrides` maps node name -> parameters that replace the file's values (e.g. from the CLI).
+    """
+    path = Path(cell)
+    if not (path.suffix in ('.yaml', '.yml') and path.is_file()):
+        path = cells_dir() / f'{cell}.yaml'
+        if not path.is_file():
+            raise UnknownNameError(f'unknown cell {cell!r}; available cells: {available_cells()}')
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f'{path}: not valid YAML: {exc}') from exc
+    if not isinstance(raw, dict) or 'cell' not in raw or 'nodes' not in raw:
+        raise ConfigError(f'{path}: a cell file needs top-level keys `cell` and `nodes`')
+    meta = raw['cell'] or {}
+    for key in ('name', 'robot'):
+        if not isinstance(meta.get(key), str) or not meta[key]:
+            raise ConfigError(f'{path}: cell.{key} must be a non-empty string')
+    common = raw.get('common_parameters') or {}
+    overrides = overrides or {}
+    nodes = []
+    for index, entry in enumerate(raw['nodes'] or []):
+        if not isinstance(entry, dict) or 'name' not in entry or 'executable' not in entry:
+            raise ConfigError(f'{path}: nodes[{index}] needs `name` and `executable`')
+        params = dict(common) if entry.get('common_parameters', True) else {}
+        params = _merge(params, entry.get('parameters') or {})
+        params = _merge(params, overrides.get(entry['name'], {}))
+        nodes.append(NodeSpec(name=entry['name'], executable=entry['executable'],
+                              parameters=params, remappings=entry.get('remappings') or {},
+                              namespace=entry.get('namespace', '')))
+    unknown = set(overrides) - {n.name for n in nodes}
+    if unknown:
+        raise UnknownNameError(f'overrides name nodes {sorted(unknown)} that cell {meta["name"]!r} '
+                               f'does not have (nodes: {[n.name for n in nodes]})')
+    names = [n.name for n in nodes]
+    if len(set(names)) != len(names):
+        raise ConfigError(f'{path}: node names must be unique, got {names}')
+    if not nodes:
+        raise ConfigError(f'{path}: a cell needs at least one node')
+    return CellSpec(name=meta['name'], description=meta.get('description', ''),
+                    sector=meta.get('sector', ''), robot=meta['robot'], nodes=tuple(nodes),
+                    source=str(path))

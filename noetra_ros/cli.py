@@ -1,0 +1,180 @@
+"""`noetra`: start a cell's node graph without `ros2 launch`, watch it, and report.
+
+    noetra list                                   # the cells in config/cells
+    noetra run pick_place_lrmate --headless       # run a cell, print a summary, write a video
+    noetra run pick_place_lrmate --episodes 20 --seed 100 --mode lockstep
+
+The nodes are the same executables with the same parameters that `ros2 launch noetra_ros
+bringup.launch.py cell:=<cell>` starts (both read noetra_ros.bringup.load_cell); here each runs as
+its own process, and this process adds a monitor node that measures what a person wants to know.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+from pathlib import Path
+import signal
+import subprocess
+import sys
+import time
+
+import yaml
+
+from noetra_ros.bringup import available_cells, load_cell
+from noetra_ros.core.errors import NoetraError
+from noetra_ros.core.stats import percentiles, wilson_interval
+
+
+def _parse_set(items: list[str]) -> dict:
+    """`node.param=value` strings -> {node: {param: value}} (value parsed as YAML)."""
+    overrides: dict = {}
+    for item in items:
+        key, sep, value = item.partition('=')
+        node, dot, param = key.partition('.')
+        if not sep or not dot or not node or not param:
+            raise NoetraError(f'--set {item!r}: expected NODE.PARAM=VALUE')
+        overrides.setdefault(node, {})[param] = yaml.safe_load(value)
+    return overrides
+
+
+class CellProcesses:
+    """The cell's nodes as child processes, with their logs in the run folder."""
+
+    def __init__(self, cell, params_file: Path, log_dir: Path, env: dict) -> None:
+        self.procs: dict[str, subprocess.Popen] = {}
+        self.logs = {}
+        for spec in cell.nodes:
+            log_path = log_dir / f'{spec.name}.log'
+            handle = open(log_path, 'w')
+            self.logs[spec.name] = log_path
+            self.procs[spec.name] = subprocess.Popen(
+                spec.command(str(params_file)), stdout=handle, stderr=subprocess.STDOUT,
+                env=env, start_new_session=True)
+
+    def dead(self) -> dict[str, int]:
+        return {name: p.returncode for name, p in self.procs.items() if p.poll() is not None}
+
+    def stop(self, timeout: float = 5.0) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+        deadline = time.monotonic() + timeout
+        for proc in self.procs.values():
+            try:
+                proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    def tail(self, name: str, lines: int = 15) -> str:
+        text = self.logs[name].read_text(errors='replace').splitlines()
+        return '\n'.join(text[-lines:])
+
+
+def run_cell(args: argparse.Namespace) -> dict:
+    """Start the cell, monitor it until its episodes end, return the report."""
+    from noetra_ros.monitor import run_monitor  # rclpy is only needed from here on
+
+    overrides = _parse_set(args.set or [])
+    sim = overrides.setdefault('sim', {})
+    sim['episodes'] = args.episodes
+    if args.seed is not None:
+        sim['first_seed'] = args.seed
+    if args.mode:
+        sim['mode'] = args.mode
+    cell = load_cell(args.cell, overrides)
+    stamp = dt.datetime.now().strftime('%Y%m%d-%H%M%S')
+    out_dir = Path(args.out or Path('runs') / f'{cell.name}-{stamp}')
+    out_dir.mkdir(parents=True, exist_ok=True)
+    params_file = cell.write_params_file(out_dir / 'params.yaml')
+    env = dict(os.environ, PYTHONUNBUFFERED='1')
+    print(f'noetra: starting cell {cell.name!r} ({cell.description}) with nodes '
+          f'{[n.name for n in cell.nodes]}; logs in {out_dir}', flush=True)
+    procs = CellProcesses(cell, params_file, out_dir, env)
+    try:
+        report = run_monitor(cell, procs, out_dir, video=not args.no_video,
+                             wall_timeout_s=args.timeout, quiet=args.quiet)
+    finally:
+        procs.stop()
+    report['run_dir'] = str(out_dir)
+    (out_dir / 'report.json').write_text(json.dumps(report, indent=2))
+    return report
+
+
+def format_report(report: dict) -> str:
+    lines = []
+    cell = report['cell']
+    lines.append('')
+    lines.append(f'=== noetra run: {cell["name"]} | robot {cell["robot"]} | sector {cell["sector"]}'
+                 f' | controller {report["controller"]} | mode {report["mode"]} ===')
+    lines.append(f'{"ep":>3} {"seed":>6}  {"result":<8} {"sim s":>6}  instruction')
+    for ep in report['episodes']:
+        result = 'success' if ep['success'] else 'FAILED'
+        lines.append(f'{ep["episode"]:>3} {ep["seed"]:>6}  {result:<8} {ep["duration_s"]:>6.2f}  '
+                     f'{ep["instruction"]}' + ('' if ep['success'] else f'  [{ep["reason"]}]'))
+    n, k = len(report['episodes']), sum(e['success'] for e in report['episodes'])
+    if n:
+        low, high = wilson_interval(k, n)
+        lines.append(f'success rate: {k}/{n} = {100 * k / n:.0f} % '
+                     f'(Wilson 95 % CI {100 * low:.0f}-{100 * high:.0f} %)')
+    else:
+        lines.append('success rate: no episode finished')
+    lines.append(f'wall time {report["wall_s"]:.1f} s for {report["sim_s"]:.1f} s of sim time '
+                 f'(real-time factor {report["real_time_factor"]:.2f})')
+    lines.append('topic rates (messages per sim second | per wall second):')
+    for topic, rate in report['topics'].items():
+        lines.append(f'  {topic:<48} {rate["sim_hz"]:>7.1f} Hz | {rate["wall_hz"]:>7.1f} Hz'
+                     f'  ({rate["count"]} msgs)')
+    lat = report['command_latency_ms']
+    if lat['n']:
+        lines.append(f'command latency, joint_states -> arm command at the monitor: p50 '
+                     f'{lat["p50"]:.2f} ms, p90 {lat["p90"]:.2f} ms, p99 {lat["p99"]:.2f} ms '
+                     f'(n={lat["n"]})')
+    if report.get('rejected_commands'):
+        lines.append(f'commands rejected by the sim: {report["rejected_commands"]}')
+    if report.get('video'):
+        lines.append(f'scene video: {report["video"]}')
+    lines.append(f'report: {report["run_dir"]}/report.json')
+    return '\n'.join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog='noetra', description=__doc__.split('\n')[0])
+    sub = parser.add_subparsers(dest='command', required=True)
+    sub.add_parser('list', help='list the cells in config/cells')
+    run = sub.add_parser('run', help='run a cell and print a summary')
+    run.add_argument('cell', help='cell name (see `noetra list`) or path to a cell YAML')
+    run.add_argument('--episodes', type=int, default=3, help='episodes to run (default 3)')
+    run.add_argument('--seed', type=int, default=None, help='seed of the first episode')
+    run.add_argument('--mode', choices=['lockstep', 'realtime'], default=None,
+                     help='override the cell\'s sim mode')
+    run.add_argument('--headless', action='store_true',
+                     help='no GUI (the default; kept so scripts can say so explicitly)')
+    run.add_argument('--set', action='append', metavar='NODE.PARAM=VALUE',
+                     help='override a node parameter, e.g. --set sim.control_hz=30')
+    run.add_argument('--out', help='run folder (default runs/<cell>-<time>)')
+    run.add_argument('--timeout', type=float, default=900.0, help='wall-clock limit in seconds')
+    run.add_argument('--no-video', action='store_true', help='do not write the scene video')
+    run.add_argument('--quiet', action='store_true', help='no per-episode progress lines')
+    args = parser.parse_args(argv)
+    try:
+        if args.command == 'list':
+            for name in available_cells():
+                cell = load_cell(name)
+                print(f'{name:<28} {cell.robot:<20} {cell.sector:<16} {cell.description}')
+            return 0
+        report = run_cell(args)
+    except NoetraError as exc:
+        print(f'noetra: error: {exc}', file=sys.stderr)
+        return 2
+    print(format_report(report))
+    if report.get('error'):
+        print(f'noetra: error: {report["error"]}', file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

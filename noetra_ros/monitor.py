@@ -1,0 +1,199 @@
+"""The monitor that `noetra run` adds to a cell: rates, latency, episode results, scene video."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+import time
+
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from geometry_msgs.msg import WrenchStamped
+import numpy as np
+import rclpy
+from rclpy.node import Node
+from rclpy.qos import qos_profile_sensor_data, QoSProfile, ReliabilityPolicy
+from rosgraph_msgs.msg import Clock
+from sensor_msgs.msg import CameraInfo, Image, JointState
+from std_msgs.msg import Float64MultiArray
+from trajectory_msgs.msg import JointTrajectory
+
+from noetra_ros.core.errors import InputError
+from noetra_ros.core.stats import percentiles
+from noetra_ros.ros_conversions import image_to_numpy, stamp_to_seconds
+
+RELIABLE = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
+ARM_COMMAND_TOPICS = {
+    'forward_position_controller/commands': Float64MultiArray,
+    'forward_velocity_controller/commands': Float64MultiArray,
+    'joint_trajectory_controller/joint_trajectory': JointTrajectory,
+}
+
+
+class _Rate:
+    def __init__(self) -> None:
+        self.count = 0
+        self.first_wall = math.nan
+        self.last_wall = math.nan
+
+    def tick(self) -> None:
+        now = time.monotonic()
+        if self.count == 0:
+            self.first_wall = now
+        self.count += 1
+        self.last_wall = now
+
+
+class MonitorNode(Node):
+    def __init__(self, cell, video_path: Path | None, video_fps: float) -> None:
+        super().__init__('noetra_monitor')
+        sim = cell.node('sim').parameters
+        self.cameras = list(sim.get('cameras', ['scene_camera', 'wrist_camera']))
+        self.rates: dict[str, _Rate] = {}
+        self.sim_time = 0.0
+        self.sim_time_first = math.nan
+        self.status: dict[str, str] = {}
+        self.episodes: dict[int, dict] = {}
+        self.latencies_ms: list[float] = []
+        self.rejected = 0
+        self._last_joint_state_wall = math.nan
+        self._awaiting_command = False
+        self.video_path = video_path
+        self.video_fps = video_fps
+        self._writer = None
+        self.video_frames = 0
+        self.bad_frames = 0
+
+        def watch(topic, msg_type, qos=RELIABLE, callback=None):
+            self.rates[topic] = _Rate()
+
+            def on_msg(msg, topic=topic):
+                self.rates[topic].tick()
+                if callback is not None:
+                    callback(msg)
+            self.create_subscription(msg_type, topic, on_msg, qos)
+
+        watch('joint_states', JointState, callback=self._on_joint_state)
+        watch('/clock', Clock, callback=self._on_clock)
+        watch('force_torque_sensor_broadcaster/wrench', WrenchStamped)
+        for cam in self.cameras:
+            callback = self._on_scene_image if cam == 'scene_camera' else None
+            watch(f'{cam}/image_raw', Image, qos_profile_sensor_data, callback)
+            watch(f'{cam}/camera_info', CameraInfo, qos_profile_sensor_data)
+        for topic, msg_type in ARM_COMMAND_TOPICS.items():
+            watch(topic, msg_type, callback=self._on_arm_command)
+        watch('gripper_position_controller/commands', Float64MultiArray)
+        watch('task/status', DiagnosticStatus, callback=self._on_status)
+        self.create_subscription(DiagnosticArray, '/diagnostics', self._on_diagnostics, RELIABLE)
+
+    def _on_clock(self, msg: Clock) -> None:
+        self.sim_time = stamp_to_seconds(msg.clock)
+        if math.isnan(self.sim_time_first):
+            self.sim_time_first = self.sim_time
+
+    def _on_joint_state(self, msg: JointState) -> None:
+        self._last_joint_state_wall = time.monotonic()
+        self._awaiting_command = True
+
+    def _on_arm_command(self, msg) -> None:
+        if self._awaiting_command:
+            self.latencies_ms.append(1e3 * (time.monotonic() - self._last_joint_state_wall))
+            self._awaiting_command = False
+
+    def _on_status(self, msg: DiagnosticStatus) -> None:
+        values = {kv.key: kv.value for kv in msg.values}
+        self.status = values
+        state = values.get('state')
+        episode = int(values.get('episode', -1))
+        if episode >= 0 and state in ('success', 'failed', 'finished') \
+                and episode not in self.episodes and state != 'finished':
+            self.episodes[episode] = {
+                'episode': episode, 'seed': int(values['seed']),
+                'instruction': values.get('instruction', ''), 'success': state == 'success',
+                'reason': values.get('detail', ''), 'duration_s': float(values['elapsed_s'])}
+            print(f'  episode {episode} seed {values["seed"]}: '
+                  f'{"success" if state == "success" else "FAILED (" + values.get("detail", "") + ")"}'
+                  f' in {float(values["elapsed_s"]):.2f} s sim - {values.get("instruction", "")}',
+                  flush=True)
+
+    def _on_diagnostics(self, msg: DiagnosticArray) -> None:
+        for status in msg.status:
+            for kv in status.values:
+                if kv.key == 'rejected_commands':
+                    self.rejected = max(self.rejected, int(kv.value))
+
+    def _on_scene_image(self, msg: Image) -> None:
+        if self.video_path is None:
+            return
+        import cv2
+        try:
+            pixels = image_to_numpy(msg)
+        except InputError:
+            self.bad_frames += 1
+            return
+        if self._writer is None:
+            self._writer = cv2.VideoWriter(str(self.video_path), cv2.VideoWriter_fourcc(*'mp4v'),
+                                           self.video_fps, (msg.width, msg.height))
+        frame = pixels if msg.encoding == 'bgr8' else cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR)
+        self._writer.write(np.ascontiguousarray(frame))
+        self.video_frames += 1
+
+    def close_video(self) -> None:
+        if self._writer is not None:
+            self._writer.release()
+            self._writer = None
+
+
+def run_monitor(cell, procs, out_dir: Path, video: bool, wall_timeout_s: float,
+                quiet: bool = False) -> dict:
+    """Spin the monitor until the sim reports all episodes finished (or a node dies)."""
+    sim = cell.node('sim').parameters
+    expected = int(sim.get('episodes', 0))
+    video_path = out_dir / 'scene_camera.mp4' if video and 'scene_camera' in sim.get(
+        'cameras', ['scene_camera']) else None
+    rclpy.init()
+    fps = float(sim.get('scene_camera', {}).get('rate_hz', sim.get('camera_rate_hz', 10.0)))
+    node = MonitorNode(cell, video_path, fps)
+    error = ''
+    start = time.monotonic()
+    try:
+        while True:
+            rclpy.spin_once(node, timeout_sec=0.1)
+            if node.status.get('state') == 'finished' or (
+                    expected and len(node.episodes) >= expected):
+                break
+            dead = procs.dead()
+            if dead:
+                name, code = next(iter(dead.items()))
+                error = (f'node {name!r} exited with code {code}; last log lines:\n'
+                         f'{procs.tail(name)}')
+                break
+            if time.monotonic() - start > wall_timeout_s:
+                error = f'wall-clock limit of {wall_timeout_s:.0f} s reached'
+                break
+        wall = time.monotonic() - start
+        node.close_video()
+        sim_span = node.sim_time - (0.0 if math.isnan(node.sim_time_first)
+                                    else node.sim_time_first)
+        topics = {}
+        for topic, rate in node.rates.items():
+            if rate.count == 0:
+                continue
+            wall_span = rate.last_wall - rate.first_wall
+            topics[topic] = {
+                'count': rate.count,
+                'wall_hz': (rate.count - 1) / wall_span if wall_span > 0 else 0.0,
+                'sim_hz': (rate.count - 1) / sim_span if sim_span > 0 else 0.0}
+        controller = next((n.name for n in cell.nodes if n.executable != 'sim_node'), 'none')
+        return {
+            'cell': {'name': cell.name, 'robot': cell.robot, 'sector': cell.sector,
+                     'description': cell.description},
+            'controller': controller, 'mode': sim.get('mode', 'realtime'),
+            'episodes': [node.episodes[k] for k in sorted(node.episodes)],
+            'wall_s': wall, 'sim_s': sim_span,
+            'real_time_factor': sim_span / wall if wall > 0 else 0.0,
+            'topics': topics, 'command_latency_ms': percentiles(node.latencies_ms),
+            'rejected_commands': node.rejected,
+            'video': str(video_path) if video_path and node.video_frames else '',
+            'video_frames': node.video_frames, 'error': error}
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()

