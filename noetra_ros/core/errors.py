@@ -27,3 +27,11 @@ class ModelLoadError(NoetraError):
 
 class InputError(NoetraError):
     """A sensor input (image, state, instruction) cannot be turned into a model input."""
+
+
+class InferenceError(NoetraError):
+    """Running a policy model failed or gave an unusable result; the caller publishes nothing."""
+
+
+class NonFiniteOutputError(InferenceError):
+    """A policy model produced NaN or infinite actions; the caller publishes nothing."""

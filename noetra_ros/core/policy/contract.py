@@ -1,0 +1,1170 @@
+"""The policy contract (version 1): what an exported ONNX policy eats and what it returns.
+
+A contract travels with the model, either as JSON in the ONNX `metadata_props` under
+`noetra.contract` or as a sidecar YAML file `<model stem>.contract.yaml` next to the `.onnx` (the
+sidecar wins when both exist). docs/POLICY_CONTRACT.md is the human reference for the schema.
+
+Every check raises ContractError whose message starts with the exact field path, e.g.
+`inputs[1].components[0].joints[3]: 'joint_7' is not a joint of the robot (...)`.
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from functools import cached_property
+import json
+import logging
+import math
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, ClassVar, Iterator, Mapping, NoReturn, Sequence, Union
+
+import numpy as np
+
+from noetra_ros.core.errors import ContractError, ModelLoadError
+from noetra_ros.core.policy.tokenizer import PAD_TOKEN, UNK_TOKEN, WORD_PATTERN
+
+_LOG = logging.getLogger(__name__)
+
+CONTRACT_VERSION = 1
+METADATA_KEY = 'noetra.contract'
+SIDECAR_SUFFIX = '.contract.yaml'
+
+# Robotiq 2F-85 travel per finger, 0 = open
+# (arm_facts.yaml: robotiq_2f85.specs.stroke_per_finger_m).
+GRIPPER_OPEN_M = 0.0
+GRIPPER_CLOSED_M = 0.0425
+
+WRENCH_AXES = ('fx', 'fy', 'fz', 'tx', 'ty', 'tz')
+TWIST_AXES = ('vx', 'vy', 'vz', 'wx', 'wy', 'wz')
+
+IMAGE_RESIZE_MODES = ('stretch', 'center_crop')
+IMAGE_COLOR_ORDERS = ('rgb', 'bgr', 'mono')
+IMAGE_LAYOUTS = ('nchw', 'nhwc')
+STATE_SOURCES = ('joint_positions', 'joint_velocities', 'gripper_position', 'wrench')
+ACTION_MEANINGS = ('joint_positions', 'joint_velocities', 'gripper_position', 'base_twist')
+ACTION_MODES = ('absolute', 'delta')
+TOKENIZERS = ('word_vocab',)
+UNKNOWN_WORD_POLICIES = ('map_to_unk', 'reject')
+
+# Upper bounds that catch typos (an image of 96000 px) rather than limit real models.
+_MAX_IMAGE_SIDE = 8192
+_MAX_TOKENS = 4096
+_MAX_CHUNK = 10000
+
+
+# --------------------------------------------------------------------------------------------
+# Validation helpers. Each raises ContractError('<field>: <problem>'); callers that know where
+# the value sits in the document prefix the path with `_at`.
+
+def _fail(path: str, message: str) -> NoReturn:
+    raise ContractError(f'{path}: {message}')
+
+
+def _join(prefix: str, message: str) -> str:
+    return prefix + ('' if message.startswith('[') else '.') + message
+
+
+@contextmanager
+def _at(prefix: str) -> Iterator[None]:
+    """Prefix the field path of any ContractError raised inside with `prefix`."""
+    try:
+        yield
+    except ContractError as error:
+        raise ContractError(_join(prefix, str(error))) from None
+
+
+def _yaml_hint(value: Any) -> str:
+    # PyYAML (YAML 1.1) reads unquoted on/off/yes/no as booleans and digits as numbers.
+    if isinstance(value, bool) or isinstance(value, (int, float)):
+        return (' (YAML reads unquoted on/off/yes/no/true/false and numbers as non-strings: '
+                'quote it)')
+    return ''
+
+
+def _check_str(value: Any, path: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        _fail(path, f'must be a non-empty string, got {value!r}{_yaml_hint(value)}')
+    return value
+
+
+def _check_choice(value: Any, path: str, allowed: Sequence[str]) -> str:
+    if value not in allowed:
+        _fail(path, f'{value!r} is not allowed (allowed: {", ".join(allowed)})')
+    return str(value)
+
+
+def _check_int(value: Any, path: str, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        _fail(path, f'must be an integer, got {value!r}')
+    if not low <= int(value) <= high:
+        _fail(path, f'must be in [{low}, {high}], got {value}')
+    return int(value)
+
+
+def _check_float(value: Any, path: str, positive: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        _fail(path, f'must be a number, got {value!r}')
+    number = float(value)
+    if not math.isfinite(number):
+        _fail(path, f'must be finite, got {number}')
+    if positive and number <= 0.0:
+        _fail(path, f'must be > 0, got {number}')
+    return number
+
+
+def _check_floats(values: Any, path: str, length: int, *, positive: bool = False,
+                  non_negative: bool = False, default: float | None = None) -> tuple[float, ...]:
+    """A tuple of `length` finite floats; an empty value means `default` everywhere."""
+    if values is None or (isinstance(values, (list, tuple)) and len(values) == 0
+                          and default is not None):
+        if default is None:
+            _fail(path, f'missing (needs {length} numbers)')
+        return (float(default),) * length
+    if isinstance(values, (str, bytes)) or not isinstance(values, (list, tuple, np.ndarray)):
+        _fail(path, f'must be a list of {length} numbers, got {values!r}')
+    values = list(np.asarray(values, dtype=object).reshape(-1))
+    if len(values) != length:
+        _fail(path, f'has {len(values)} values, expected {length}')
+    out = []
+    for i, value in enumerate(values):
+        number = _check_float(value, f'{path}[{i}]', positive=positive)
+        if non_negative and number < 0.0:
+            _fail(f'{path}[{i}]', f'must be >= 0, got {number}')
+        out.append(number)
+    return tuple(out)
+
+
+def _check_names(values: Any, path: str, *, allowed: Sequence[str] | None = None,
+                 required: bool = True) -> tuple[str, ...]:
+    """A tuple of unique non-empty strings (each one of `allowed` when given)."""
+    if values is None:
+        values = ()
+    if isinstance(values, (str, bytes)) or not isinstance(values, (list, tuple)):
+        _fail(path, f'must be a list of names, got {values!r}')
+    if required and not values:
+        _fail(path, 'must not be empty')
+    seen: set[str] = set()
+    for i, value in enumerate(values):
+        _check_str(value, f'{path}[{i}]')
+        if allowed is not None and value not in allowed:
+            _fail(f'{path}[{i}]', f'{value!r} is not allowed (allowed: {", ".join(allowed)})')
+        if value in seen:
+            _fail(f'{path}[{i}]', f'{value!r} appears more than once')
+        seen.add(value)
+    return tuple(values)
+
+
+def _set(obj: object, name: str, value: Any) -> None:
+    # Frozen dataclasses normalise their own fields in __post_init__ (lists -> tuples).
+    object.__setattr__(obj, name, value)
+
+
+# --------------------------------------------------------------------------------------------
+# Inputs
+
+@dataclass(frozen=True)
+class ImageInput:
+    """A camera image fed as float32 [1, C, H, W] (nchw) or [1, H, W, C] (nhwc).
+
+    pixel value p becomes ((p / scale) - mean[c]) / std[c]; C is 3 for rgb / bgr, 1 for mono.
+    `camera` is the ROS camera namespace: frames come from `<camera>/image_raw`.
+    """
+
+    kind: ClassVar[str] = 'image'
+    name: str
+    camera: str
+    height: int
+    width: int
+    resize: str = 'stretch'
+    color_order: str = 'rgb'
+    layout: str = 'nchw'
+    scale: float = 255.0
+    mean: tuple[float, ...] = ()
+    std: tuple[float, ...] = ()
+
+    def __post_init__(self) -> None:
+        _check_str(self.name, 'name')
+        _check_str(self.camera, 'camera')
+        _set(self, 'height', _check_int(self.height, 'height', 1, _MAX_IMAGE_SIDE))
+        _set(self, 'width', _check_int(self.width, 'width', 1, _MAX_IMAGE_SIDE))
+        _check_choice(self.resize, 'resize', IMAGE_RESIZE_MODES)
+        _check_choice(self.color_order, 'color_order', IMAGE_COLOR_ORDERS)
+        _check_choice(self.layout, 'layout', IMAGE_LAYOUTS)
+        _set(self, 'scale', _check_float(self.scale, 'scale', positive=True))
+        _set(self, 'mean', _check_floats(self.mean, 'mean', self.channels, default=0.0))
+        _set(self, 'std', _check_floats(self.std, 'std', self.channels, positive=True,
+                                        default=1.0))
+
+    @property
+    def channels(self) -> int:
+        """Number of colour channels the model expects (1 for mono, else 3)."""
+        return 1 if self.color_order == 'mono' else 3
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        """The tensor shape fed to the model (batch 1)."""
+        if self.layout == 'nchw':
+            return (1, self.channels, self.height, self.width)
+        return (1, self.height, self.width, self.channels)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-data form (JSON / YAML ready)."""
+        return {'name': self.name, 'kind': self.kind, 'camera': self.camera,
+                'height': self.height, 'width': self.width, 'resize': self.resize,
+                'color_order': self.color_order, 'layout': self.layout, 'scale': self.scale,
+                'mean': list(self.mean), 'std': list(self.std)}
+
+
+@dataclass(frozen=True)
+class StateComponent:
+    """One block of the state vector: joint positions / velocities (by name), gripper, wrench."""
+
+    source: str
+    joints: tuple[str, ...] = ()
+    axes: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        _set(self, 'joints', self.joints or ())
+        _set(self, 'axes', self.axes or ())
+        _check_choice(self.source, 'source', STATE_SOURCES)
+        if self.source in ('joint_positions', 'joint_velocities'):
+            _set(self, 'joints', _check_names(self.joints, 'joints'))
+            if self.axes:
+                _fail('axes', f'only wrench components have axes, not {self.source}')
+        elif self.source == 'wrench':
+            if self.joints:
+                _fail('joints', 'a wrench component has no joints')
+            axes = self.axes if self.axes else WRENCH_AXES
+            _set(self, 'axes', _check_names(axes, 'axes', allowed=WRENCH_AXES))
+        else:
+            if self.joints:
+                _fail('joints', 'a gripper_position component has no joints')
+            if self.axes:
+                _fail('axes', 'a gripper_position component has no axes')
+        _set(self, 'joints', tuple(self.joints))
+        _set(self, 'axes', tuple(self.axes))
+
+    @property
+    def size(self) -> int:
+        """Number of values this component contributes."""
+        if self.source == 'gripper_position':
+            return 1
+        return len(self.joints) if self.joints else len(self.axes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-data form; keys that do not apply to the source are left out."""
+        data: dict[str, Any] = {'source': self.source}
+        if self.joints:
+            data['joints'] = list(self.joints)
+        if self.axes:
+            data['axes'] = list(self.axes)
+        return data
+
+
+@dataclass(frozen=True)
+class StateInput:
+    """Proprioception fed as float32 [1, D]: components concatenated in order, then normalised
+    as (x - mean) / std (D = sum of component sizes)."""
+
+    kind: ClassVar[str] = 'state'
+    name: str
+    components: tuple[StateComponent, ...]
+    mean: tuple[float, ...] = ()
+    std: tuple[float, ...] = ()
+
+    def __post_init__(self) -> None:
+        _check_str(self.name, 'name')
+        if not isinstance(self.components, (list, tuple)) or not self.components:
+            _fail('components', 'must be a non-empty list')
+        seen: dict[str, int] = {}
+        for i, component in enumerate(self.components):
+            if not isinstance(component, StateComponent):
+                _fail(f'components[{i}]', f'must be a StateComponent, got {component!r}')
+            if component.source in seen:
+                _fail(f'components[{i}].source', f'{component.source!r} already given by '
+                      f'components[{seen[component.source]}]')
+            seen[component.source] = i
+        _set(self, 'components', tuple(self.components))
+        _set(self, 'mean', _check_floats(self.mean, 'mean', self.size, default=0.0))
+        _set(self, 'std', _check_floats(self.std, 'std', self.size, positive=True, default=1.0))
+
+    @property
+    def size(self) -> int:
+        """D, the length of the state vector."""
+        return sum(c.size for c in self.components)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """The tensor shape fed to the model (batch 1)."""
+        return (1, self.size)
+
+    def component(self, source: str) -> StateComponent | None:
+        """The component reading `source`, or None."""
+        return next((c for c in self.components if c.source == source), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-data form (JSON / YAML ready)."""
+        return {'name': self.name, 'kind': self.kind,
+                'components': [c.to_dict() for c in self.components],
+                'mean': list(self.mean), 'std': list(self.std)}
+
+
+@dataclass(frozen=True)
+class InstructionInput:
+    """A language instruction fed as int64 [1, L] token ids (see tokenizer.py).
+
+    vocabulary[0] must be `<pad>` (id 0); `<unk>` must be present when unknown_words is
+    map_to_unk. Every other entry must be a word the tokenizer can produce (lower-case run of
+    letters / digits).
+    """
+
+    kind: ClassVar[str] = 'instruction'
+    name: str
+    vocabulary: tuple[str, ...]
+    max_length: int
+    tokenizer: str = 'word_vocab'
+    unknown_words: str = 'map_to_unk'
+
+    def __post_init__(self) -> None:
+        _check_str(self.name, 'name')
+        _check_choice(self.tokenizer, 'tokenizer', TOKENIZERS)
+        _check_choice(self.unknown_words, 'unknown_words', UNKNOWN_WORD_POLICIES)
+        _set(self, 'max_length', _check_int(self.max_length, 'max_length', 1, _MAX_TOKENS))
+        vocabulary = _check_names(self.vocabulary, 'vocabulary')
+        if vocabulary[0] != PAD_TOKEN:
+            _fail('vocabulary[0]', f'must be {PAD_TOKEN!r} (id 0 pads), got {vocabulary[0]!r}')
+        if self.unknown_words == 'map_to_unk' and UNK_TOKEN not in vocabulary:
+            _fail('vocabulary', f'needs {UNK_TOKEN!r} when unknown_words is map_to_unk')
+        for i, word in enumerate(vocabulary):
+            if word in (PAD_TOKEN, UNK_TOKEN):
+                continue
+            if WORD_PATTERN.fullmatch(word) is None or word != word.lower():
+                _fail(f'vocabulary[{i}]', f'{word!r} can never be produced by the tokenizer '
+                      '(words are lower-case runs of letters or digits)')
+        _set(self, 'vocabulary', vocabulary)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """The tensor shape fed to the model (batch 1)."""
+        return (1, self.max_length)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-data form (JSON / YAML ready)."""
+        return {'name': self.name, 'kind': self.kind, 'tokenizer': self.tokenizer,
+                'vocabulary': list(self.vocabulary), 'max_length': self.max_length,
+                'unknown_words': self.unknown_words}
+
+
+PolicyInput = Union[ImageInput, StateInput, InstructionInput]
+
+
+# --------------------------------------------------------------------------------------------
+# Outputs
+
+@dataclass(frozen=True)
+class ActionComponent:
+    """One block of each action row.
+
+    joint_positions (rad; mode absolute, or delta = offset from the joint positions of the
+    observation the chunk was computed from), gripper_position (m, 0 open .. 0.0425 closed; mode
+    absolute or delta), joint_velocities (rad/s, absolute), base_twist (m/s, rad/s, absolute).
+    """
+
+    meaning: str
+    mode: str = 'absolute'
+    joints: tuple[str, ...] = ()
+    axes: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        _set(self, 'joints', self.joints or ())
+        _set(self, 'axes', self.axes or ())
+        _check_choice(self.meaning, 'meaning', ACTION_MEANINGS)
+        _check_choice(self.mode, 'mode', ACTION_MODES)
+        if self.mode == 'delta' and self.meaning not in ('joint_positions', 'gripper_position'):
+            _fail('mode', f'delta is only defined for joint_positions and gripper_position, '
+                  f'not {self.meaning}')
+        if self.meaning in ('joint_positions', 'joint_velocities'):
+            _set(self, 'joints', _check_names(self.joints, 'joints'))
+            if self.axes:
+                _fail('axes', f'only base_twist components have axes, not {self.meaning}')
+        elif self.meaning == 'base_twist':
+            if self.joints:
+                _fail('joints', 'a base_twist component has no joints')
+            _set(self, 'axes', _check_names(self.axes, 'axes', allowed=TWIST_AXES))
+        else:
+            if self.joints:
+                _fail('joints', 'a gripper_position component has no joints')
+            if self.axes:
+                _fail('axes', 'a gripper_position component has no axes')
+        _set(self, 'joints', tuple(self.joints))
+        _set(self, 'axes', tuple(self.axes))
+
+    @property
+    def size(self) -> int:
+        """Number of values this component contributes to each action row."""
+        if self.meaning == 'gripper_position':
+            return 1
+        return len(self.joints) if self.joints else len(self.axes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-data form; keys that do not apply to the meaning are left out."""
+        data: dict[str, Any] = {'meaning': self.meaning, 'mode': self.mode}
+        if self.joints:
+            data['joints'] = list(self.joints)
+        if self.axes:
+            data['axes'] = list(self.axes)
+        return data
+
+
+@dataclass(frozen=True)
+class ActionParts:
+    """Action values split by meaning; arrays have the leading shape of what was split
+    ((T, n) for a chunk, (n,) for one row). Absent parts are None."""
+
+    joint_names: tuple[str, ...]
+    joint_positions: np.ndarray | None
+    gripper_position: np.ndarray | float | None
+    velocity_joint_names: tuple[str, ...]
+    joint_velocities: np.ndarray | None
+    twist_axes: tuple[str, ...]
+    base_twist: np.ndarray | None
+
+
+@dataclass(frozen=True)
+class ActionOutput:
+    """An action chunk read as float32 [1, T, A]; each row is un-normalised as raw * std + mean
+    and row k applies at (observation stamp + k * step_period_s)."""
+
+    kind: ClassVar[str] = 'action_chunk'
+    name: str
+    chunk_length: int
+    step_period_s: float
+    components: tuple[ActionComponent, ...]
+    mean: tuple[float, ...] = ()
+    std: tuple[float, ...] = ()
+
+    def __post_init__(self) -> None:
+        _check_str(self.name, 'name')
+        _set(self, 'chunk_length', _check_int(self.chunk_length, 'chunk_length', 1, _MAX_CHUNK))
+        _set(self, 'step_period_s', _check_float(self.step_period_s, 'step_period_s',
+                                                 positive=True))
+        if not isinstance(self.components, (list, tuple)) or not self.components:
+            _fail('components', 'must be a non-empty list')
+        seen: dict[str, int] = {}
+        for i, component in enumerate(self.components):
+            if not isinstance(component, ActionComponent):
+                _fail(f'components[{i}]', f'must be an ActionComponent, got {component!r}')
+            if component.meaning in seen:
+                _fail(f'components[{i}].meaning', f'{component.meaning!r} already given by '
+                      f'components[{seen[component.meaning]}]')
+            seen[component.meaning] = i
+        _set(self, 'components', tuple(self.components))
+        _set(self, 'mean', _check_floats(self.mean, 'mean', self.size, default=0.0))
+        # std 0 is allowed: a dimension that never varied in the data comes out constant.
+        _set(self, 'std', _check_floats(self.std, 'std', self.size, non_negative=True,
+                                        default=1.0))
+
+    @property
+    def size(self) -> int:
+        """A, the number of values in one action row."""
+        return sum(c.size for c in self.components)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """The tensor shape the model returns (batch 1)."""
+        return (1, self.chunk_length, self.size)
+
+    def component(self, meaning: str) -> ActionComponent | None:
+        """The component with `meaning`, or None."""
+        return next((c for c in self.components if c.meaning == meaning), None)
+
+    @cached_property
+    def slices(self) -> Mapping[str, slice]:
+        """Column range of each meaning in an action row."""
+        out: dict[str, slice] = {}
+        start = 0
+        for component in self.components:
+            out[component.meaning] = slice(start, start + component.size)
+            start += component.size
+        return MappingProxyType(out)
+
+    @cached_property
+    def columns(self) -> tuple[str, ...]:
+        """A label per action column: 'joint_positions.joint_1', 'gripper_position', ..."""
+        labels: list[str] = []
+        for c in self.components:
+            names = c.joints or c.axes
+            if names:
+                labels.extend(f'{c.meaning}.{n}' for n in names)
+            else:
+                labels.append(c.meaning)
+        return tuple(labels)
+
+    def split(self, values: np.ndarray) -> ActionParts:
+        """Split action values of shape (..., A) by meaning (views, no copies)."""
+        values = np.asarray(values)
+        if values.shape[-1] != self.size:
+            raise ValueError(f'action values have {values.shape[-1]} columns, expected '
+                             f'{self.size}')
+        joints = self.component('joint_positions')
+        velocities = self.component('joint_velocities')
+        twist = self.component('base_twist')
+        gripper = None
+        if 'gripper_position' in self.slices:
+            gripper = values[..., self.slices['gripper_position'].start]
+        return ActionParts(
+            joint_names=joints.joints if joints else (),
+            joint_positions=values[..., self.slices['joint_positions']] if joints else None,
+            gripper_position=gripper,
+            velocity_joint_names=velocities.joints if velocities else (),
+            joint_velocities=(values[..., self.slices['joint_velocities']]
+                              if velocities else None),
+            twist_axes=twist.axes if twist else (),
+            base_twist=values[..., self.slices['base_twist']] if twist else None)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-data form (JSON / YAML ready)."""
+        return {'name': self.name, 'kind': self.kind, 'chunk_length': self.chunk_length,
+                'step_period_s': self.step_period_s,
+                'components': [c.to_dict() for c in self.components],
+                'mean': list(self.mean), 'std': list(self.std)}
+
+
+# --------------------------------------------------------------------------------------------
+# The contract
+
+@dataclass(frozen=True)
+class PolicyContract:
+    """Everything the runtime must know to feed a model and read its actions.
+
+    At most one state and one instruction input, any number of images, exactly one action_chunk
+    output. Every joint named anywhere must be listed in `robot_joints`. `info` is free-form
+    provenance (training run, dataset, exporter version): string keys, scalar values.
+    """
+
+    name: str
+    robot_joints: tuple[str, ...]
+    inputs: tuple[PolicyInput, ...]
+    outputs: tuple[ActionOutput, ...]
+    contract_version: int = CONTRACT_VERSION
+    description: str = ''
+    info: Mapping[str, Any] = field(default_factory=dict, hash=False)
+
+    def __post_init__(self) -> None:
+        if self.contract_version != CONTRACT_VERSION:
+            _fail('contract_version', f'{self.contract_version!r} is not supported (this runtime '
+                  f'reads version {CONTRACT_VERSION})')
+        _check_str(self.name, 'name')
+        if not isinstance(self.description, str):
+            _fail('description', f'must be a string, got {self.description!r}')
+        _set(self, 'robot_joints', _check_names(self.robot_joints, 'robot_joints'))
+        _set(self, 'info', MappingProxyType(_check_info(self.info)))
+        if not isinstance(self.inputs, (list, tuple)) or not self.inputs:
+            _fail('inputs', 'must be a non-empty list')
+        _set(self, 'inputs', tuple(self.inputs))
+        if not isinstance(self.outputs, (list, tuple)) or len(self.outputs) != 1:
+            _fail('outputs', 'must hold exactly one action_chunk output')
+        _set(self, 'outputs', tuple(self.outputs))
+
+        names: dict[str, str] = {}
+        counts = {'state': 0, 'instruction': 0}
+        for i, spec in enumerate(self.inputs):
+            if not isinstance(spec, (ImageInput, StateInput, InstructionInput)):
+                _fail(f'inputs[{i}]', f'must be an ImageInput, StateInput or InstructionInput, '
+                      f'got {spec!r}')
+            if spec.name in names:
+                _fail(f'inputs[{i}].name', f'{spec.name!r} already used by {names[spec.name]}')
+            names[spec.name] = f'inputs[{i}]'
+            if spec.kind in counts:
+                counts[spec.kind] += 1
+                if counts[spec.kind] > 1:
+                    _fail(f'inputs[{i}].kind', f'only one {spec.kind} input is supported')
+            if isinstance(spec, StateInput):
+                for j, component in enumerate(spec.components):
+                    self._check_known_joints(component.joints, f'inputs[{i}].components[{j}]')
+        for i, spec in enumerate(self.outputs):
+            if not isinstance(spec, ActionOutput):
+                _fail(f'outputs[{i}]', f'must be an ActionOutput, got {spec!r}')
+            if spec.name in names:
+                _fail(f'outputs[{i}].name', f'{spec.name!r} already used by {names[spec.name]}')
+            for j, component in enumerate(spec.components):
+                self._check_known_joints(component.joints, f'outputs[{i}].components[{j}]')
+
+    def _check_known_joints(self, joints: Sequence[str], path: str) -> None:
+        for k, joint in enumerate(joints):
+            if joint not in self.robot_joints:
+                _fail(f'{path}.joints[{k}]', f'{joint!r} is not in robot_joints '
+                      f'({", ".join(self.robot_joints)})')
+
+    # Convenience views used by the runtime and the node.
+
+    @property
+    def image_inputs(self) -> tuple[ImageInput, ...]:
+        """Image inputs in contract order."""
+        return tuple(s for s in self.inputs if isinstance(s, ImageInput))
+
+    @property
+    def state_input(self) -> StateInput | None:
+        """The state input, or None."""
+        return next((s for s in self.inputs if isinstance(s, StateInput)), None)
+
+    @property
+    def instruction_input(self) -> InstructionInput | None:
+        """The instruction input, or None."""
+        return next((s for s in self.inputs if isinstance(s, InstructionInput)), None)
+
+    @property
+    def action(self) -> ActionOutput:
+        """The action_chunk output."""
+        return self.outputs[0]
+
+    @property
+    def cameras(self) -> tuple[str, ...]:
+        """Camera namespaces the policy needs, without repeats, in contract order."""
+        return tuple(dict.fromkeys(s.camera for s in self.image_inputs))
+
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        """ONNX input names in contract order."""
+        return tuple(s.name for s in self.inputs)
+
+    @property
+    def uses_gripper(self) -> bool:
+        """True when the state reads or the action commands the gripper."""
+        state = self.state_input
+        return bool((state and state.component('gripper_position'))
+                    or self.action.component('gripper_position'))
+
+    @property
+    def uses_wrench(self) -> bool:
+        """True when the state reads a force-torque sensor."""
+        state = self.state_input
+        return bool(state and state.component('wrench'))
+
+    @property
+    def uses_joint_velocities(self) -> bool:
+        """True when the state reads joint velocities."""
+        state = self.state_input
+        return bool(state and state.component('joint_velocities'))
+
+    @property
+    def uses_base(self) -> bool:
+        """True when the action commands a mobile base."""
+        return self.action.component('base_twist') is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-data form (JSON / YAML ready); `from_dict(to_dict())` gives an equal contract."""
+        data: dict[str, Any] = {'contract_version': self.contract_version, 'name': self.name}
+        if self.description:
+            data['description'] = self.description
+        data['robot_joints'] = list(self.robot_joints)
+        data['inputs'] = [s.to_dict() for s in self.inputs]
+        data['outputs'] = [s.to_dict() for s in self.outputs]
+        if self.info:
+            data['info'] = dict(self.info)
+        return data
+
+    def to_json(self) -> str:
+        """The JSON text stored in the ONNX metadata."""
+        return json.dumps(self.to_dict(), ensure_ascii=False)
+
+    def to_yaml(self) -> str:
+        """The YAML text of a sidecar file."""
+        import yaml
+        return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None,
+                              allow_unicode=True, width=99)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> 'PolicyContract':
+        """Parse and validate a plain-data contract; ContractError names the bad field."""
+        return contract_from_dict(data)
+
+
+def _check_info(info: Any) -> dict[str, Any]:
+    if info is None:
+        return {}
+    if not isinstance(info, Mapping):
+        _fail('info', f'must be a mapping, got {info!r}')
+    out = {}
+    for key, value in info.items():
+        if not isinstance(key, str):
+            _fail('info', f'keys must be strings, got {key!r}')
+        if value is not None and not isinstance(value, (str, int, float, bool)):
+            _fail(f'info.{key}', f'must be a string, number, boolean or null, got {value!r}')
+        out[key] = value
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Parsing plain data (JSON / YAML) with exact field paths
+
+_TOP_KEYS = ('contract_version', 'name', 'description', 'robot_joints', 'inputs', 'outputs',
+             'info')
+_INPUT_KEYS = {
+    'image': ('name', 'kind', 'camera', 'height', 'width', 'resize', 'color_order', 'layout',
+              'scale', 'mean', 'std'),
+    'state': ('name', 'kind', 'components', 'mean', 'std'),
+    'instruction': ('name', 'kind', 'tokenizer', 'vocabulary', 'max_length', 'unknown_words'),
+}
+_REQUIRED_INPUT_KEYS = {
+    'image': ('name', 'camera', 'height', 'width'),
+    'state': ('name', 'components'),
+    'instruction': ('name', 'vocabulary', 'max_length'),
+}
+_OUTPUT_KEYS = ('name', 'kind', 'chunk_length', 'step_period_s', 'components', 'mean', 'std')
+_REQUIRED_OUTPUT_KEYS = ('name', 'chunk_length', 'step_period_s', 'components')
+
+
+def _check_mapping(data: Any, path: str, allowed: Sequence[str],
+                   required: Sequence[str]) -> Mapping[str, Any]:
+    if not isinstance(data, Mapping):
+        _fail(path, f'must be a mapping, got {data!r}')
+    for key in data:
+        if key not in allowed:
+            _fail(path, f'unknown key {key!r} (allowed: {", ".join(allowed)})')
+    for key in required:
+        if key not in data:
+            _fail(_join(path, key) if path else key, 'missing')
+    return data
+
+
+def _kwargs(data: Mapping[str, Any], skip: Sequence[str] = ('kind',)) -> dict[str, Any]:
+    return {k: v for k, v in data.items() if k not in skip}
+
+
+def _parse_list(data: Any, path: str) -> list[Any]:
+    if not isinstance(data, (list, tuple)):
+        _fail(path, f'must be a list, got {data!r}')
+    return list(data)
+
+
+def _parse_input(data: Any, path: str) -> PolicyInput:
+    if not isinstance(data, Mapping):
+        _fail(path, f'must be a mapping, got {data!r}')
+    kind = data.get('kind')
+    if kind not in _INPUT_KEYS:
+        _fail(f'{path}.kind', f'{kind!r} is not allowed (allowed: {", ".join(_INPUT_KEYS)})')
+    _check_mapping(data, path, _INPUT_KEYS[kind], _REQUIRED_INPUT_KEYS[kind])
+    with _at(path):
+        if kind == 'image':
+            return ImageInput(**_kwargs(data))
+        if kind == 'instruction':
+            return InstructionInput(**_kwargs(data))
+        components = []
+        for j, item in enumerate(_parse_list(data['components'], 'components')):
+            _check_mapping(item, f'components[{j}]', ('source', 'joints', 'axes'), ('source',))
+            with _at(f'components[{j}]'):
+                components.append(StateComponent(**item))
+        return StateInput(components=tuple(components), **_kwargs(data, ('kind', 'components')))
+
+
+def _parse_output(data: Any, path: str) -> ActionOutput:
+    _check_mapping(data, path, _OUTPUT_KEYS, _REQUIRED_OUTPUT_KEYS)
+    if data.get('kind', 'action_chunk') != 'action_chunk':
+        _fail(f'{path}.kind', f'{data["kind"]!r} is not allowed (allowed: action_chunk)')
+    with _at(path):
+        components = []
+        for j, item in enumerate(_parse_list(data['components'], 'components')):
+            _check_mapping(item, f'components[{j}]', ('meaning', 'mode', 'joints', 'axes'),
+                           ('meaning',))
+            with _at(f'components[{j}]'):
+                components.append(ActionComponent(**item))
+        return ActionOutput(components=tuple(components),
+                            **_kwargs(data, ('kind', 'components')))
+
+
+def contract_from_dict(data: Mapping[str, Any]) -> PolicyContract:
+    """Parse and validate a plain-data contract; ContractError names the bad field."""
+    if not isinstance(data, Mapping):
+        raise ContractError(f'contract must be a mapping, got {type(data).__name__}')
+    for key in data:
+        if key not in _TOP_KEYS:
+            _fail(str(key), f'unknown key (allowed: {", ".join(_TOP_KEYS)})')
+    for key in ('contract_version', 'name', 'robot_joints', 'inputs', 'outputs'):
+        if key not in data:
+            _fail(key, 'missing')
+    version = data['contract_version']
+    if isinstance(version, bool) or version != CONTRACT_VERSION:
+        _fail('contract_version', f'{version!r} is not supported (this runtime reads version '
+              f'{CONTRACT_VERSION})')
+    inputs = tuple(_parse_input(item, f'inputs[{i}]')
+                   for i, item in enumerate(_parse_list(data['inputs'], 'inputs')))
+    outputs = tuple(_parse_output(item, f'outputs[{i}]')
+                    for i, item in enumerate(_parse_list(data['outputs'], 'outputs')))
+    return PolicyContract(name=data['name'], robot_joints=data['robot_joints'], inputs=inputs,
+                          outputs=outputs, contract_version=version,
+                          description=data.get('description', ''), info=data.get('info') or {})
+
+
+# --------------------------------------------------------------------------------------------
+# Storage: ONNX metadata and sidecar YAML
+
+def sidecar_path(model_path: str | Path) -> Path:
+    """`policy.onnx` -> `policy.contract.yaml` in the same folder."""
+    path = Path(model_path)
+    return path.with_name(path.stem + SIDECAR_SUFFIX)
+
+
+def contract_from_json(text: str, origin: str = 'metadata') -> PolicyContract:
+    """Parse the JSON text of a contract (as stored in ONNX metadata)."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ContractError(f'{origin}: contract is not valid JSON ({error})') from None
+    return _with_origin(data, origin)
+
+
+def contract_from_yaml(text: str, origin: str = 'sidecar') -> PolicyContract:
+    """Parse the YAML text of a contract (a sidecar file)."""
+    import yaml
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise ContractError(f'{origin}: contract is not valid YAML ({error})') from None
+    return _with_origin(data, origin)
+
+
+def _with_origin(data: Any, origin: str) -> PolicyContract:
+    try:
+        return contract_from_dict(data)
+    except ContractError as error:
+        raise ContractError(f'{error} [in {origin}]') from None
+
+
+def save_sidecar(model_path: str | Path, contract: PolicyContract) -> Path:
+    """Write `contract` as the sidecar YAML of `model_path`; returns the sidecar path."""
+    path = sidecar_path(model_path)
+    path.write_text(f'# noetra policy contract for {Path(model_path).name}\n'
+                    + contract.to_yaml(), encoding='utf-8')
+    return path
+
+
+def read_metadata(model_path: str | Path) -> dict[str, str]:
+    """The ONNX `metadata_props` of a model file (weights are not read into memory)."""
+    import onnx
+    path = _existing_model(model_path)
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as error:  # onnx raises DecodeError, OSError, ...: all mean unreadable
+        raise ModelLoadError(f'cannot read ONNX model {path}: {error}') from None
+    return {p.key: p.value for p in model.metadata_props}
+
+
+def _existing_model(model_path: str | Path) -> Path:
+    path = Path(model_path)
+    if not path.is_file():
+        raise ModelLoadError(f'model file {str(path)!r} does not exist or is not a file')
+    return path
+
+
+@dataclass(frozen=True)
+class LoadedContract:
+    """A contract and where it came from ('sidecar <path>' or 'metadata'), plus warnings."""
+
+    contract: PolicyContract
+    origin: str
+    warnings: tuple[str, ...] = ()
+
+
+def locate_contract(model_path: str | Path,
+                    metadata: Mapping[str, str] | None = None) -> LoadedContract:
+    """Find the contract of `model_path`: the sidecar if present (warning when the metadata
+    has one too), else the `noetra.contract` metadata entry, else ContractError.
+
+    `metadata` saves re-reading the model when the caller already has its metadata map (e.g.
+    from `onnxruntime.InferenceSession.get_modelmeta().custom_metadata_map`).
+    """
+    path = _existing_model(model_path)
+    if metadata is None:
+        metadata = read_metadata(path)
+    side = sidecar_path(path)
+    embedded = metadata.get(METADATA_KEY)
+    warnings: list[str] = []
+    if side.is_file():
+        try:
+            text = side.read_text(encoding='utf-8')
+        except OSError as error:
+            raise ContractError(f'cannot read contract sidecar {side}: {error}') from None
+        contract = contract_from_yaml(text, origin=f'sidecar {side}')
+        if embedded is not None:
+            same = False
+            try:
+                same = contract_from_json(embedded) == contract
+            except ContractError:
+                pass
+            warnings.append(
+                f'model {path.name} has both a sidecar contract ({side.name}) and an embedded '
+                f'{METADATA_KEY!r} entry ({"identical" if same else "they differ"}); '
+                'using the sidecar')
+            for message in warnings:
+                _LOG.warning(message)
+        return LoadedContract(contract, f'sidecar {side}', tuple(warnings))
+    if embedded is None:
+        raise ContractError(
+            f'model {path} has no contract: neither a sidecar {side.name} nor a '
+            f'{METADATA_KEY!r} metadata entry')
+    return LoadedContract(contract_from_json(embedded, origin=f'metadata of {path.name}'),
+                          'metadata')
+
+
+def load_contract(model_path: str | Path) -> PolicyContract:
+    """The contract of `model_path` (sidecar wins over metadata); ContractError if neither."""
+    return locate_contract(model_path).contract
+
+
+def embed_contract(model: Any, contract: PolicyContract, output_path: str | Path | None = None,
+                   *, validate: bool = True) -> Any:
+    """Store `contract` in the ONNX metadata under `noetra.contract` (replacing an old one).
+
+    `model` is a path or an `onnx.ModelProto`. A path is rewritten in place unless
+    `output_path` is given; a ModelProto is changed in place and saved only when `output_path`
+    is given. With `validate`, the contract is checked against the model first. Returns the
+    ModelProto. External weight files are referenced, not copied: keep `output_path` in the
+    model's folder for such models.
+    """
+    import onnx
+    source = None
+    if isinstance(model, (str, Path)):
+        source = _existing_model(model)
+        try:
+            model = onnx.load(str(source), load_external_data=False)
+        except Exception as error:
+            raise ModelLoadError(f'cannot read ONNX model {source}: {error}') from None
+    if not isinstance(model, onnx.ModelProto):
+        raise TypeError(f'model must be a path or onnx.ModelProto, got {type(model).__name__}')
+    if validate:
+        validate_against_model(contract, model)
+    kept = [p for p in model.metadata_props if p.key != METADATA_KEY]
+    del model.metadata_props[:]
+    model.metadata_props.extend(kept)
+    entry = model.metadata_props.add()
+    entry.key = METADATA_KEY
+    entry.value = contract.to_json()
+    target = Path(output_path) if output_path is not None else source
+    if target is not None:
+        onnx.save(model, str(target))
+    return model
+
+
+# --------------------------------------------------------------------------------------------
+# Validation against a model
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """Name, numpy dtype name ('float32', 'int64', ... or the raw type string for non-tensors)
+    and shape (None for a dynamic dimension) of a model input or output."""
+
+    name: str
+    dtype: str
+    shape: tuple[int | None, ...] | None
+
+    def describe(self) -> str:
+        """E.g. `float32 [batch, 3, 96, 96]`."""
+        if self.shape is None:
+            return f'{self.dtype} [unknown rank]'
+        dims = ', '.join('?' if d is None else str(d) for d in self.shape)
+        return f'{self.dtype} [{dims}]'
+
+
+_ORT_DTYPES = {'tensor(float)': 'float32', 'tensor(double)': 'float64',
+               'tensor(float16)': 'float16', 'tensor(bfloat16)': 'bfloat16',
+               'tensor(int64)': 'int64', 'tensor(int32)': 'int32', 'tensor(int16)': 'int16',
+               'tensor(int8)': 'int8', 'tensor(uint8)': 'uint8', 'tensor(bool)': 'bool',
+               'tensor(string)': 'str'}
+
+
+def _ort_dim(dim: Any) -> int | None:
+    return int(dim) if isinstance(dim, int) and dim > 0 else None
+
+
+def _proto_info(value_info: Any) -> TensorInfo:
+    import onnx
+    tensor = value_info.type.tensor_type
+    if not value_info.type.HasField('tensor_type'):
+        return TensorInfo(value_info.name, str(value_info.type.WhichOneof('value')), None)
+    try:
+        dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(tensor.elem_type)).name
+    except (KeyError, TypeError, ValueError):
+        dtype = f'onnx elem_type {tensor.elem_type}'
+    if not tensor.HasField('shape'):
+        return TensorInfo(value_info.name, dtype, None)
+    shape = tuple(d.dim_value if d.HasField('dim_value') and d.dim_value > 0 else None
+                  for d in tensor.shape.dim)
+    return TensorInfo(value_info.name, dtype, shape)
+
+
+def model_io(model: Any) -> tuple[tuple[TensorInfo, ...], tuple[TensorInfo, ...]]:
+    """(inputs, outputs) of an `onnxruntime.InferenceSession`, an `onnx.ModelProto` or a path."""
+    if isinstance(model, (str, Path)):
+        import onnx
+        path = _existing_model(model)
+        try:
+            model = onnx.load(str(path), load_external_data=False)
+        except Exception as error:
+            raise ModelLoadError(f'cannot read ONNX model {path}: {error}') from None
+    if hasattr(model, 'get_inputs') and hasattr(model, 'get_outputs'):
+        def info(arg: Any) -> TensorInfo:
+            shape = None if arg.shape is None else tuple(_ort_dim(d) for d in arg.shape)
+            return TensorInfo(arg.name, _ORT_DTYPES.get(arg.type, arg.type), shape)
+        return (tuple(info(a) for a in model.get_inputs()),
+                tuple(info(a) for a in model.get_outputs()))
+    graph = getattr(model, 'graph', None)
+    if graph is None:
+        raise TypeError('model must be an onnxruntime.InferenceSession, onnx.ModelProto or path, '
+                        f'got {type(model).__name__}')
+    # Old IR versions list initializers (weights) as graph inputs; those are not fed.
+    initializers = {t.name for t in graph.initializer}
+    return (tuple(_proto_info(v) for v in graph.input if v.name not in initializers),
+            tuple(_proto_info(v) for v in graph.output))
+
+
+def _expected_io(contract: PolicyContract) -> list[tuple[str, PolicyInput | ActionOutput,
+                                                         str, list[tuple[str, int, str]]]]:
+    """(path, spec, dtype, [(dim name, expected size, field blamed on mismatch)])."""
+    rows: list[tuple[str, Any, str, list[tuple[str, int, str]]]] = []
+    for i, spec in enumerate(contract.inputs):
+        path = f'inputs[{i}]'
+        if isinstance(spec, ImageInput):
+            channels = ('channels', spec.channels, f'{path}.color_order')
+            height = ('height', spec.height, f'{path}.height')
+            width = ('width', spec.width, f'{path}.width')
+            dims = [channels, height, width] if spec.layout == 'nchw' else [height, width,
+                                                                              channels]
+            rows.append((path, spec, 'float32', dims))
+        elif isinstance(spec, StateInput):
+            rows.append((path, spec, 'float32',
+                         [('D (sum of component sizes)', spec.size, f'{path}.components')]))
+        else:
+            rows.append((path, spec, 'int64', [('L', spec.max_length, f'{path}.max_length')]))
+    for i, spec in enumerate(contract.outputs):
+        path = f'outputs[{i}]'
+        rows.append((path, spec, 'float32',
+                     [('T', spec.chunk_length, f'{path}.chunk_length'),
+                      ('A (sum of component sizes)', spec.size, f'{path}.components')]))
+    return rows
+
+
+def _is_other_layout(spec: ImageInput, shape: tuple[int | None, ...]) -> bool:
+    """True when `shape` fits the image in the other layout but not in the declared one."""
+    def fits(expected: tuple[int, ...]) -> bool:
+        return all(a is None or a == e for a, e in zip(shape[1:], expected[1:]))
+    c, h, w = spec.channels, spec.height, spec.width
+    mine, other = ((1, c, h, w), (1, h, w, c))
+    if spec.layout == 'nhwc':
+        mine, other = other, mine
+    return not fits(mine) and fits(other)
+
+
+def validate_against_model(contract: PolicyContract, model: Any) -> None:
+    """Check that `model` (InferenceSession, ModelProto or path) has exactly the declared
+    inputs, and the declared output, with matching dtype, rank and sizes.
+
+    The batch dimension may be dynamic or 1; other dynamic dimensions are accepted. Extra model
+    outputs are ignored. All problems are reported in one ContractError, one line per field.
+    """
+    inputs, outputs = model_io(model)
+    by_name = {t.name: t for t in inputs}
+    out_by_name = {t.name: t for t in outputs}
+    problems: list[str] = []
+    for path, spec, dtype, dims in _expected_io(contract):
+        is_output = isinstance(spec, ActionOutput)
+        table = out_by_name if is_output else by_name
+        what = 'output' if is_output else 'input'
+        info = table.get(spec.name)
+        if info is None:
+            names = ', '.join(repr(n) for n in table) or 'none'
+            problems.append(f'{path}.name: {spec.name!r} is not an {what} of the model '
+                            f'(model {what}s: {names})')
+            continue
+        if info.dtype != dtype:
+            problems.append(f'{path}.kind: a {spec.kind} {what} is {dtype}, but model {what} '
+                            f'{spec.name!r} is {info.dtype}')
+        if info.shape is None:
+            continue  # rank unknown to the model: checked on the first inference instead
+        rank_field = f'{path}.layout' if isinstance(spec, ImageInput) else f'{path}.kind'
+        if len(info.shape) != len(dims) + 1:
+            problems.append(f'{rank_field}: a {spec.kind} {what} has rank {len(dims) + 1} '
+                            f'{list(spec.shape)}, but model {what} {spec.name!r} is '
+                            f'{info.describe()}')
+            continue
+        if info.shape[0] not in (None, 1):
+            problems.append(f'{path}: model {what} {spec.name!r} has a fixed batch size of '
+                            f'{info.shape[0]}; the runtime uses batch 1 ({info.describe()})')
+        if isinstance(spec, ImageInput) and _is_other_layout(spec, info.shape):
+            other = 'nhwc' if spec.layout == 'nchw' else 'nchw'
+            problems.append(f'{path}.layout: the contract says {spec.layout} but model input '
+                            f'{spec.name!r} ({info.describe()}) has the {other} shape')
+            continue
+        for (label, expected, blame), actual in zip(dims, info.shape[1:]):
+            if actual is not None and actual != expected:
+                problems.append(f'{blame}: {label} is {expected} in the contract but '
+                                f'{actual} in model {what} {spec.name!r} ({info.describe()})')
+    declared = set(contract.input_names)
+    for info in inputs:
+        if info.name not in declared:
+            problems.append(f'inputs: model input {info.name!r} ({info.describe()}) is not '
+                            'declared in the contract')
+    if problems:
+        raise ContractError(f'contract {contract.name!r} does not match the model:\n  '
+                            + '\n  '.join(problems))
+
+
+# --------------------------------------------------------------------------------------------
+# Validation against a robot
+
+def validate_against_robot(contract: PolicyContract, joint_names: Sequence[str],
+                           has_gripper: bool, *, has_wrench: bool = False,
+                           has_base: bool = False,
+                           base_axes: Sequence[str] = TWIST_AXES) -> None:
+    """Check that every joint, the gripper, the wrench sensor and the base the contract uses
+    exist on the robot. `joint_names` are the robot's joint names (as in its joint_states).
+
+    All problems are reported in one ContractError, one line per field, e.g.
+    `inputs[1].components[0].joints[3]: 'joint_7' is not a joint of the robot (joints: ...)`.
+    """
+    known = tuple(joint_names)
+    listing = ', '.join(known) if known else 'none'
+    problems: list[str] = []
+
+    def check_joints(joints: Sequence[str], path: str) -> None:
+        for k, joint in enumerate(joints):
+            if joint not in known:
+                problems.append(f'{path}.joints[{k}]: {joint!r} is not a joint of the robot '
+                                f'(joints: {listing})')
+
+    for k, joint in enumerate(contract.robot_joints):
+        if joint not in known:
+            problems.append(f'robot_joints[{k}]: {joint!r} is not a joint of the robot '
+                            f'(joints: {listing})')
+    for i, spec in enumerate(contract.inputs):
+        if not isinstance(spec, StateInput):
+            continue
+        for j, component in enumerate(spec.components):
+            path = f'inputs[{i}].components[{j}]'
+            check_joints(component.joints, path)
+            if component.source == 'gripper_position' and not has_gripper:
+                problems.append(f'{path}.source: the state reads gripper_position but the robot '
+                                'has no gripper')
+            if component.source == 'wrench' and not has_wrench:
+                problems.append(f'{path}.source: the state reads a wrench but the robot has no '
+                                'force-torque sensor')
+    for i, spec in enumerate(contract.outputs):
+        for j, component in enumerate(spec.components):
+            path = f'outputs[{i}].components[{j}]'
+            check_joints(component.joints, path)
+            if component.meaning == 'gripper_position' and not has_gripper:
+                problems.append(f'{path}.meaning: the policy commands gripper_position but the '
+                                'robot has no gripper')
+            if component.meaning == 'base_twist':
+                if not has_base:
+                    problems.append(f'{path}.meaning: the policy commands base_twist but the '
+                                    'robot has no mobile base')
+                else:
+                    for k, axis in enumerate(component.axes):
+                        if axis not in base_axes:
+                            problems.append(f'{path}.axes[{k}]: the base cannot move along '
+                                            f'{axis!r} (axes: {", ".join(base_axes)})')
+    if problems:
+        raise ContractError(f'contract {contract.name!r} does not match the robot:\n  '
+                            + '\n  '.join(problems))

@@ -1,0 +1,243 @@
+"""Turn raw sensor data into the tensors a policy contract declares.
+
+Images: bytes as they arrive in a sensor_msgs/Image (rgb8, bgr8, mono8, rgba8, bgra8, any row
+step) -> crop / resize (cv2 INTER_AREA) -> colour order -> (p / scale - mean) / std -> float32.
+The bytes are viewed in place (np.frombuffer); the only full-frame pass is the resize, and the
+colour swap and the NCHW transpose are folded into the normalisation pass on the small image.
+
+State: joint positions / velocities by name, gripper, wrench -> float32 [1, D], normalised.
+Everything raises InputError naming the input, the component and the offending value.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+import math
+from typing import Any, Mapping, Sequence
+
+import cv2
+import numpy as np
+
+from noetra_ros.core.errors import InputError
+from noetra_ros.core.policy.contract import ImageInput, StateInput, WRENCH_AXES
+
+# encoding -> (channel order of the bytes, bytes per pixel)
+ENCODINGS: Mapping[str, tuple[str, int]] = {
+    'rgb8': ('rgb', 3),
+    'bgr8': ('bgr', 3),
+    'mono8': ('mono', 1),
+    'rgba8': ('rgb', 4),
+    'bgra8': ('bgr', 4),
+}
+
+_GRAY_CODES = {('rgb', 3): cv2.COLOR_RGB2GRAY, ('bgr', 3): cv2.COLOR_BGR2GRAY,
+               ('rgb', 4): cv2.COLOR_RGBA2GRAY, ('bgr', 4): cv2.COLOR_BGRA2GRAY}
+
+
+@dataclass(frozen=True)
+class ImageFrame:
+    """A camera frame as carried by sensor_msgs/Image, without ROS.
+
+    `data` is any buffer (bytes, bytearray, memoryview, array.array from rclpy) or a uint8
+    ndarray; `step` is the row length in bytes (0 = tightly packed, width * channels).
+    """
+
+    data: Any
+    width: int
+    height: int
+    encoding: str
+    step: int = 0
+
+
+def image_view(data: Any, width: int, height: int, encoding: str,
+               step: int = 0) -> np.ndarray:
+    """A uint8 view (H, W, C) - or (H, W) for mono8 - of raw image bytes, without copying.
+
+    Raises InputError for an unknown encoding, bad sizes or a byte count that is not
+    height * step.
+    """
+    if encoding not in ENCODINGS:
+        raise InputError(f'image encoding {encoding!r} is not supported (supported: '
+                         f'{", ".join(ENCODINGS)})')
+    _, channels = ENCODINGS[encoding]
+    for label, value in (('width', width), ('height', height)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+            raise InputError(f'image {label} must be a positive integer, got {value!r}')
+    row = width * channels
+    if isinstance(data, np.ndarray) and data.ndim > 1:
+        expected = (height, width) if channels == 1 else (height, width, channels)
+        if data.dtype != np.uint8 or data.shape not in (expected, (height, width, channels)):
+            raise InputError(f'image array is {data.dtype} {data.shape}, expected uint8 '
+                             f'{expected} for a {width}x{height} {encoding} image')
+        return data.reshape(expected)
+    step = row if not step else step
+    if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step < row:
+        raise InputError(f'image step {step!r} is shorter than a {width}-pixel {encoding} row '
+                         f'({row} bytes)')
+    try:
+        flat = np.frombuffer(data, dtype=np.uint8)
+    except (TypeError, ValueError, BufferError):
+        # A plain list of ints (no buffer protocol): one copy is unavoidable.
+        flat = np.asarray(data, dtype=np.uint8).reshape(-1)
+    if flat.size != height * step:
+        raise InputError(
+            f'image data has {flat.size} bytes but a {width}x{height} {encoding} image '
+            f'({channels} byte(s) per pixel, step {step}) needs {height * step}')
+    rows = flat.reshape(height, step)
+    if step != row:
+        rows = rows[:, :row]
+    return rows.reshape(height, width) if channels == 1 else rows.reshape(height, width,
+                                                                           channels)
+
+
+def crop_box(width: int, height: int, spec: ImageInput) -> tuple[int, int, int, int]:
+    """(x0, y0, w, h) of the part of a width x height frame that is resized to the model size:
+    the whole frame for `stretch`, the largest centred box with the model's aspect ratio for
+    `center_crop`."""
+    if spec.resize == 'stretch':
+        return 0, 0, width, height
+    if width * spec.height > height * spec.width:  # frame wider than the model input
+        crop_w, crop_h = max(1, round(height * spec.width / spec.height)), height
+    else:
+        crop_w, crop_h = width, max(1, round(width * spec.height / spec.width))
+    return (width - crop_w) // 2, (height - crop_h) // 2, crop_w, crop_h
+
+
+def _area_resize(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    """cv2 INTER_AREA resize to width x height.
+
+    OpenCV's INTER_AREA is fast only for integer shrink factors. When the factor is not an
+    integer, exact 2x area halvings are taken first while at least a 2x shrink remains for the
+    final pass; the result differs from a one-shot INTER_AREA by at most ~2 grey levels
+    (measured on 640x480 -> 96x96) and runs ~2.5x faster.
+    """
+    h, w = image.shape[:2]
+    if (w, h) == (width, height):
+        return image
+    while (w % 2 == 0 and h % 2 == 0 and w // 2 >= 2 * width and h // 2 >= 2 * height
+           and (w % width or h % height)):
+        w, h = w // 2, h // 2
+        image = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
+    if (w, h) == (width, height):
+        return image
+    return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
+
+
+@lru_cache(maxsize=64)
+def _image_coefficients(spec: ImageInput) -> tuple[np.ndarray, np.ndarray]:
+    # (p / scale - mean) / std == p * a + b; computed in float64 then stored as float32.
+    std = np.asarray(spec.std, dtype=np.float64)
+    a = 1.0 / (spec.scale * std)
+    b = -np.asarray(spec.mean, dtype=np.float64) / std
+    return a.astype(np.float32), b.astype(np.float32)
+
+
+def image_to_tensor(data: Any, width: int, height: int, encoding: str, spec: ImageInput, *,
+                    step: int = 0, out: np.ndarray | None = None) -> np.ndarray:
+    """Raw image bytes -> the float32 tensor of `spec` ([1, C, H, W] or [1, H, W, C]).
+
+    `out`, when given, must be a float32 array of `spec.shape` and is filled in place (saves an
+    allocation per frame; do not reuse it while an earlier result is still in use).
+    """
+    try:
+        view = image_view(data, width, height, encoding, step)
+    except InputError as error:
+        raise InputError(f'input {spec.name!r} (camera {spec.camera!r}): {error}') from None
+    source_order, channels = ENCODINGS[encoding]
+    x0, y0, crop_w, crop_h = crop_box(width, height, spec)
+    view = view[y0:y0 + crop_h, x0:x0 + crop_w]
+    small = _area_resize(view, spec.width, spec.height)
+    if small.ndim == 2:
+        small = small[:, :, None]
+    if spec.color_order == 'mono':
+        if channels != 1:
+            small = cv2.cvtColor(np.ascontiguousarray(small), _GRAY_CODES[(source_order,
+                                                                            channels)])[:, :, None]
+        order = [0]
+    elif channels == 1:
+        order = [0, 0, 0]  # grey frame for a colour model: replicate
+    elif source_order == spec.color_order:
+        order = [0, 1, 2]
+    else:
+        order = [2, 1, 0]
+    if out is None:
+        out = np.empty(spec.shape, dtype=np.float32)
+    elif out.shape != spec.shape or out.dtype != np.float32:
+        raise ValueError(f'out must be float32 {spec.shape}, got {out.dtype} {out.shape}')
+    a, b = _image_coefficients(spec)
+    for c, source in enumerate(order):
+        plane = out[0, c] if spec.layout == 'nchw' else out[0, :, :, c]
+        np.multiply(small[:, :, source], a[c], out=plane, dtype=np.float32)
+        plane += b[c]
+    return out
+
+
+def frame_to_tensor(frame: ImageFrame, spec: ImageInput, *,
+                    out: np.ndarray | None = None) -> np.ndarray:
+    """`image_to_tensor` for an ImageFrame."""
+    return image_to_tensor(frame.data, frame.width, frame.height, frame.encoding, spec,
+                           step=frame.step, out=out)
+
+
+@lru_cache(maxsize=16)
+def _state_coefficients(spec: StateInput) -> tuple[np.ndarray, np.ndarray]:
+    return np.asarray(spec.mean, dtype=np.float64), 1.0 / np.asarray(spec.std, dtype=np.float64)
+
+
+def _number(value: Any, where: str) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise InputError(f'{where} must be a number, got {value!r}') from None
+    if not math.isfinite(number):
+        raise InputError(f'{where} is {number} (not finite)')
+    return number
+
+
+def state_to_tensor(spec: StateInput, joint_positions: Mapping[str, float] | None = None, *,
+                    joint_velocities: Mapping[str, float] | None = None,
+                    gripper_position: float | None = None,
+                    wrench: Mapping[str, float] | Sequence[float] | None = None) -> np.ndarray:
+    """Measured state -> the float32 [1, D] tensor of `spec`, normalised as (x - mean) / std.
+
+    Joint values are looked up by name (a sensor_msgs/JointState becomes
+    `dict(zip(msg.name, msg.position))`); `wrench` maps fx..tz to values or lists all six in
+    that order. A missing or non-finite value raises InputError naming the component.
+    """
+    values = np.empty(spec.size, dtype=np.float64)
+    k = 0
+    for index, component in enumerate(spec.components):
+        where = f'input {spec.name!r} components[{index}] ({component.source})'
+        if component.source in ('joint_positions', 'joint_velocities'):
+            table = joint_positions if component.source == 'joint_positions' else joint_velocities
+            if table is None:
+                raise InputError(f'{where}: no {component.source} were given')
+            for joint in component.joints:
+                if joint not in table:
+                    raise InputError(f'{where}: joint {joint!r} is missing from the joint state '
+                                     f'(have: {", ".join(map(str, table))})')
+                values[k] = _number(table[joint], f'{where} joint {joint!r}')
+                k += 1
+        elif component.source == 'gripper_position':
+            if gripper_position is None:
+                raise InputError(f'{where}: no gripper position was given')
+            values[k] = _number(gripper_position, where)
+            k += 1
+        else:
+            if wrench is None:
+                raise InputError(f'{where}: no wrench was given')
+            if isinstance(wrench, Mapping):
+                table = wrench
+            else:
+                items = list(wrench)
+                if len(items) != len(WRENCH_AXES):
+                    raise InputError(f'{where}: a wrench sequence needs {len(WRENCH_AXES)} '
+                                     f'values ({", ".join(WRENCH_AXES)}), got {len(items)}')
+                table = dict(zip(WRENCH_AXES, items))
+            for axis in component.axes:
+                if axis not in table:
+                    raise InputError(f'{where}: axis {axis!r} is missing from the wrench')
+                values[k] = _number(table[axis], f'{where} axis {axis!r}')
+                k += 1
+    mean, inverse_std = _state_coefficients(spec)
+    return ((values - mean) * inverse_std).astype(np.float32).reshape(1, spec.size)

@@ -1,0 +1,528 @@
+"""The policy runtime: an onnxruntime session bound to a validated contract.
+
+    runtime = PolicyRuntime('policy.onnx', execution_provider='cpu')
+    runtime.validate_robot(joint_names, has_gripper=True)
+    inputs = runtime.build_inputs({'scene_camera': frame}, joint_positions, gripper_position=g,
+                                  instruction='pick the red block')
+    chunk = runtime.infer(inputs)          # ActionChunk: absolute, un-normalised, all finite
+
+Every failure is a NoetraError subclass: ConfigError (provider, threads), ModelLoadError (file),
+ContractError (contract vs model), InputError (sensor data), InferenceError /
+NonFiniteOutputError (the model run). After any of them the caller publishes nothing.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+import logging
+from pathlib import Path
+import time
+from types import MappingProxyType
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from noetra_ros.core.errors import (
+    ConfigError, ContractError, InferenceError, InputError, ModelLoadError, NonFiniteOutputError)
+from noetra_ros.core.policy.contract import (
+    ActionOutput, ActionParts, ImageInput, InstructionInput, LoadedContract, PolicyContract,
+    StateInput, TWIST_AXES, embed_contract, locate_contract, validate_against_model,
+    validate_against_robot)
+from noetra_ros.core.policy.preprocess import ImageFrame, frame_to_tensor, state_to_tensor
+from noetra_ros.core.policy.tokenizer import Tokenizer
+
+_LOG = logging.getLogger(__name__)
+
+# Short name -> onnxruntime providers in priority order. The first is the one asked for; the
+# rest take the operators it cannot run (normal partitioning, not a fallback).
+EXECUTION_PROVIDERS: Mapping[str, tuple[str, ...]] = MappingProxyType({
+    'cpu': ('CPUExecutionProvider',),
+    'cuda': ('CUDAExecutionProvider', 'CPUExecutionProvider'),
+    'tensorrt': ('TensorrtExecutionProvider', 'CUDAExecutionProvider', 'CPUExecutionProvider'),
+    'openvino': ('OpenVINOExecutionProvider', 'CPUExecutionProvider'),
+})
+
+_NUMPY_DTYPES = {'float32': np.float32, 'int64': np.int64}
+
+
+@dataclass(frozen=True)
+class PolicyInputs:
+    """Model inputs built from one observation, plus what post-processing needs from it.
+
+    `tensors` maps ONNX input names to arrays. `joint_positions` / `gripper_position` are the
+    measured values that delta actions are added to. `unknown_words` and `truncated` report
+    what the tokenizer did with the instruction so the caller can warn.
+    """
+
+    tensors: Mapping[str, np.ndarray]
+    joint_positions: Mapping[str, float] = field(default_factory=dict)
+    gripper_position: float | None = None
+    unknown_words: tuple[str, ...] = ()
+    truncated: bool = False
+    preprocess_time_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class ActionChunk:
+    """A post-processed action chunk: `values` (T, A) float64, absolute, un-normalised, finite,
+    columns in contract order (`columns` labels them). Row k applies at the observation stamp
+    + k * step_period_s. `raw` is the model output (T, A) float32 before post-processing;
+    `inference_time_s` is the time spent in onnxruntime's run() alone."""
+
+    values: np.ndarray
+    output: ActionOutput
+    inference_time_s: float
+    raw: np.ndarray
+
+    @property
+    def step_period_s(self) -> float:
+        """Time between consecutive rows."""
+        return self.output.step_period_s
+
+    @property
+    def chunk_length(self) -> int:
+        """T, the number of rows."""
+        return self.values.shape[0]
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """A label per column, e.g. 'joint_positions.joint_1', 'gripper_position'."""
+        return self.output.columns
+
+    @cached_property
+    def parts(self) -> ActionParts:
+        """`values` split by meaning (views)."""
+        return self.output.split(self.values)
+
+    @property
+    def joint_names(self) -> tuple[str, ...]:
+        """Joint order of `joint_positions` columns."""
+        return self.parts.joint_names
+
+    @property
+    def joint_positions(self) -> np.ndarray | None:
+        """(T, J) absolute joint positions in rad, or None."""
+        return self.parts.joint_positions
+
+    @property
+    def gripper_position(self) -> np.ndarray | None:
+        """(T,) gripper positions in m (0 open .. 0.0425 closed), or None."""
+        return self.parts.gripper_position
+
+    @property
+    def joint_velocities(self) -> np.ndarray | None:
+        """(T, J) joint velocities in rad/s (joints in `parts.velocity_joint_names`), or None."""
+        return self.parts.joint_velocities
+
+    @property
+    def base_twist(self) -> np.ndarray | None:
+        """(T, k) base twist (axes in `parts.twist_axes`), or None."""
+        return self.parts.base_twist
+
+
+def postprocess_actions(raw: np.ndarray, output: ActionOutput,
+                        joint_positions: Mapping[str, float] | None = None,
+                        gripper_position: float | None = None) -> np.ndarray:
+    """Model output (T, A) or (1, T, A) -> absolute actions (T, A) float64.
+
+    action = raw * std + mean; delta components then get the measured joint positions /
+    gripper position added. Raises InputError when a delta reference is missing or not finite,
+    NonFiniteOutputError when any resulting value is NaN or infinite.
+    """
+    raw = np.asarray(raw)
+    if raw.ndim == 3 and raw.shape[0] == 1:
+        raw = raw[0]
+    if raw.ndim != 2 or raw.shape[1] != output.size:
+        raise ContractError(f'outputs[0]: model output {output.name!r} has shape {raw.shape}, '
+                            f'expected (T, {output.size})')
+    values = raw.astype(np.float64) * np.asarray(output.std) + np.asarray(output.mean)
+    for component in output.components:
+        if component.mode != 'delta':
+            continue
+        columns = output.slices[component.meaning]
+        if component.meaning == 'joint_positions':
+            if joint_positions is None:
+                raise InputError('the action is a delta of joint_positions but no measured '
+                                 'joint positions were given')
+            reference = []
+            for joint in component.joints:
+                if joint not in joint_positions:
+                    raise InputError(f'delta action needs the measured position of joint '
+                                     f'{joint!r} (have: {", ".join(map(str, joint_positions))})')
+                reference.append(float(joint_positions[joint]))
+        else:
+            if gripper_position is None:
+                raise InputError('the action is a delta of gripper_position but no measured '
+                                 'gripper position was given')
+            reference = [float(gripper_position)]
+        reference_array = np.asarray(reference)
+        if not np.all(np.isfinite(reference_array)):
+            raise InputError(f'measured {component.meaning} used as the delta reference is not '
+                             f'finite: {reference}')
+        values[:, columns] += reference_array
+    finite = np.isfinite(values)
+    if not finite.all():
+        step, column = np.argwhere(~finite)[0]
+        raise NonFiniteOutputError(
+            f'model output {output.name!r} has {int((~finite).sum())} non-finite action '
+            f'value(s); first at step {step}, column {output.columns[column]!r} = '
+            f'{values[step, column]} (raw {raw[step, column]})')
+    return values
+
+
+def _resolve_providers(execution_provider: str, allow_fallback: bool,
+                       available: Sequence[str]) -> tuple[list[str], list[str]]:
+    """(providers to request, warnings)."""
+    if execution_provider not in EXECUTION_PROVIDERS:
+        raise ConfigError(f'execution_provider {execution_provider!r} is not known (valid: '
+                          f'{", ".join(EXECUTION_PROVIDERS)})')
+    wanted = EXECUTION_PROVIDERS[execution_provider]
+    if wanted[0] in available:
+        return [p for p in wanted if p in available or p == 'CPUExecutionProvider'], []
+    message = (f'execution_provider {execution_provider!r} needs {wanted[0]}, which this '
+               f'onnxruntime build does not offer (available: {", ".join(available)})')
+    if not allow_fallback:
+        raise ConfigError(message)
+    return ['CPUExecutionProvider'], [message + '; falling back to CPUExecutionProvider']
+
+
+class PolicyRuntime:
+    """An ONNX policy loaded with onnxruntime and checked against its contract."""
+
+    def __init__(self, model_path: str | Path, execution_provider: str = 'cpu', *,
+                 intra_op_threads: int = 0, inter_op_threads: int = 0,
+                 allow_fallback: bool = False,
+                 provider_options: Mapping[str, Any] | None = None) -> None:
+        """Load `model_path`, its contract (sidecar or metadata) and validate both.
+
+        execution_provider: 'cpu', 'cuda', 'tensorrt' or 'openvino'. A provider this machine
+        lacks raises ConfigError listing the available ones, unless `allow_fallback` (then CPU
+        with a warning in `self.warnings`). Threads: 0 lets onnxruntime choose.
+        `provider_options` go to the requested provider (e.g. TensorRT engine cache settings).
+        """
+        import onnxruntime as ort
+
+        for label, value in (('intra_op_threads', intra_op_threads),
+                             ('inter_op_threads', inter_op_threads)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ConfigError(f'{label} must be an integer >= 0 (0 = onnxruntime default), '
+                                  f'got {value!r}')
+        available = list(ort.get_available_providers())
+        providers, warnings = _resolve_providers(execution_provider, allow_fallback, available)
+        path = Path(model_path)
+        if not path.is_file():
+            raise ModelLoadError(f'model file {str(path)!r} does not exist or is not a file')
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = intra_op_threads
+        options.inter_op_num_threads = inter_op_threads
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3  # errors only; warnings come back through self.warnings
+        per_provider = [dict(provider_options or {}) if i == 0 and not warnings else {}
+                        for i in range(len(providers))]
+        try:
+            session = ort.InferenceSession(str(path), sess_options=options, providers=providers,
+                                           provider_options=per_provider)
+        except Exception as error:  # onnxruntime raises its own pybind classes; all mean
+            # "cannot load" (missing operator, bad protobuf, unsupported IR version, ...)
+            raise ModelLoadError(f'cannot load model {path}: {error}') from None
+        active = session.get_providers()
+        if active[0] != providers[0]:
+            # onnxruntime silently retries on CPU when a provider fails to initialise.
+            message = (f'{providers[0]} failed to initialise for {path.name}; onnxruntime runs '
+                       f'on {active[0]}')
+            if not allow_fallback:
+                raise ConfigError(message + ' (set allow_fallback to accept this)')
+            warnings.append(message)
+
+        loaded = locate_contract(path, metadata=session.get_modelmeta().custom_metadata_map)
+        validate_against_model(loaded.contract, session)
+        warnings.extend(loaded.warnings)
+        for message in warnings:
+            _LOG.warning(message)
+
+        self._session = session
+        self._loaded: LoadedContract = loaded
+        self._model_path = path
+        self._warnings = tuple(warnings)
+        self._execution_provider = execution_provider
+        contract = loaded.contract
+        self._tokenizer = (Tokenizer(contract.instruction_input)
+                           if contract.instruction_input else None)
+        self._feed_spec = {spec.name: (spec.shape, 'int64' if isinstance(spec, InstructionInput)
+                                       else 'float32') for spec in contract.inputs}
+
+    # -- description ------------------------------------------------------------------------
+
+    @property
+    def contract(self) -> PolicyContract:
+        """The validated contract."""
+        return self._loaded.contract
+
+    @property
+    def contract_origin(self) -> str:
+        """'sidecar <path>' or 'metadata'."""
+        return self._loaded.origin
+
+    @property
+    def model_path(self) -> Path:
+        """The .onnx file."""
+        return self._model_path
+
+    @property
+    def providers(self) -> tuple[str, ...]:
+        """onnxruntime providers of the session, highest priority first."""
+        return tuple(self._session.get_providers())
+
+    @property
+    def provider(self) -> str:
+        """The provider that runs the model (e.g. 'CPUExecutionProvider')."""
+        return self.providers[0]
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """Warnings raised while loading (provider fallback, sidecar overriding metadata)."""
+        return self._warnings
+
+    def describe(self) -> str:
+        """One line for the log."""
+        c = self.contract
+        return (f'policy {c.name!r} from {self._model_path} (contract from '
+                f'{self.contract_origin}) on {self.provider}; inputs '
+                f'{", ".join(c.input_names)}; action chunk {c.action.chunk_length} x '
+                f'{c.action.size} every {c.action.step_period_s} s')
+
+    def validate_robot(self, joint_names: Sequence[str], has_gripper: bool, *,
+                       has_wrench: bool = False, has_base: bool = False,
+                       base_axes: Sequence[str] = TWIST_AXES) -> None:
+        """`validate_against_robot` for this runtime's contract."""
+        validate_against_robot(self.contract, joint_names, has_gripper, has_wrench=has_wrench,
+                               has_base=has_base, base_axes=base_axes)
+
+    # -- inputs -----------------------------------------------------------------------------
+
+    def build_inputs(self, images: Mapping[str, ImageFrame],
+                     joint_positions: Mapping[str, float] | None = None, *,
+                     joint_velocities: Mapping[str, float] | None = None,
+                     gripper_position: float | None = None,
+                     wrench: Mapping[str, float] | Sequence[float] | None = None,
+                     instruction: str | None = None) -> PolicyInputs:
+        """Observation -> PolicyInputs. `images` maps camera namespaces (the contract's
+        `camera`) to frames; one frame serves every input of its camera. Only what the
+        contract uses is required; anything missing or malformed raises InputError."""
+        start = time.perf_counter()
+        contract = self.contract
+        tensors: dict[str, np.ndarray] = {}
+        unknown: tuple[str, ...] = ()
+        truncated = False
+        for spec in contract.inputs:
+            if isinstance(spec, ImageInput):
+                frame = images.get(spec.camera)
+                if frame is None:
+                    raise InputError(f'input {spec.name!r} needs a frame from camera '
+                                     f'{spec.camera!r} (have: {", ".join(images) or "none"})')
+                tensors[spec.name] = frame_to_tensor(frame, spec)
+            elif isinstance(spec, StateInput):
+                tensors[spec.name] = state_to_tensor(
+                    spec, joint_positions, joint_velocities=joint_velocities,
+                    gripper_position=gripper_position, wrench=wrench)
+            else:
+                if instruction is None:
+                    raise InputError(f'input {spec.name!r} needs an instruction (use "" for '
+                                     'none)')
+                assert self._tokenizer is not None
+                encoding = self._tokenizer.encode(instruction)
+                tensors[spec.name] = encoding.ids
+                unknown, truncated = encoding.unknown_words, encoding.truncated
+        reference: dict[str, float] = {}
+        joints = contract.action.component('joint_positions')
+        if joints is not None and joints.mode == 'delta':
+            if joint_positions is None:
+                raise InputError('the action is a delta of joint_positions but no joint '
+                                 'positions were given')
+            for joint in joints.joints:
+                if joint not in joint_positions:
+                    raise InputError(f'delta action needs the measured position of joint '
+                                     f'{joint!r} (have: {", ".join(map(str, joint_positions))})')
+                reference[joint] = float(joint_positions[joint])
+        gripper = contract.action.component('gripper_position')
+        if gripper is not None and gripper.mode == 'delta' and gripper_position is None:
+            raise InputError('the action is a delta of gripper_position but no gripper '
+                             'position was given')
+        return PolicyInputs(tensors=MappingProxyType(tensors),
+                            joint_positions=MappingProxyType(reference),
+                            gripper_position=(None if gripper_position is None
+                                              else float(gripper_position)),
+                            unknown_words=unknown, truncated=truncated,
+                            preprocess_time_s=time.perf_counter() - start)
+
+    def _check_feed(self, feed: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        missing = [n for n in self._feed_spec if n not in feed]
+        extra = [n for n in feed if n not in self._feed_spec]
+        if missing or extra:
+            raise InputError(f'model inputs do not match the contract: missing {missing}, '
+                             f'unexpected {extra}')
+        checked = {}
+        for name, (shape, dtype) in self._feed_spec.items():
+            array = feed[name]
+            if not isinstance(array, np.ndarray):
+                raise InputError(f'input {name!r} must be a numpy array, got '
+                                 f'{type(array).__name__}')
+            if array.dtype != _NUMPY_DTYPES[dtype] or array.shape != shape:
+                raise InputError(f'input {name!r} is {array.dtype} {array.shape}, the contract '
+                                 f'needs {dtype} {shape}')
+            if dtype == 'float32' and not np.isfinite(array).all():
+                raise InputError(f'input {name!r} has {int((~np.isfinite(array)).sum())} '
+                                 'non-finite value(s)')
+            checked[name] = array
+        return checked
+
+    # -- inference --------------------------------------------------------------------------
+
+    def infer(self, inputs: PolicyInputs | Mapping[str, np.ndarray], *,
+              joint_positions: Mapping[str, float] | None = None,
+              gripper_position: float | None = None) -> ActionChunk:
+        """Run the model and post-process its action chunk.
+
+        `inputs` is what `build_inputs` returned, or a raw {input name: array} mapping (then
+        pass the measured `joint_positions` / `gripper_position` if the action is a delta;
+        when given they also override those stored in a PolicyInputs).
+        """
+        if isinstance(inputs, PolicyInputs):
+            feed = inputs.tensors
+            if joint_positions is None:
+                joint_positions = inputs.joint_positions
+            if gripper_position is None:
+                gripper_position = inputs.gripper_position
+        else:
+            feed = inputs
+        checked = self._check_feed(feed)
+        output = self.contract.action
+        start = time.perf_counter()
+        try:
+            (raw,) = self._session.run([output.name], checked)
+        except Exception as error:  # onnxruntime raises its own pybind classes
+            raise InferenceError(f'running {self._model_path.name} failed: {error}') from None
+        elapsed = time.perf_counter() - start
+        if raw.shape != output.shape:
+            raise ContractError(f'outputs[0]: model output {output.name!r} came back with shape '
+                                f'{raw.shape}, the contract declares {output.shape}')
+        values = postprocess_actions(raw, output, joint_positions, gripper_position)
+        raw_rows = raw[0]
+        values.setflags(write=False)
+        raw_rows.setflags(write=False)
+        return ActionChunk(values=values, output=output, inference_time_s=elapsed, raw=raw_rows)
+
+    def zero_inputs(self) -> dict[str, np.ndarray]:
+        """A feed of zeros (pad tokens for instructions), e.g. for warm-up runs."""
+        return {name: np.zeros(shape, dtype=_NUMPY_DTYPES[dtype])
+                for name, (shape, dtype) in self._feed_spec.items()}
+
+    def warmup(self, runs: int = 1) -> float:
+        """Run the model `runs` times on zeros so lazy initialisation (memory arenas, TensorRT
+        engine builds) happens before the first real observation; returns the last run time."""
+        feed = self.zero_inputs()
+        output = self.contract.action.name
+        elapsed = 0.0
+        for _ in range(max(1, runs)):
+            start = time.perf_counter()
+            try:
+                self._session.run([output], feed)
+            except Exception as error:
+                raise InferenceError(f'warm-up of {self._model_path.name} failed: {error}') \
+                    from None
+            elapsed = time.perf_counter() - start
+        return elapsed
+
+    def close(self) -> None:
+        """Release the onnxruntime session (the object is unusable afterwards)."""
+        self._session = None  # type: ignore[assignment]
+
+    def __enter__(self) -> 'PolicyRuntime':
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# --------------------------------------------------------------------------------------------
+# A tiny deterministic model for any contract: for tests, demos and dry runs of a cell.
+
+def build_toy_model(contract: PolicyContract, seed: int = 0, *, batch: int | str = 1,
+                    embed: bool = True) -> Any:
+    """An onnx.ModelProto that satisfies `contract` (opset 17), with the contract embedded.
+
+    Graph: each image -> [Transpose for nhwc] -> Conv 1x1 (C->4, initializers `img{i}_w`,
+    `img{i}_b`) -> ReduceMean over H, W; the state as is; token ids -> Cast float -> Mul by
+    `tok_scale`; Concat -> Gemm (`head_w` [F, T*A], `head_b`) -> Tanh -> Reshape [batch, T, A].
+    Weights are N(0, 0.5) from `seed`, so outputs stay within [-1, 1] before un-normalisation.
+    `batch` is 1 or a name for a dynamic batch dimension.
+    """
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(seed)
+    nodes: list[Any] = []
+    inits: list[Any] = []
+    graph_inputs: list[Any] = []
+    features: list[str] = []
+    width = 0
+
+    def const(name: str, array: np.ndarray) -> str:
+        inits.append(numpy_helper.from_array(array, name))
+        return name
+
+    for i, spec in enumerate(contract.inputs):
+        if isinstance(spec, ImageInput):
+            graph_inputs.append(helper.make_tensor_value_info(
+                spec.name, TensorProto.FLOAT, [batch, *spec.shape[1:]]))
+            source = spec.name
+            if spec.layout == 'nhwc':
+                nodes.append(helper.make_node('Transpose', [source], [f'img{i}_nchw'],
+                                              perm=[0, 3, 1, 2]))
+                source = f'img{i}_nchw'
+            weight = rng.normal(0.0, 0.5, (4, spec.channels, 1, 1)).astype(np.float32)
+            bias = rng.normal(0.0, 0.5, 4).astype(np.float32)
+            nodes.append(helper.make_node(
+                'Conv', [source, const(f'img{i}_w', weight), const(f'img{i}_b', bias)],
+                [f'img{i}_conv']))
+            nodes.append(helper.make_node('ReduceMean', [f'img{i}_conv'], [f'img{i}_feat'],
+                                          axes=[2, 3], keepdims=0))
+            features.append(f'img{i}_feat')
+            width += 4
+        elif isinstance(spec, StateInput):
+            graph_inputs.append(helper.make_tensor_value_info(
+                spec.name, TensorProto.FLOAT, [batch, spec.size]))
+            features.append(spec.name)
+            width += spec.size
+        else:
+            graph_inputs.append(helper.make_tensor_value_info(
+                spec.name, TensorProto.INT64, [batch, spec.max_length]))
+            nodes.append(helper.make_node('Cast', [spec.name], [f'tok{i}_f'],
+                                          to=TensorProto.FLOAT))
+            scale = np.array(1.0 / len(spec.vocabulary), dtype=np.float32)
+            nodes.append(helper.make_node('Mul', [f'tok{i}_f', const('tok_scale', scale)],
+                                          [f'tok{i}_feat']))
+            features.append(f'tok{i}_feat')
+            width += spec.max_length
+    action = contract.action
+    steps, size = action.chunk_length, action.size
+    nodes.append(helper.make_node('Concat', features, ['features'], axis=1))
+    head_w = rng.normal(0.0, 0.5, (width, steps * size)).astype(np.float32)
+    head_b = rng.normal(0.0, 0.5, steps * size).astype(np.float32)
+    nodes.append(helper.make_node('Gemm', ['features', const('head_w', head_w),
+                                           const('head_b', head_b)], ['head']))
+    nodes.append(helper.make_node('Tanh', ['head'], ['head_tanh']))
+    nodes.append(helper.make_node(
+        'Reshape', ['head_tanh', const('out_shape', np.array([-1, steps, size], np.int64))],
+        [action.name]))
+    output = helper.make_tensor_value_info(action.name, TensorProto.FLOAT, [batch, steps, size])
+    graph = helper.make_graph(nodes, f'toy_{contract.name}', graph_inputs, [output],
+                              initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid('', 17)],
+                              producer_name='noetra_ros.build_toy_model')
+    model.ir_version = 8  # readable by every onnxruntime >= 1.10
+    onnx.checker.check_model(model)
+    if embed:
+        embed_contract(model, contract)
+    return model
