@@ -53,7 +53,7 @@ class ExpertNode(Node):
                               f'must be one of {INTERFACES}')
         self.interface = p['command_interface']
         self.period = 1.0 / float(p['control_hz'])
-        self.expert = ScriptedExpert(p['robot'])
+        self.expert = ScriptedExpert(p['robot'], control_hz=float(p['control_hz']))
         self.arm_joints = list(self.expert.joint_names)
         order = list(p['controller_joints']) or self.arm_joints
         if sorted(order) != sorted(self.arm_joints):

@@ -43,8 +43,10 @@ class _Rate:
 
 
 class MonitorNode(Node):
-    def __init__(self, cell, video_path: Path | None, video_fps: float) -> None:
+    def __init__(self, cell, video_path: Path | None, video_fps: float,
+                 quiet: bool = False) -> None:
         super().__init__('noetra_monitor')
+        self.quiet = quiet
         sim = cell.node('sim').parameters
         self.cameras = list(sim.get('cameras', ['scene_camera', 'wrist_camera']))
         self.rates: dict[str, _Rate] = {}
@@ -103,16 +105,17 @@ class MonitorNode(Node):
         self.status = values
         state = values.get('state')
         episode = int(values.get('episode', -1))
-        if episode >= 0 and state in ('success', 'failed', 'finished') \
-                and episode not in self.episodes and state != 'finished':
+        if episode >= 0 and values.get('result') and episode not in self.episodes:
+            success = values['result'] == 'success'
             self.episodes[episode] = {
                 'episode': episode, 'seed': int(values['seed']),
-                'instruction': values.get('instruction', ''), 'success': state == 'success',
+                'instruction': values.get('instruction', ''), 'success': success,
                 'reason': values.get('detail', ''), 'duration_s': float(values['elapsed_s'])}
-            print(f'  episode {episode} seed {values["seed"]}: '
-                  f'{"success" if state == "success" else "FAILED (" + values.get("detail", "") + ")"}'
-                  f' in {float(values["elapsed_s"]):.2f} s sim - {values.get("instruction", "")}',
-                  flush=True)
+            if not self.quiet:
+                outcome = 'success' if success else f'FAILED ({values.get("detail", "")})'
+                print(f'  episode {episode} seed {values["seed"]}: {outcome} in '
+                      f'{float(values["elapsed_s"]):.2f} s sim - {values.get("instruction", "")}',
+                      flush=True)
 
     def _on_diagnostics(self, msg: DiagnosticArray) -> None:
         for status in msg.status:
@@ -151,7 +154,7 @@ def run_monitor(cell, procs, out_dir: Path, video: bool, wall_timeout_s: float,
         'cameras', ['scene_camera']) else None
     rclpy.init()
     fps = float(sim.get('scene_camera', {}).get('rate_hz', sim.get('camera_rate_hz', 10.0)))
-    node = MonitorNode(cell, video_path, fps)
+    node = MonitorNode(cell, video_path, fps, quiet)
     error = ''
     start = time.monotonic()
     try:

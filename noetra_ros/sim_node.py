@@ -143,7 +143,8 @@ def _build_world(cfg: SimNodeConfig) -> SimWorld:
         specs.append(replace(defaults[stream.name], width=stream.width, height=stream.height))
     return SimWorld(WorldConfig(robot=cfg.robot, physics_hz=cfg.physics_hz,
                                 control_hz=cfg.control_hz, cameras=tuple(specs),
-                                command_timeout_s=cfg.command_timeout_s))
+                                command_timeout_s=cfg.command_timeout_s,
+                                episode_timeout_s=cfg.episode_timeout_s))
 
 
 class SimNode(Node):
@@ -169,6 +170,9 @@ class SimNode(Node):
         self._observation_wall = time.monotonic()
         self._wall_started = time.monotonic()
         self._pending_seed: int | None = None
+        # SimWorld restarts its clock at every reset; the ROS clock must never run backwards, so
+        # the node adds the time of all previous episodes.
+        self._time_offset = 0.0
 
         self.pub_joints = self.create_publisher(JointState, 'joint_states', RELIABLE)
         self.pub_wrench = self.create_publisher(
@@ -209,6 +213,11 @@ class SimNode(Node):
             f'cameras={[c.name for c in self.cfg.cameras]} joints={self.controller_joints}')
         self._maybe_reset()
         self._publish_observation()
+
+    @property
+    def now(self) -> float:
+        """Cell time in seconds: monotonic over episodes, the stamp of everything published."""
+        return self._time_offset + self.world.sim_time
 
     # ---------------------------------------------------------------- commands
     def _reject(self, topic: str, exc: NoetraError) -> None:
@@ -288,9 +297,10 @@ class SimNode(Node):
     def _advance(self) -> None:
         self.world.step()
         self.counters['steps'] += 1
-        now = self.world.sim_time
+        now = self.now
         status = self.world.task_status()
-        result = self.schedule.update(now, bool(status.success), getattr(status, 'failure', ''))
+        failure = status.explanation if status.phase == 'failure' else ''
+        result = self.schedule.update(now, bool(status.success), failure)
         if result is not None:
             self.pub_success.publish(Bool(data=result.success))
             self.get_logger().info(
@@ -304,7 +314,7 @@ class SimNode(Node):
         self._publish_observation()
 
     def _maybe_reset(self) -> None:
-        now = self.world.sim_time
+        now = self.now
         if self._pending_seed is None and not self.schedule.reset_due(now):
             return
         if self._pending_seed is not None:
@@ -313,9 +323,12 @@ class SimNode(Node):
                 self.schedule.update(now, False, 'aborted by reset')
         else:
             seed = self.schedule.next_seed()
+        # The new episode starts one control period after the last published step.
+        self._time_offset = now + 1.0 / self.cfg.control_hz
         episode = self.world.reset(seed)
-        self.schedule.start(seed, episode.instruction, self.world.sim_time)
-        self._next_camera_time = {cam: self.world.sim_time for cam in self._next_camera_time}
+        self._time_offset -= self.world.sim_time
+        self.schedule.start(seed, episode.instruction, self.now)
+        self._next_camera_time = {cam: self.now for cam in self._next_camera_time}
         self.pub_instruction.publish(String(data=episode.instruction))
         self.pub_success.publish(Bool(data=False))
         self.get_logger().info(f'episode {self.schedule.index} seed {seed}: '
@@ -330,11 +343,12 @@ class SimNode(Node):
             state = 'running'
         else:
             state = 'success' if sched.results[-1].success else 'failed'
-        detail = sched.results[-1].reason if state != 'running' and sched.results else ''
-        values = {'state': state, 'episode': sched.index, 'seed': sched.seed,
+        last = sched.results[-1] if state != 'running' and sched.results else None
+        detail = last.reason if last else ''
+        values = {'state': state, 'result': ('success' if last.success else 'failed') if last else '', 'episode': sched.index, 'seed': sched.seed,
                   'instruction': sched.instruction, 'detail': detail,
                   'stamp_ns': stamp.sec * 1_000_000_000 + stamp.nanosec,
-                  'elapsed_s': f'{sched.elapsed(self.world.sim_time):.3f}',
+                  'elapsed_s': f'{last.duration_s if last else sched.elapsed(self.now):.3f}',
                   'episodes_done': len(sched.results),
                   'successes': sum(r.success for r in sched.results)}
         level = DiagnosticStatus.WARN if state == 'failed' else DiagnosticStatus.OK
@@ -344,7 +358,7 @@ class SimNode(Node):
             values=[KeyValue(key=k, value=str(v)) for k, v in values.items()]))
 
     def _publish_observation(self) -> None:
-        now = self.world.sim_time
+        now = self.now
         stamp = seconds_to_stamp(now)
         if self.cfg.publish_clock:
             self.pub_clock.publish(Clock(clock=stamp))
@@ -383,14 +397,15 @@ class SimNode(Node):
         pixels = self.world.render(name)
         info = self.world.camera_info(name)
         frame = info.frame_id
+        k = info.k
         self.pub_images[name].publish(numpy_to_image(pixels, 'rgb8', stamp, frame))
-        self.pub_infos[name].publish(camera_info_msg(info.width, info.height, info.fx, info.fy,
-                                                     info.cx, info.cy, stamp, frame))
+        self.pub_infos[name].publish(camera_info_msg(info.width, info.height, k[0, 0], k[1, 1],
+                                                     k[0, 2], k[1, 2], stamp, frame))
 
     def _publish_diagnostics(self) -> None:
         wall = time.monotonic() - self._wall_started
-        rtf = self.world.sim_time / wall if wall > 0 else 0.0
-        values = dict(self.counters, sim_time=f'{self.world.sim_time:.2f}',
+        rtf = self.now / wall if wall > 0 else 0.0
+        values = dict(self.counters, sim_time=f'{self.now:.2f}',
                       real_time_factor=f'{rtf:.2f}', mode=self.cfg.mode)
         level = DiagnosticStatus.WARN if self.counters['rejected_commands'] else DiagnosticStatus.OK
         status = DiagnosticStatus(level=level, name=f'{self.get_name()}: simulation',

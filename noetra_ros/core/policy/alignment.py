@@ -1,0 +1,99 @@
+"""Aligning multimodal inputs (cameras, joint state, wrench) by header stamp.
+
+Each source keeps a short history of (stamp, value). For a reference stamp (the joint state the
+policy acts on) every required source must have a sample within `tolerance_s` of it, and the
+reference itself must be younger than `max_age_s` on the node clock: a command is never built
+from stale data. The reason a set cannot be aligned is returned so the node can say it.
+"""
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+import math
+from typing import Any, Iterable
+
+from noetra_ros.core.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Sample:
+    stamp: float      # header stamp, seconds on the producer's clock (sim or wall)
+    received: float   # wall-clock receipt time (time.perf_counter), for latency figures
+    value: Any
+
+
+@dataclass(frozen=True)
+class Alignment:
+    samples: dict[str, Sample] | None
+    reason: str = ''
+
+    @property
+    def ok(self) -> bool:
+        return self.samples is not None
+
+
+class InputAligner:
+    def __init__(self, sources: Iterable[str], reference: str, tolerance_s: float,
+                 max_age_s: float, history: int = 8) -> None:
+        self.sources = tuple(sources)
+        if reference not in self.sources:
+            raise ConfigError(f'reference source {reference!r} is not among {self.sources}')
+        if not tolerance_s >= 0 or not math.isfinite(tolerance_s):
+            raise ConfigError(f'stamp tolerance must be a finite value >= 0, got {tolerance_s}')
+        if not max_age_s > 0:
+            raise ConfigError(f'max input age must be > 0, got {max_age_s}')
+        self.reference = reference
+        self.tolerance_s = tolerance_s
+        self.max_age_s = max_age_s
+        self._history = {s: deque(maxlen=history) for s in self.sources}
+
+    def add(self, source: str, stamp: float, received: float, value: Any) -> None:
+        self._history[source].append(Sample(stamp, received, value))
+
+    def latest(self, source: str) -> Sample | None:
+        history = self._history[source]
+        return history[-1] if history else None
+
+    def clear(self) -> None:
+        for history in self._history.values():
+            history.clear()
+
+    def stale_sources(self, now: float) -> list[str]:
+        """Sources with no sample, or whose newest sample is older than max_age_s."""
+        stale = []
+        for source, history in self._history.items():
+            if not history or now - history[-1].stamp > self.max_age_s:
+                stale.append(source)
+        return stale
+
+    def align(self, now: float, reference_stamp: float | None = None) -> Alignment:
+        """Samples of every source nearest to the reference stamp (newest reference if None)."""
+        ref_history = self._history[self.reference]
+        if not ref_history:
+            return Alignment(None, f'no {self.reference} received yet')
+        if reference_stamp is None:
+            ref = ref_history[-1]
+        else:
+            ref = next((s for s in reversed(ref_history) if s.stamp == reference_stamp), None)
+            if ref is None:
+                return Alignment(None, f'{self.reference} at {reference_stamp:.3f} s is gone')
+        age = now - ref.stamp
+        if age > self.max_age_s:
+            return Alignment(None, f'{self.reference} is stale: {age:.3f} s old '
+                                   f'(max_input_age_s {self.max_age_s})')
+        if age < -self.tolerance_s:
+            return Alignment(None, f'{self.reference} stamp is {-age:.3f} s in the future')
+        chosen = {self.reference: ref}
+        for source in self.sources:
+            if source == self.reference:
+                continue
+            history = self._history[source]
+            if not history:
+                return Alignment(None, f'no {source} received yet')
+            best = min(history, key=lambda s: abs(s.stamp - ref.stamp))
+            offset = best.stamp - ref.stamp
+            if abs(offset) > self.tolerance_s:
+                return Alignment(None, f'{source} is {offset:+.3f} s from {self.reference} '
+                                       f'(stamp_tolerance_s {self.tolerance_s})')
+            chosen[source] = best
+        return Alignment(chosen)
