@@ -132,6 +132,16 @@ def format_report(report: dict) -> str:
         lines.append(f'command latency, joint_states -> arm command at the monitor: p50 '
                      f'{lat["p50"]:.2f} ms, p90 {lat["p90"]:.2f} ms, p99 {lat["p99"]:.2f} ms '
                      f'(n={lat["n"]})')
+    if report.get('health'):
+        lines.append('node health (last /diagnostics):')
+        for name, status in sorted(report['health'].items()):
+            keys = ('steps', 'published', 'commands', 'inferences', 'no_command_stale', 'input_errors', 'state',
+                    'rejected_commands', 'lockstep_timeouts', 'timeouts', 'tracking_faults',
+                    'end_to_end_ms', 'inference_ms')
+            extra = ', '.join(f'{k}={status["values"][k]}' for k in keys
+                              if k in status['values'])
+            lines.append(f'  {name:<28} {status["level"]:<5} {status["message"][:60]}'
+                         + (f' [{extra}]' if extra else ''))
     if report.get('rejected_commands'):
         lines.append(f'commands rejected by the sim: {report["rejected_commands"]}')
     if report.get('video'):

@@ -9,6 +9,7 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from geometry_msgs.msg import WrenchStamped
 import numpy as np
 import rclpy
+from rclpy.experimental import EventsExecutor
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data, QoSProfile, ReliabilityPolicy
 from rosgraph_msgs.msg import Clock
@@ -20,7 +21,10 @@ from noetra_ros.core.errors import InputError
 from noetra_ros.core.stats import percentiles
 from noetra_ros.ros_conversions import image_to_numpy, stamp_to_seconds
 
-RELIABLE = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
+# Deep queues: the monitor counts every message, so it must not lose any while it is busy.
+RELIABLE = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
+LEVEL_NAMES = {DiagnosticStatus.OK: 'OK', DiagnosticStatus.WARN: 'WARN',
+               DiagnosticStatus.ERROR: 'ERROR', DiagnosticStatus.STALE: 'STALE'}
 ARM_COMMAND_TOPICS = {
     'forward_position_controller/commands': Float64MultiArray,
     'forward_velocity_controller/commands': Float64MultiArray,
@@ -29,17 +33,26 @@ ARM_COMMAND_TOPICS = {
 
 
 class _Rate:
+    """Message count over the span this topic was seen, in wall time and in sim time."""
+
     def __init__(self) -> None:
         self.count = 0
-        self.first_wall = math.nan
-        self.last_wall = math.nan
+        self.first_wall = self.last_wall = math.nan
+        self.first_sim = self.last_sim = math.nan
 
-    def tick(self) -> None:
+    def tick(self, sim_time: float) -> None:
         now = time.monotonic()
         if self.count == 0:
-            self.first_wall = now
+            self.first_wall, self.first_sim = now, sim_time
         self.count += 1
-        self.last_wall = now
+        self.last_wall, self.last_sim = now, sim_time
+
+    def rates(self) -> dict:
+        wall_span = self.last_wall - self.first_wall
+        sim_span = self.last_sim - self.first_sim
+        return {'count': self.count,
+                'wall_hz': (self.count - 1) / wall_span if wall_span > 0 else 0.0,
+                'sim_hz': (self.count - 1) / sim_span if sim_span > 0 else 0.0}
 
 
 class MonitorNode(Node):
@@ -56,6 +69,7 @@ class MonitorNode(Node):
         self.episodes: dict[int, dict] = {}
         self.latencies_ms: list[float] = []
         self.rejected = 0
+        self.health: dict[str, dict] = {}
         self._last_joint_state_wall = math.nan
         self._awaiting_command = False
         self.video_path = video_path
@@ -68,7 +82,7 @@ class MonitorNode(Node):
             self.rates[topic] = _Rate()
 
             def on_msg(msg, topic=topic):
-                self.rates[topic].tick()
+                self.rates[topic].tick(self.sim_time)
                 if callback is not None:
                     callback(msg)
             self.create_subscription(msg_type, topic, on_msg, qos)
@@ -119,6 +133,10 @@ class MonitorNode(Node):
 
     def _on_diagnostics(self, msg: DiagnosticArray) -> None:
         for status in msg.status:
+            self.health[status.name] = {
+                'level': LEVEL_NAMES.get(status.level, str(status.level)),
+                'message': status.message,
+                'values': {kv.key: kv.value for kv in status.values}}
             for kv in status.values:
                 if kv.key == 'rejected_commands':
                     self.rejected = max(self.rejected, int(kv.value))
@@ -153,13 +171,17 @@ def run_monitor(cell, procs, out_dir: Path, video: bool, wall_timeout_s: float,
     video_path = out_dir / 'scene_camera.mp4' if video and 'scene_camera' in sim.get(
         'cameras', ['scene_camera']) else None
     rclpy.init()
+    # The events executor handles a callback for a fraction of what the wait-set executor costs,
+    # so one process can count a whole cell's traffic.
+    executor = EventsExecutor()
     fps = float(sim.get('scene_camera', {}).get('rate_hz', sim.get('camera_rate_hz', 10.0)))
     node = MonitorNode(cell, video_path, fps, quiet)
+    executor.add_node(node)
     error = ''
     start = time.monotonic()
     try:
         while True:
-            rclpy.spin_once(node, timeout_sec=0.1)
+            executor.spin_once(timeout_sec=0.1)
             if node.status.get('state') == 'finished' or (
                     expected and len(node.episodes) >= expected):
                 break
@@ -173,18 +195,13 @@ def run_monitor(cell, procs, out_dir: Path, video: bool, wall_timeout_s: float,
                 error = f'wall-clock limit of {wall_timeout_s:.0f} s reached'
                 break
         wall = time.monotonic() - start
+        drain_until = time.monotonic() + 1.0
+        while time.monotonic() < drain_until:  # take in what is still queued
+            executor.spin_once(timeout_sec=0.05)
         node.close_video()
         sim_span = node.sim_time - (0.0 if math.isnan(node.sim_time_first)
                                     else node.sim_time_first)
-        topics = {}
-        for topic, rate in node.rates.items():
-            if rate.count == 0:
-                continue
-            wall_span = rate.last_wall - rate.first_wall
-            topics[topic] = {
-                'count': rate.count,
-                'wall_hz': (rate.count - 1) / wall_span if wall_span > 0 else 0.0,
-                'sim_hz': (rate.count - 1) / sim_span if sim_span > 0 else 0.0}
+        topics = {topic: rate.rates() for topic, rate in node.rates.items() if rate.count}
         controller = next((n.name for n in cell.nodes if n.executable != 'sim_node'), 'none')
         return {
             'cell': {'name': cell.name, 'robot': cell.robot, 'sector': cell.sector,
@@ -194,7 +211,7 @@ def run_monitor(cell, procs, out_dir: Path, video: bool, wall_timeout_s: float,
             'wall_s': wall, 'sim_s': sim_span,
             'real_time_factor': sim_span / wall if wall > 0 else 0.0,
             'topics': topics, 'command_latency_ms': percentiles(node.latencies_ms),
-            'rejected_commands': node.rejected,
+            'rejected_commands': node.rejected, 'health': node.health,
             'video': str(video_path) if video_path and node.video_frames else '',
             'video_frames': node.video_frames, 'error': error}
     finally:

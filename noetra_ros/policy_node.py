@@ -43,7 +43,7 @@ from noetra_ros.core.policy.preprocess import ImageFrame
 from noetra_ros.core.policy.runtime import PolicyRuntime
 from noetra_ros.core.robots import robot_spec, gripper_spec
 from noetra_ros.core.stats import percentiles
-from noetra_ros.ros_conversions import stamp_to_seconds
+from noetra_ros.ros_conversions import seconds_to_stamp, stamp_to_seconds
 from noetra_ros.ros_params import declare_parameters
 
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
@@ -355,7 +355,8 @@ class PolicyNode(LifecycleNode):
             self.pub_gripper.publish(Float64MultiArray(data=[float(rows[0, n])]))
         if self.p['command_interface'] == 'trajectory':
             msg = JointTrajectory()
-            msg.header.stamp = self.get_clock().now().to_msg()
+            # t is the control time: the node clock (async) or the observation stamp (lockstep).
+            msg.header.stamp = seconds_to_stamp(t)
             msg.joint_names = self.joint_names
             for i, row in enumerate(rows):
                 nanos = int(round((i + 1) * self.period * 1e9))

@@ -98,7 +98,9 @@ class SafetyNode(Node):
         self.gripper_target: float | None = None
         self.gripper_joints = tuple(gripper.joint_names)
         self.base = TwistSupervisor(self.profile) if p['mobile_base'] else None
-        self._pending: set[str] = set(p['lockstep_inputs'])
+        self._required = {'joint_states', *p['lockstep_inputs']}
+        self._step: dict[str, tuple] = {}
+        self._step_time = 0.0
         self._last_joint_state_wall = 0.0
         self._last_cycle_wall = 0.0
         self._last_state = None
@@ -110,15 +112,15 @@ class SafetyNode(Node):
                                                  'gripper_position_controller/commands', RELIABLE)
         self.pub_status = self.create_publisher(DiagnosticStatus, 'safety/status', LATCHED)
         self.pub_diag = self.create_publisher(DiagnosticArray, '/diagnostics', RELIABLE)
-        self.create_subscription(JointState, 'joint_states', self._on_joint_state, RELIABLE)
-        self.create_subscription(JointTrajectory, 'safety/joint_trajectory', self._on_trajectory,
-                                 RELIABLE)
-        self.create_subscription(Float64MultiArray, 'safety/position_commands',
-                                 self._on_positions, RELIABLE)
-        self.create_subscription(Float64MultiArray, 'safety/velocity_commands',
-                                 self._on_velocities, RELIABLE)
-        self.create_subscription(Float64MultiArray, 'safety/gripper_commands', self._on_gripper,
-                                 RELIABLE)
+        for msg_type, topic, group, handler in (
+                (JointState, 'joint_states', 'joint_states', self._on_joint_state),
+                (JointTrajectory, 'safety/joint_trajectory', 'arm', self._on_trajectory),
+                (Float64MultiArray, 'safety/position_commands', 'arm', self._on_positions),
+                (Float64MultiArray, 'safety/velocity_commands', 'arm', self._on_velocities),
+                (Float64MultiArray, 'safety/gripper_commands', 'gripper', self._on_gripper)):
+            self.create_subscription(
+                msg_type, topic, lambda msg, g=group, h=handler: self._receive(g, h, msg),
+                RELIABLE)
         self.create_subscription(Bool, 'safety/estop', self._on_estop_topic, RELIABLE)
         for topic in self.sensors:
             self.create_subscription(Image, topic,
@@ -161,18 +163,30 @@ class SafetyNode(Node):
                 self._arm_pending = False
                 self.get_logger().info(f'armed ({"auto_arm" if self.p["auto_arm"] else "start"})')
 
-    def _command_arrived(self, kind: str, accepted: bool, now: float) -> None:
-        if accepted:
-            self._maybe_auto_arm(now)
-        if self.p['update_trigger'] == 'command':
-            self._pending.discard(kind)
-            if not self._pending:
-                self._pending = set(self.p['lockstep_inputs'])
-                self._cycle(now)
+    def _receive(self, group: str, handler, msg) -> None:
+        """Run an input handler now (joint_states trigger) or when the lockstep step is whole.
 
-    # ------------------------------------------------------------------ inputs
-    def _on_joint_state(self, msg: JointState) -> None:
-        now = self._now()
+        In lockstep, the order in which joint_states and the commands of one step arrive is up
+        to DDS; buffering them and handling them in a fixed order, at the step's own stamp,
+        keeps a seeded episode reproducible.
+        """
+        if self.p['update_trigger'] == 'joint_states' or group not in self._required:
+            handler(msg, self._step_time if self.p['update_trigger'] == 'command'
+                    else self._now())
+            return
+        self._step[group] = (handler, msg)
+        if len(self._step) < len(self._required):
+            return
+        step, self._step = self._step, {}
+        js_handler, js_msg = step.pop('joint_states')
+        now = stamp_to_seconds(js_msg.header.stamp)
+        self._step_time = now
+        js_handler(js_msg, now)
+        for handler_, msg_ in step.values():
+            handler_(msg_, now)
+        self._cycle(now)
+
+    def _on_joint_state(self, msg: JointState, now: float) -> None:
         decision = self.supervisor.on_joint_state(
             list(msg.name), list(msg.position), list(msg.velocity) or None,
             stamp_to_seconds(msg.header.stamp), now)
@@ -191,43 +205,43 @@ class SafetyNode(Node):
     def _on_sensor(self, topic: str, msg: Image) -> None:
         self.supervisor.on_sensor(topic, stamp_to_seconds(msg.header.stamp), self._now())
 
-    def _on_trajectory(self, msg: JointTrajectory) -> None:
-        now = self._now()
+    def _submit(self, what: str, submit, now: float) -> None:
+        """Hand a command to the supervisor; with auto_arm, a valid command re-arms first."""
+        decision = submit()
+        unarmed = (not decision.accepted) and decision.reason.startswith('valid, but not armed')
+        if unarmed and self.p['auto_arm']:
+            self._maybe_auto_arm(now)
+            if self.supervisor.state is SafetyState.ARMED:
+                decision = submit()
+        self._log_decision(what, decision)
+
+    def _on_trajectory(self, msg: JointTrajectory, now: float) -> None:
         times = [p.time_from_start.sec + p.time_from_start.nanosec * 1e-9 for p in msg.points]
         positions = [list(p.positions) for p in msg.points]
         velocities = [list(p.velocities) for p in msg.points]
         if not all(velocities):
             velocities = None
-        decision = self.supervisor.on_command_trajectory(
+        self._submit('safety/joint_trajectory', lambda: self.supervisor.on_command_trajectory(
             list(msg.joint_names), times, positions, velocities,
-            stamp_to_seconds(msg.header.stamp), now)
-        self._log_decision('safety/joint_trajectory', decision)
-        self._command_arrived('arm', decision.accepted, now)
+            stamp_to_seconds(msg.header.stamp), now), now)
 
-    def _on_positions(self, msg: Float64MultiArray) -> None:
-        now = self._now()
-        decision = self.supervisor.on_command_positions(
-            self.controller_joints, list(msg.data), now, now)
-        self._log_decision('safety/position_commands', decision)
-        self._command_arrived('arm', decision.accepted, now)
+    def _on_positions(self, msg: Float64MultiArray, now: float) -> None:
+        # Float64MultiArray has no header: the receipt time is its stamp.
+        self._submit('safety/position_commands', lambda: self.supervisor.on_command_positions(
+            self.controller_joints, list(msg.data), now, now), now)
 
-    def _on_velocities(self, msg: Float64MultiArray) -> None:
-        now = self._now()
-        decision = self.supervisor.on_command_velocities(
-            self.controller_joints, list(msg.data), now, now)
-        self._log_decision('safety/velocity_commands', decision)
-        self._command_arrived('arm', decision.accepted, now)
+    def _on_velocities(self, msg: Float64MultiArray, now: float) -> None:
+        self._submit('safety/velocity_commands', lambda: self.supervisor.on_command_velocities(
+            self.controller_joints, list(msg.data), now, now), now)
 
-    def _on_gripper(self, msg: Float64MultiArray) -> None:
-        now = self._now()
+    def _on_gripper(self, msg: Float64MultiArray, now: float) -> None:
         values = np.asarray(msg.data, dtype=float)
-        ok = values.shape == (1,) and np.isfinite(values).all()
-        if not ok:
+        if values.shape != (1,) or not np.isfinite(values).all():
             self.get_logger().error(f'safety/gripper_commands rejected: expected one finite '
                                     f'value, got {list(msg.data)}', throttle_duration_sec=1.0)
-        elif self.supervisor.state is SafetyState.ARMED:
+            return
+        if self.supervisor.state is SafetyState.ARMED:
             self.gripper_target = float(np.clip(values[0], *self.gripper_range))
-        self._command_arrived('gripper', ok, now)
 
     def _on_twist(self, msg: TwistStamped) -> None:
         t = msg.twist

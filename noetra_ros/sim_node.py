@@ -173,6 +173,7 @@ class SimNode(Node):
         # SimWorld restarts its clock at every reset; the ROS clock must never run backwards, so
         # the node adds the time of all previous episodes.
         self._time_offset = 0.0
+        self._last_published = 0.0
 
         self.pub_joints = self.create_publisher(JointState, 'joint_states', RELIABLE)
         self.pub_wrench = self.create_publisher(
@@ -323,8 +324,9 @@ class SimNode(Node):
                 self.schedule.update(now, False, 'aborted by reset')
         else:
             seed = self.schedule.next_seed()
-        # The new episode starts one control period after the last published step.
-        self._time_offset = now + 1.0 / self.cfg.control_hz
+        # The new episode starts one control period after the last published step (when a step
+        # ends the episode, `now` is that step's time, which is never published).
+        self._time_offset = self._last_published + 1.0 / self.cfg.control_hz
         episode = self.world.reset(seed)
         self._time_offset -= self.world.sim_time
         self.schedule.start(seed, episode.instruction, self.now)
@@ -389,6 +391,7 @@ class SimNode(Node):
         joints.effort = [float(v) for v in efforts]
         # joint_states goes last: command sources react to it, by then the rest is published.
         self.pub_joints.publish(joints)
+        self._last_published = now
         self._observation_wall = time.monotonic()
         if self.cfg.mode == 'lockstep':
             self._awaiting = set(self.cfg.lockstep_inputs)

@@ -1,0 +1,611 @@
+"""A scripted pick-and-place expert: a state machine over top-down grasps.
+
+It sees exactly what the expert node receives over topics - measured arm joint positions, the
+gripper position, the target object's pose and the place pose - and returns, once per control
+period, a joint position target and a gripper command. Kinematics come from its OWN PyBullet
+DIRECT client loading the same URDF (it never touches the simulator's client), so the same code
+can drive a real cell through the node.
+
+Phases: approach (joint-space move above the object) -> descend (straight line down) -> close ->
+lift -> transfer (straight line above the bin) -> lower -> release -> retreat -> done. A grasp
+that closes on nothing or loses the object during the lift backs off upwards ('backoff') and is
+retried from the approach, at most `max_retries` times; then the expert stops in 'failed'.
+Poses are in the robot base frame (the world frame of SimWorld): the natural wrist angle is taken
+as pointing away from the base z axis.
+
+Every motion is a min-jerk time-scaled path whose peak joint speed stays below
+`speed_fraction` of the URDF velocity limit (and whose Cartesian speed stays below
+`cartesian_speed`), so the commanded positions move smoothly at the control rate.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+import math
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pybullet as pb
+
+from noetra_ros.core.commands import validate_joint_vector, validate_scalar
+from noetra_ros.core.errors import ConfigError, InputError
+from noetra_ros.core.sim import scene
+from noetra_ros.core.sim.world import GRIPPER_JOINT_NAMES, TCP_LINK
+
+if TYPE_CHECKING:
+    from noetra_ros.core.sim.world import SimWorld
+
+PHASES: tuple[str, ...] = ('approach', 'descend', 'close', 'lift', 'transfer', 'lower',
+                           'release', 'retreat', 'done', 'backoff', 'failed')
+
+
+@dataclass(frozen=True)
+class ExpertConfig:
+    """Tuning of the scripted expert (lengths in m, times in s)."""
+
+    speed_fraction: float = 0.2
+    cartesian_speed: float = 0.3
+    min_move_s: float = 0.4
+    approach_height: float = 0.10
+    carry_height: float = 0.16
+    table_z: float = scene.TABLE.top_z
+    fingertip_clearance: float = 0.006
+    waypoint_spacing: float = 0.01
+    settle_tolerance_rad: float = 0.02
+    settle_timeout_s: float = 1.0
+    close_min_s: float = 0.3
+    close_max_s: float = 1.5
+    release_s: float = 0.4
+    max_retries: int = 2
+    ik_position_tolerance: float = 0.002
+    ik_orientation_tolerance_rad: float = 0.02
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.speed_fraction <= 1.0:
+            raise ConfigError(f'ExpertConfig.speed_fraction: {self.speed_fraction} must be in '
+                              '(0, 1]')
+        for name in ('cartesian_speed', 'min_move_s', 'approach_height', 'carry_height',
+                     'waypoint_spacing', 'settle_tolerance_rad', 'settle_timeout_s',
+                     'close_max_s', 'release_s', 'ik_position_tolerance',
+                     'ik_orientation_tolerance_rad'):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0.0):
+                raise ConfigError(f'ExpertConfig.{name}: {value} must be > 0')
+        if not 0.0 <= self.close_min_s <= self.close_max_s:
+            raise ConfigError(f'ExpertConfig.close_min_s: {self.close_min_s} must be in '
+                              f'[0, close_max_s={self.close_max_s}]')
+        if self.max_retries < 0:
+            raise ConfigError(f'ExpertConfig.max_retries: {self.max_retries} must be >= 0')
+        if not math.isfinite(self.table_z):
+            raise ConfigError(f'ExpertConfig.table_z: {self.table_z} must be finite')
+        if not (math.isfinite(self.fingertip_clearance) and self.fingertip_clearance >= 0.0):
+            raise ConfigError(f'ExpertConfig.fingertip_clearance: {self.fingertip_clearance} '
+                              'must be >= 0')
+
+
+@dataclass(frozen=True)
+class ExpertObservation:
+    """What the expert node receives: joint_states, task/target_pose, task/place_pose.
+
+    Poses are (xyz, quaternion xyzw) in the robot base / world frame; the target's local y axis
+    is its grasp axis (every object is symmetric under a half turn about z).
+    """
+
+    joint_positions: np.ndarray
+    gripper_position: float
+    target_position: np.ndarray
+    target_orientation: np.ndarray
+    place_position: np.ndarray
+    place_orientation: tuple[float, ...] | np.ndarray = (0.0, 0.0, 0.0, 1.0)
+
+
+@dataclass(frozen=True)
+class ExpertAction:
+    """Arm joint position target (joint_names order), gripper finger target (m) and phase."""
+
+    joint_positions: np.ndarray
+    gripper_position: float
+    phase: str
+
+    @property
+    def gripper(self) -> float:
+        """Alias of gripper_position (finger target in m)."""
+        return self.gripper_position
+
+
+class _Motion:
+    """Joint waypoints traversed with min-jerk time scaling along their joint-space length."""
+
+    def __init__(self, waypoints: np.ndarray, duration: float) -> None:
+        self.waypoints = waypoints
+        self.duration = duration
+        steps = np.max(np.abs(np.diff(waypoints, axis=0)), axis=1) if len(waypoints) > 1 \
+            else np.zeros(0)
+        cumulative = np.concatenate([[0.0], np.cumsum(steps)])
+        total = cumulative[-1]
+        self._knots = cumulative / total if total > 1e-12 else np.linspace(0, 1, len(waypoints))
+
+    @property
+    def final(self) -> np.ndarray:
+        return self.waypoints[-1]
+
+    def sample(self, t: float) -> np.ndarray:
+        tau = min(max(t / self.duration, 0.0), 1.0) if self.duration > 0 else 1.0
+        s = 10 * tau**3 - 15 * tau**4 + 6 * tau**5
+        if len(self.waypoints) == 1:
+            return self.waypoints[0].copy()
+        return np.array([np.interp(s, self._knots, self.waypoints[:, j])
+                         for j in range(self.waypoints.shape[1])])
+
+
+def _tool_quaternion(theta: float) -> np.ndarray:
+    """Top-down tool orientation: tool z = world -z, tool x at angle theta in the xy plane."""
+    return np.array(pb.getQuaternionFromEuler([math.pi, 0.0, theta]))
+
+
+def _wrap(angle: float) -> float:
+    return (angle + math.pi) % (2 * math.pi) - math.pi
+
+
+def _yaw_of(quaternion: np.ndarray) -> float:
+    x, y, z, w = (float(v) for v in quaternion)
+    return math.atan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z))
+
+
+class ScriptedExpert:
+    """State-machine expert; call reset() per episode and act() once per control period."""
+
+    def __init__(self, robot: str, control_hz: float = 20.0,
+                 config: ExpertConfig | None = None, urdf_path: str | None = None) -> None:
+        self._config = config if config is not None else ExpertConfig()
+        hz = validate_scalar(control_hz, 'expert control_hz')
+        if hz <= 0:
+            raise ConfigError(f'ScriptedExpert control_hz: {control_hz} must be > 0')
+        self._dt = 1.0 / hz
+        if urdf_path is None:
+            from noetra_ros.core import robots  # lazy: registry owned elsewhere
+            urdf_path = str(robots.urdf_path(robot, with_gripper=True))
+        self._urdf = urdf_path
+        self._cid = pb.connect(pb.DIRECT)
+        self._closed = False
+        try:
+            self._body = pb.loadURDF(urdf_path, [0.0, 0.0, scene.TABLE.top_z], useFixedBase=True,
+                                     physicsClientId=self._cid)
+        except pb.error as exc:
+            pb.disconnect(physicsClientId=self._cid)
+            raise ConfigError(f'expert: URDF {urdf_path!r} could not be loaded: {exc}') from None
+        self._read_model()
+        self.reset()
+
+    # ------------------------------------------------------------------ model
+    def _read_model(self) -> None:
+        cid, body = self._cid, self._body
+        movable, links, infos = [], {}, {}
+        for j in range(pb.getNumJoints(body, physicsClientId=cid)):
+            info = pb.getJointInfo(body, j, physicsClientId=cid)
+            name = info[1].decode()
+            infos[name] = info
+            links[info[12].decode()] = j
+            if info[2] in (pb.JOINT_REVOLUTE, pb.JOINT_PRISMATIC):
+                movable.append((j, name))
+        if TCP_LINK not in links:
+            raise ConfigError(f'expert: URDF {self._urdf!r} has no {TCP_LINK} link')
+        self._tcp = links[TCP_LINK]
+        self._movable = [j for j, _ in movable]
+        self._arm_names = tuple(n for _, n in movable if n not in GRIPPER_JOINT_NAMES)
+        self._arm_idx = [infos[n][0] for n in self._arm_names]
+        self._lower = np.array([infos[n][8] for n in self._arm_names])
+        self._upper = np.array([infos[n][9] for n in self._arm_names])
+        self._vmax = np.array([infos[n][11] for n in self._arm_names])
+        grip = infos[GRIPPER_JOINT_NAMES[0]]
+        self._grip_open, self._grip_closed = float(grip[8]), float(grip[9])
+        # Arm joints' positions inside the IK solution vector (which covers all movable joints).
+        order = [j for j, _ in movable]
+        self._arm_slots = [order.index(i) for i in self._arm_idx]
+        self._all_lower = [infos[pb.getJointInfo(body, j, physicsClientId=cid)[1].decode()][8]
+                           for j in order]
+        self._all_upper = [infos[pb.getJointInfo(body, j, physicsClientId=cid)[1].decode()][9]
+                           for j in order]
+        # How far the fingertips reach beyond the TCP along the tool axis, from the world AABBs
+        # of the gripper links at the zero pose (keeps the fingers off the table). An AABB can
+        # only over-estimate the reach when the tool is not axis-aligned: the safe direction.
+        self._home_guess = np.clip(np.zeros(len(self._arm_idx)), self._lower, self._upper)
+        self._set_arm(self._home_guess)
+        tcp_pos, tcp_quat = self._link_pose(self._tcp)
+        tool_z = np.array(pb.getMatrixFromQuaternion(tcp_quat)).reshape(3, 3)[:, 2]
+        reach = 0.0
+        for j in range(pb.getNumJoints(body, physicsClientId=cid)):
+            name = pb.getJointInfo(body, j, physicsClientId=cid)[12].decode()
+            if name.startswith('gripper') and j != self._tcp:
+                lo, hi = (np.array(v) for v in pb.getAABB(body, j, physicsClientId=cid))
+                corners = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1])
+                                    for z in (lo[2], hi[2])])
+                reach = max(reach, float(np.max((corners - tcp_pos) @ tool_z)))
+        self._fingertip_beyond_tcp = reach
+
+    @property
+    def joint_names(self) -> tuple[str, ...]:
+        """Arm joints in URDF order (the order of ExpertAction.joint_positions)."""
+        return self._arm_names
+
+    @property
+    def gripper_joint_names(self) -> tuple[str, ...]:
+        """The finger joints whose mean position is the observed gripper position."""
+        return GRIPPER_JOINT_NAMES
+
+    @property
+    def config(self) -> ExpertConfig:
+        """The tuning in use."""
+        return self._config
+
+    @property
+    def fingertip_reach(self) -> float:
+        """How far the fingertips reach beyond the TCP along the tool axis (m)."""
+        return self._fingertip_beyond_tcp
+
+    @property
+    def gripper_open_position(self) -> float:
+        """Finger position (m) of a fully open gripper (URDF lower limit)."""
+        return self._grip_open
+
+    @property
+    def gripper_closed_position(self) -> float:
+        """Finger position (m) of a fully closed gripper (URDF upper limit)."""
+        return self._grip_closed
+
+    @property
+    def phase(self) -> str:
+        """Current phase (one of PHASES)."""
+        return self._phase
+
+    @property
+    def done(self) -> bool:
+        """True after the retreat (or after giving up)."""
+        return self._phase in ('done', 'failed')
+
+    @property
+    def failed(self) -> bool:
+        """True when the expert gave up (IK failure or too many missed grasps)."""
+        return self._phase == 'failed'
+
+    @property
+    def failure_reason(self) -> str:
+        """Why the expert gave up ('' otherwise)."""
+        return self._failure
+
+    def _set_arm(self, q: np.ndarray) -> None:
+        for idx, value in zip(self._arm_idx, q):
+            pb.resetJointState(self._body, idx, float(value), 0.0, physicsClientId=self._cid)
+
+    def _link_pose(self, link: int) -> tuple[np.ndarray, np.ndarray]:
+        state = pb.getLinkState(self._body, link, computeForwardKinematics=True,
+                                physicsClientId=self._cid)
+        return np.array(state[4]), np.array(state[5])
+
+    def forward(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """TCP pose (xyz, quaternion xyzw) for arm joint positions q."""
+        self._set_arm(q)
+        return self._link_pose(self._tcp)
+
+    def inverse(self, position: np.ndarray, quaternion: np.ndarray,
+                seed: np.ndarray) -> np.ndarray | None:
+        """Arm joints placing the TCP at the pose, starting from `seed`; None if not reached.
+
+        PyBullet's damped least squares is re-run from its own answer (clamped to the URDF
+        joint limits) until the achieved pose, checked by forward kinematics, is within the
+        configured tolerances. When the seed's branch runs into a joint limit, three fixed
+        restarts are tried (the joint-range centre, half-way between seed and centre, the pose
+        the episode started in, i.e. the ready pose); of those that succeed the one nearest the
+        seed (in time at full joint speed) wins.
+        """
+        seed = np.clip(np.asarray(seed, dtype=float), self._lower, self._upper)
+        q = self._refine(position, quaternion, seed)
+        if q is not None:
+            return q
+        centre = (self._lower + self._upper) / 2.0
+        candidates = [self._refine(position, quaternion, start)
+                      for start in (centre, (seed + centre) / 2.0, self._home_guess)]
+        found = [c for c in candidates if c is not None]
+        if not found:
+            return None
+        return min(found, key=lambda c: float(np.max(np.abs(c - seed) / self._vmax)))
+
+    def _refine(self, position: np.ndarray, quaternion: np.ndarray,
+                start: np.ndarray) -> np.ndarray | None:
+        cfg = self._config
+        q = start
+        target_rot = np.array(pb.getMatrixFromQuaternion(quaternion)).reshape(3, 3)
+        for _ in range(20):
+            self._set_arm(q)
+            solution = pb.calculateInverseKinematics(
+                self._body, self._tcp, list(position), list(quaternion),
+                maxNumIterations=50, residualThreshold=1e-7, physicsClientId=self._cid)
+            q = np.clip(np.array(solution)[self._arm_slots], self._lower, self._upper)
+            pos, quat = self.forward(q)
+            rot = np.array(pb.getMatrixFromQuaternion(quat)).reshape(3, 3)
+            angle = math.acos(np.clip((np.trace(target_rot @ rot.T) - 1) / 2, -1.0, 1.0))
+            if (np.linalg.norm(pos - position) < cfg.ik_position_tolerance
+                    and angle < cfg.ik_orientation_tolerance_rad):
+                return q
+        return None
+
+    # ------------------------------------------------------------------ episode
+    def reset(self) -> None:
+        """Start a new episode (the next act() takes the measured joints as its start)."""
+        self._phase = 'approach'
+        self._failure = ''
+        self._q_cmd: np.ndarray | None = None
+        self._gripper_cmd = self._grip_open
+        self._motion: _Motion | None = None
+        self._t = 0.0
+        self._settle_t = 0.0
+        self._retries = 0
+        self._theta = 0.0
+        self._grasp_z = 0.0
+        self._object_below_tcp = 0.0
+        self._lift_start_z = 0.0
+        self._last_gripper: list[float] = []
+
+    def act(self, obs: ExpertObservation | np.ndarray, gripper_position: float | None = None,
+            target_pose: tuple[np.ndarray, np.ndarray] | None = None,
+            place_pose: tuple[np.ndarray, np.ndarray] | None = None) -> ExpertAction:
+        """One control period (1 / control_hz): joint targets and gripper command.
+
+        Takes an ExpertObservation, or its parts: act(joint_positions, gripper_position,
+        (target_xyz, target_quat_xyzw), (place_xyz, place_quat_xyzw)).
+        """
+        if not isinstance(obs, ExpertObservation):
+            if gripper_position is None or target_pose is None or place_pose is None:
+                raise InputError('expert act: give an ExpertObservation or joint positions, '
+                                 'gripper position, target pose and place pose')
+            obs = ExpertObservation(np.asarray(obs, dtype=float), gripper_position,
+                                    target_pose[0], target_pose[1], place_pose[0],
+                                    place_pose[1])
+        q_meas = validate_joint_vector(obs.joint_positions, len(self._arm_idx),
+                                       'expert joint_positions')
+        target = validate_joint_vector(obs.target_position, 3, 'expert target_position')
+        target_quat = validate_joint_vector(obs.target_orientation, 4, 'expert target_orientation')
+        place = validate_joint_vector(obs.place_position, 3, 'expert place_position')
+        grip = validate_scalar(obs.gripper_position, 'expert gripper_position')
+        if np.linalg.norm(target_quat) < 1e-6:
+            raise InputError('expert target_orientation: zero quaternion')
+        if self._q_cmd is None:
+            self._q_cmd = q_meas.copy()
+            # The episode starts at the robot's ready pose: a good IK restart point.
+            self._home_guess = q_meas.copy()
+        self._t += self._dt
+        self._last_gripper = (self._last_gripper + [grip])[-4:]
+        try:
+            self._advance(q_meas, target, target_quat, place, grip)
+        except _PlanningError as exc:
+            self._phase = 'failed'
+            self._failure = str(exc)
+            self._motion = None
+        if self._motion is not None:
+            self._q_cmd = self._motion.sample(self._t)
+        return ExpertAction(self._q_cmd.copy(), self._gripper_cmd, self._phase)
+
+    # ------------------------------------------------------------------ state machine
+    def _enter(self, phase: str, motion: _Motion | None = None) -> None:
+        self._phase = phase
+        self._motion = motion
+        self._t = 0.0
+        self._settle_t = 0.0
+
+    def _motion_finished(self, q_meas: np.ndarray) -> bool:
+        """Path time is over and the arm has caught up with the final target (or waited)."""
+        if self._motion is not None and self._t < self._motion.duration:
+            return False
+        self._settle_t += self._dt
+        assert self._q_cmd is not None
+        close = np.max(np.abs(q_meas - self._q_cmd)) < self._config.settle_tolerance_rad
+        return close or self._settle_t >= self._config.settle_timeout_s
+
+    def _advance(self, q_meas: np.ndarray, target: np.ndarray, target_quat: np.ndarray,
+                 place: np.ndarray, grip: float) -> None:
+        cfg = self._config
+        assert self._q_cmd is not None
+        phase = self._phase
+        if phase == 'approach':
+            if self._motion is None:
+                self._theta = self._grasp_yaw(target, target_quat)
+                grasp = np.array([target[0], target[1], self._grasp_height(target)])
+                # Solve the low grasp pose first and the pose above it from there, so the
+                # straight descent stays on a branch that reaches the bottom.
+                q_grasp = self._solve(grasp, self._theta, self._q_cmd, 'at the grasp')
+                above = grasp + np.array([0.0, 0.0, cfg.approach_height])
+                goal = self._solve(above, self._theta, q_grasp, 'above the target')
+                self._motion = self._joint_motion(self._q_cmd, goal)
+                self._t = self._dt
+            elif self._motion_finished(q_meas):
+                # Re-read the target: it may have been nudged since the approach was planned.
+                self._theta = self._grasp_yaw(target, target_quat)
+                self._grasp_z = self._grasp_height(target)
+                grasp = np.array([target[0], target[1], self._grasp_z])
+                self._enter('descend', self._line_motion(self._q_cmd, grasp, self._theta))
+        elif phase == 'descend':
+            if self._motion_finished(q_meas):
+                self._gripper_cmd = self._grip_closed
+                self._last_gripper = [grip]
+                self._enter('close')
+        elif phase == 'close':
+            history = self._last_gripper
+            still = len(history) >= 3 and max(history) - min(history) < 2e-4
+            if (self._t >= cfg.close_min_s and still) or self._t >= cfg.close_max_s:
+                if grip > self._grip_closed - 0.002:
+                    self._retry('the gripper closed on nothing')
+                    return
+                tcp, _ = self.forward(self._q_cmd)
+                self._object_below_tcp = float(tcp[2] - target[2])
+                self._lift_start_z = float(target[2])
+                up = np.array([tcp[0], tcp[1], self._carry_z(place)])
+                self._enter('lift', self._line_motion(self._q_cmd, up, self._theta))
+        elif phase == 'lift':
+            if self._motion_finished(q_meas):
+                rise = float(target[2]) - self._lift_start_z
+                tcp, _ = self.forward(self._q_cmd)
+                if rise < 0.5 * (tcp[2] - self._grasp_z) or grip > self._grip_closed - 0.002:
+                    self._retry('the object was not lifted')
+                    return
+                above = np.array([place[0], place[1], self._carry_z(place)])
+                self._enter('transfer', self._line_motion(self._q_cmd, above, self._theta))
+        elif phase == 'transfer':
+            if self._motion_finished(q_meas):
+                release = np.array([place[0], place[1], place[2] + self._object_below_tcp])
+                self._enter('lower', self._line_motion(self._q_cmd, release, self._theta))
+        elif phase == 'lower':
+            if self._motion_finished(q_meas):
+                self._gripper_cmd = self._grip_open
+                self._enter('release')
+        elif phase == 'release':
+            if self._t >= cfg.release_s:
+                tcp, _ = self.forward(self._q_cmd)
+                up = np.array([tcp[0], tcp[1], self._carry_z(place)])
+                self._enter('retreat', self._line_motion(self._q_cmd, up, self._theta))
+        elif phase == 'retreat':
+            if self._motion_finished(q_meas):
+                self._enter('done')
+        elif phase == 'backoff':
+            if self._motion_finished(q_meas):
+                self._enter('approach')
+
+    def _retry(self, reason: str) -> None:
+        self._retries += 1
+        self._gripper_cmd = self._grip_open
+        if self._retries > self._config.max_retries:
+            self._enter('failed')
+            self._failure = f'{reason} ({self._retries} attempts)'
+            return
+        # Back up straight to the approach height with the gripper open, then start over.
+        assert self._q_cmd is not None
+        tcp, _ = self.forward(self._q_cmd)
+        up = np.array([tcp[0], tcp[1], tcp[2] + self._config.approach_height])
+        self._enter('backoff', self._line_motion(self._q_cmd, up, self._theta))
+
+    # ------------------------------------------------------------------ geometry helpers
+    def _grasp_yaw(self, target: np.ndarray, target_quat: np.ndarray) -> float:
+        """Tool x angle aligning the finger axis with the object's local y; of the two
+        half-turn-equivalent choices take the one closer to the arm's natural wrist angle."""
+        yaw = _yaw_of(target_quat)
+        reference = math.atan2(target[1], target[0])
+        theta = yaw if abs(_wrap(yaw - reference)) <= math.pi / 2 else yaw + math.pi
+        return reference + _wrap(theta - reference)
+
+    def _grasp_height(self, target: np.ndarray) -> float:
+        cfg = self._config
+        floor = cfg.table_z + self._fingertip_beyond_tcp + cfg.fingertip_clearance
+        return max(float(target[2]), floor)
+
+    def _carry_z(self, place: np.ndarray) -> float:
+        return float(place[2]) + self._config.carry_height
+
+    def _solve(self, position: np.ndarray, theta: float, seed: np.ndarray,
+               what: str) -> np.ndarray:
+        q = self.inverse(position, _tool_quaternion(theta), seed)
+        if q is None:
+            raise _PlanningError(f'no IK solution {what} at {np.round(position, 3).tolist()}')
+        return q
+
+    def _duration(self, waypoints: np.ndarray, cartesian_length: float) -> float:
+        cfg = self._config
+        joint_length = np.sum(np.abs(np.diff(waypoints, axis=0)), axis=0)
+        # Min-jerk peaks at 1.875 x the mean speed; keep the peak under the limits.
+        joint_time = float(np.max(joint_length / (cfg.speed_fraction * self._vmax))) * 1.875
+        cart_time = cartesian_length / cfg.cartesian_speed * 1.875
+        return max(cfg.min_move_s, joint_time, cart_time)
+
+    def _joint_motion(self, start: np.ndarray, goal: np.ndarray) -> _Motion:
+        waypoints = np.vstack([start, goal])
+        p0, _ = self.forward(start)
+        p1, _ = self.forward(goal)
+        return _Motion(waypoints, self._duration(waypoints, float(np.linalg.norm(p1 - p0))))
+
+    def _line_motion(self, start: np.ndarray, goal_position: np.ndarray,
+                     theta: float) -> _Motion:
+        """Straight TCP line from FK(start) to goal_position, tool yaw blending to theta."""
+        p0, q0 = self.forward(start)
+        theta0 = _yaw_of(q0)
+        # theta0 is the tool x angle only when the tool points down; blend towards theta.
+        dtheta = _wrap(theta - theta0)
+        length = float(np.linalg.norm(goal_position - p0))
+        count = max(2, int(math.ceil(max(length, abs(dtheta) * 0.1)
+                                     / self._config.waypoint_spacing)) + 1)
+        waypoints = [start]
+        q = start
+        for s in np.linspace(0.0, 1.0, count)[1:]:
+            point = p0 + s * (goal_position - p0)
+            q = self._solve(point, theta0 + s * dtheta, q, 'on a straight line')
+            waypoints.append(q)
+        path = np.array(waypoints)
+        return _Motion(path, self._duration(path, length))
+
+    # ------------------------------------------------------------------ lifetime
+    def close(self) -> None:
+        """Disconnect the kinematics client (idempotent)."""
+        if not self._closed:
+            self._closed = True
+            try:
+                pb.disconnect(physicsClientId=self._cid)
+            except pb.error:
+                pass
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # interpreter shutdown
+            pass
+
+
+class _PlanningError(Exception):
+    """Internal: a waypoint has no IK solution; the expert stops in 'failed'."""
+
+
+@dataclass(frozen=True)
+class EpisodeResult:
+    """Outcome of one in-process expert episode."""
+
+    seed: int
+    instruction: str
+    success: bool
+    explanation: str
+    sim_time: float
+    expert_phase: str
+    expert_failure: str
+
+
+def observe(world: SimWorld) -> ExpertObservation:
+    """The expert's observation read from a SimWorld (what the topics would carry)."""
+    positions, _, _ = world.joint_state()
+    target_pos, target_quat = world.target_object_pose()
+    place_pos, place_quat = world.place_pose()
+    return ExpertObservation(joint_positions=positions[:len(world.joint_names)],
+                             gripper_position=world.gripper_position(),
+                             target_position=target_pos, target_orientation=target_quat,
+                             place_position=place_pos, place_orientation=place_quat)
+
+
+def run_episode(world: SimWorld, expert: ScriptedExpert, seed: int,
+                linger_s: float = 1.0) -> EpisodeResult:
+    """Reset both for `seed` and run the expert in-process until the task is judged.
+
+    Stops when the task fails, or when the expert is done (or gave up) and the task has
+    succeeded or `linger_s` more seconds have passed, or at the world's episode timeout.
+    """
+    episode = world.reset(seed)
+    expert.reset()
+    done_since: float | None = None
+    status = world.task_status()
+    while True:
+        action = expert.act(observe(world))
+        world.command_positions(action.joint_positions)
+        world.command_gripper(action.gripper_position)
+        world.step()
+        status = world.task_status()
+        if status.phase == 'failure':
+            break
+        if expert.done:
+            done_since = world.sim_time if done_since is None else done_since
+            if status.success or world.sim_time - done_since >= linger_s:
+                break
+    return EpisodeResult(seed=seed, instruction=episode.instruction, success=status.success,
+                         explanation=status.explanation, sim_time=world.sim_time,
+                         expert_phase=expert.phase, expert_failure=expert.failure_reason)

@@ -1,0 +1,246 @@
+"""Command line of the learning pipeline (needs the optional torch==2.13.0 for train / export).
+
+    python -m noetra_ros.learning record    --output DATASET [--episodes 200] [--first-seed 0]
+    python -m noetra_ros.learning train     --dataset DATASET --output CKPT [--steps 6000] ...
+    python -m noetra_ros.learning export    --checkpoint CKPT --output MODEL.onnx [--dataset DS]
+    python -m noetra_ros.learning all       --workdir DIR --model MODEL.onnx [--episodes 200] ...
+    python -m noetra_ros.learning evalcheck --model MODEL.onnx [--seeds 10000:10050] [--expert]
+    python -m noetra_ros.learning reference [--model models/pick_place_lrmate.onnx]
+    python -m noetra_ros.learning info      DATASET_OR_MODEL
+
+`reference` regenerates test/data/shipped_model_reference.npz (the stored-output test of the
+shipped model): run it only after deliberately replacing the shipped model.
+"""
+from __future__ import annotations
+
+import argparse
+from dataclasses import fields
+import json
+from pathlib import Path
+import sys
+from typing import Sequence
+
+import numpy as np
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SHIPPED_MODEL = REPO_ROOT / 'models' / 'pick_place_lrmate.onnx'
+REFERENCE_PATH = REPO_ROOT / 'test' / 'data' / 'shipped_model_reference.npz'
+REFERENCE_SEED = 10000
+HELD_OUT_SEEDS = '10000:10050'
+
+
+def _seeds(text: str) -> list[int]:
+    """'a:b' -> range(a, b); 'a,b,c' -> list."""
+    if ':' in text:
+        lo, hi = text.split(':', 1)
+        return list(range(int(lo), int(hi)))
+    return [int(s) for s in text.split(',') if s.strip()]
+
+
+def _train_config(args: argparse.Namespace):
+    from noetra_ros.learning.train import TrainConfig
+
+    overrides = {f.name: getattr(args, f.name) for f in fields(TrainConfig)
+                 if getattr(args, f.name, None) is not None}
+    return TrainConfig(**overrides)
+
+
+def _add_train_options(parser: argparse.ArgumentParser) -> None:
+    from noetra_ros.learning.train import TrainConfig
+
+    for f in fields(TrainConfig):
+        kind = type(f.default)
+        parser.add_argument('--' + f.name.replace('_', '-'), dest=f.name, type=kind, default=None,
+                            help=f'(default {f.default})')
+
+
+def cmd_record(args: argparse.Namespace) -> int:
+    from noetra_ros.learning.record import RecordConfig, record
+
+    config = RecordConfig(robot=args.robot, episodes=args.episodes, first_seed=args.first_seed,
+                          cameras=tuple(args.cameras.split(',')),
+                          action_noise_rad=args.action_noise)
+    print(record(config, args.output).describe())
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from noetra_ros.learning.train import train
+
+    train(args.dataset, args.output, _train_config(args))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from noetra_ros.learning.export import export_policy
+
+    print(export_policy(args.checkpoint, args.output, dataset=args.dataset).describe())
+    return 0
+
+
+def cmd_evalcheck(args: argparse.Namespace) -> int:
+    from noetra_ros.learning.record import evaluate_expert, evaluate_policy
+
+    seeds = _seeds(args.seeds)
+    results = [evaluate_policy(args.model, seeds, robot=args.robot,
+                               replan_every=args.replan_every, blend=args.blend)]
+    if args.expert:
+        results.append(evaluate_expert(seeds, robot=args.robot))
+    for result in results:
+        print(result.describe())
+        if args.verbose:
+            for seed, ok, why in zip(result.seeds, result.successes, result.explanations):
+                if not ok:
+                    print(f'  seed {seed}: {why}')
+    if args.expert:
+        policy, expert = results
+        ratio = policy.success_rate / max(expert.success_rate, 1e-9)
+        print(f'policy / expert success ratio: {ratio:.2f} on {len(seeds)} held-out seeds')
+    if args.json:
+        Path(args.json).write_text(json.dumps([{
+            'label': r.label, 'seeds': r.seeds, 'successes': r.successes,
+            'explanations': r.explanations, 'success_rate': r.success_rate,
+            'wall_time_s': r.wall_time_s} for r in results], indent=2) + '\n')
+    return 0
+
+
+def cmd_all(args: argparse.Namespace) -> int:
+    from noetra_ros.learning.export import export_policy
+    from noetra_ros.learning.record import RecordConfig, record
+    from noetra_ros.learning.train import train
+
+    workdir = Path(args.workdir)
+    dataset = workdir / 'dataset'
+    checkpoint = workdir / 'checkpoint.pt'
+    if not (dataset / 'meta' / 'info.json').exists():
+        print(record(RecordConfig(robot=args.robot, episodes=args.episodes,
+                                  first_seed=args.first_seed,
+                                  action_noise_rad=args.action_noise), dataset).describe())
+    train(dataset, checkpoint, _train_config(args))
+    print(export_policy(checkpoint, args.model, dataset=dataset).describe())
+    return 0
+
+
+def make_reference(model: str | Path, seed: int = REFERENCE_SEED) -> dict[str, np.ndarray]:
+    """The stored-output fixture of a model: raw observation of a seeded SimWorld reset and
+    the runtime's outputs for it (model tensors, raw chunk, post-processed chunk)."""
+    from noetra_ros.core.policy.preprocess import ImageFrame
+    from noetra_ros.core.policy.runtime import PolicyRuntime
+    from noetra_ros.core.sim.world import SimWorld, WorldConfig
+
+    runtime = PolicyRuntime(model, intra_op_threads=1)
+    contract = runtime.contract
+    with SimWorld(WorldConfig()) as world:
+        episode = world.reset(seed)
+        positions = world.joint_state()[0][:len(world.joint_names)]
+        gripper = world.gripper_position()
+        images = {cam: world.render(cam) for cam in contract.cameras}
+        joint_names = world.joint_names
+    frames = {cam: ImageFrame(img, img.shape[1], img.shape[0], 'rgb8')
+              for cam, img in images.items()}
+    inputs = runtime.build_inputs(frames, dict(zip(joint_names, positions.tolist())),
+                                  gripper_position=gripper, instruction=episode.instruction)
+    chunk = runtime.infer(inputs)
+    out: dict[str, np.ndarray] = {
+        'seed': np.array(seed), 'instruction': np.array(episode.instruction),
+        'joint_names': np.array(joint_names), 'joint_positions': positions,
+        'gripper_position': np.array(gripper), 'cameras': np.array(contract.cameras),
+        'expected_raw': np.asarray(chunk.raw), 'expected_actions': np.asarray(chunk.values)}
+    for cam, img in images.items():
+        out[f'image.{cam}'] = img
+    for name, tensor in inputs.tensors.items():
+        out[f'input.{name}'] = tensor
+    return out
+
+
+def cmd_reference(args: argparse.Namespace) -> int:
+    data = make_reference(args.model, args.seed)
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(output, **data)
+    print(f'wrote {output} ({output.stat().st_size / 1024:.0f} KiB): seed {args.seed}, '
+          f'instruction {str(data["instruction"])!r}, first action row '
+          f'{np.round(data["expected_actions"][0], 4).tolist()}')
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    path = Path(args.path)
+    if path.suffix == '.onnx':
+        from noetra_ros.core.policy.contract import load_contract
+        print(load_contract(path).to_yaml())
+    else:
+        from noetra_ros.learning.dataset import describe, read_dataset
+        print(describe(read_dataset(path, load_videos=False)))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argparse parser of every sub-command."""
+    parser = argparse.ArgumentParser(prog='python -m noetra_ros.learning',
+                                     description=__doc__.split('\n')[0])
+    sub = parser.add_subparsers(dest='command', required=True)
+
+    p = sub.add_parser('record', help='record expert demonstrations into a LeRobotDataset')
+    p.add_argument('--output', required=True)
+    p.add_argument('--robot', default='fanuc_lrmate200id')
+    p.add_argument('--episodes', type=int, default=200)
+    p.add_argument('--first-seed', type=int, default=0)
+    p.add_argument('--cameras', default='scene_camera,wrist_camera')
+    p.add_argument('--action-noise', type=float, default=0.0,
+                   help='std (rad) of the offset added to the executed arm command')
+    p.set_defaults(func=cmd_record)
+
+    p = sub.add_parser('train', help='train a policy on a dataset')
+    p.add_argument('--dataset', required=True)
+    p.add_argument('--output', required=True)
+    _add_train_options(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser('export', help='export a checkpoint to ONNX with its contract')
+    p.add_argument('--checkpoint', required=True)
+    p.add_argument('--output', required=True)
+    p.add_argument('--dataset', default=None, help='real samples for the parity check')
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser('all', help='record (unless present), train and export')
+    p.add_argument('--workdir', required=True)
+    p.add_argument('--model', required=True)
+    p.add_argument('--robot', default='fanuc_lrmate200id')
+    p.add_argument('--episodes', type=int, default=200)
+    p.add_argument('--first-seed', type=int, default=0)
+    p.add_argument('--action-noise', type=float, default=0.0)
+    _add_train_options(p)
+    p.set_defaults(func=cmd_all)
+
+    p = sub.add_parser('evalcheck', help='closed-loop success of an ONNX policy in the sim')
+    p.add_argument('--model', default=str(SHIPPED_MODEL))
+    p.add_argument('--robot', default='fanuc_lrmate200id')
+    p.add_argument('--seeds', default=HELD_OUT_SEEDS, help="'a:b' (range) or 'a,b,c'")
+    p.add_argument('--replan-every', type=int, default=5)
+    p.add_argument('--blend', default='replace', choices=('replace', 'crossfade', 'ensemble'))
+    p.add_argument('--expert', action='store_true', help='also run the expert on the seeds')
+    p.add_argument('--json', default=None, help='write the results to this file')
+    p.add_argument('--verbose', action='store_true')
+    p.set_defaults(func=cmd_evalcheck)
+
+    p = sub.add_parser('reference', help='regenerate the shipped-model stored-output fixture')
+    p.add_argument('--model', default=str(SHIPPED_MODEL))
+    p.add_argument('--output', default=str(REFERENCE_PATH))
+    p.add_argument('--seed', type=int, default=REFERENCE_SEED)
+    p.set_defaults(func=cmd_reference)
+
+    p = sub.add_parser('info', help='describe a dataset folder or print a model contract')
+    p.add_argument('path')
+    p.set_defaults(func=cmd_info)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `python -m noetra_ros.learning`."""
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == '__main__':
+    sys.exit(main())

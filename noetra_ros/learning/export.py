@@ -1,0 +1,193 @@
+"""Export a trained policy to ONNX with its contract embedded, and prove numerical parity.
+
+    python -m noetra_ros.learning export --checkpoint run.pt --dataset <dir> \
+        --output models/pick_place_lrmate.onnx
+
+Steps: TorchScript-based ``torch.onnx.export`` (opset 17, dynamic batch dimension; the
+torch.export-based exporter would need the extra ``onnxscript`` package), ``onnx.checker``,
+``embed_contract`` (which validates the contract against the graph first), reload through
+``load_contract`` + ``validate_against_model``, then onnxruntime vs torch on a batch of real
+dataset samples (or seeded random inputs when no dataset is given): the largest absolute
+difference must stay below ``PARITY_TOLERANCE``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+import time
+from typing import Any, Sequence
+import warnings
+
+import numpy as np
+
+from noetra_ros.core.errors import ContractError
+
+OPSET = 17
+PARITY_TOLERANCE = 1e-4
+
+
+@dataclass(frozen=True)
+class ExportReport:
+    """What export_policy produced and measured."""
+
+    path: Path
+    size_bytes: int
+    parity_max_abs_diff: float
+    parity_samples: int
+    parity_source: str
+    input_names: tuple[str, ...]
+
+    def describe(self) -> str:
+        """One paragraph for the CLI."""
+        return (f'exported {self.path} ({self.size_bytes / 1024:.0f} KiB, opset {OPSET}, inputs '
+                f'{", ".join(self.input_names)}); onnxruntime vs torch on {self.parity_samples} '
+                f'{self.parity_source} samples: max |diff| = {self.parity_max_abs_diff:.2e} '
+                f'(tolerance {PARITY_TOLERANCE:.0e})')
+
+
+def random_inputs(contract: Any, batch: int, seed: int = 0) -> list[np.ndarray]:
+    """Seeded model inputs of the contract's shapes (images / state ~ N(0, 1), valid tokens)."""
+    from noetra_ros.core.policy.contract import ImageInput, StateInput
+
+    rng = np.random.default_rng(seed)
+    out = []
+    for spec in contract.inputs:
+        if isinstance(spec, (ImageInput, StateInput)):
+            out.append(rng.standard_normal((batch,) + spec.shape[1:]).astype(np.float32))
+        else:
+            tokens = rng.integers(1, len(spec.vocabulary), size=(batch, spec.max_length))
+            lengths = rng.integers(1, spec.max_length + 1, size=batch)
+            tokens[np.arange(spec.max_length)[None, :] >= lengths[:, None]] = 0
+            out.append(tokens.astype(np.int64))
+    return out
+
+
+def dataset_inputs(contract: Any, dataset: str | Path, count: int,
+                   seed: int = 0) -> list[np.ndarray]:
+    """`count` real samples of a dataset (the first, for a ','-joined list), pre-processed with
+    the contract (no augmentation)."""
+    from noetra_ros.learning.dataset import read_dataset
+    from noetra_ros.learning.train import TrainingSamples
+
+    first = str(dataset).split(',')[0]
+    data = read_dataset(first, cameras=[s.camera for s in contract.image_inputs])
+    samples = TrainingSamples(data, contract, contract.action.chunk_length)
+    rng = np.random.default_rng(seed)
+    rows = np.sort(rng.choice(len(samples), size=min(count, len(samples)), replace=False))
+    inputs, _ = samples.batch(rows)
+    return inputs
+
+
+def export_onnx(model: Any, contract: Any, output: str | Path, *,
+                dynamic_batch: bool = True) -> Any:
+    """Export `model` (torch, eval mode) to `output` and embed `contract`; returns the proto."""
+    import onnx
+    import torch
+
+    from noetra_ros.core.policy.contract import embed_contract
+
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    names = list(contract.input_names)
+    example = [torch.from_numpy(x) for x in random_inputs(contract, 1)]
+    axes = ({name: {0: 'batch'} for name in names + [contract.action.name]}
+            if dynamic_batch else None)
+    model.eval()
+    with warnings.catch_warnings():
+        # The TorchScript exporter is deprecated in favour of torch.export (needs onnxscript);
+        # it is still supported and gives a plain, small opset-17 graph.
+        warnings.simplefilter('ignore', DeprecationWarning)
+        # GroupNorm's batch-size sanity check is traced as a constant; it guards nothing here.
+        warnings.simplefilter('ignore', torch.jit.TracerWarning)
+        torch.onnx.export(model, tuple(example), str(output), input_names=names,
+                          output_names=[contract.action.name], opset_version=OPSET,
+                          dynamo=False, dynamic_axes=axes, do_constant_folding=True)
+    proto = onnx.load(str(output))
+    onnx.checker.check_model(proto, full_check=True)
+    proto.producer_name = 'noetra_ros.learning.export'
+    proto.doc_string = contract.description
+    embed_contract(proto, contract, output, validate=True)
+    return proto
+
+
+def parity(model: Any, onnx_path: str | Path, inputs: Sequence[np.ndarray],
+           input_names: Sequence[str]) -> float:
+    """Largest |onnxruntime - torch| over a batch of inputs (both on CPU, float32)."""
+    import onnxruntime as ort
+    import torch
+
+    session = ort.InferenceSession(str(onnx_path), providers=['CPUExecutionProvider'])
+    (ort_out,) = session.run(None, dict(zip(input_names, inputs)))
+    with torch.no_grad():
+        torch_out = model(*[torch.from_numpy(x) for x in inputs]).numpy()
+    if ort_out.shape != torch_out.shape:
+        raise ContractError(f'parity: onnxruntime output {ort_out.shape} != torch '
+                            f'{torch_out.shape}')
+    return float(np.max(np.abs(ort_out.astype(np.float64) - torch_out.astype(np.float64))))
+
+
+def contract_with_info(contract: Any, info: dict[str, Any]) -> Any:
+    """A copy of `contract` whose `info` is extended with `info` (scalars only)."""
+    from noetra_ros.core.policy.contract import contract_from_dict
+
+    data = contract.to_dict()
+    data['info'] = {**dict(contract.info), **info}
+    return contract_from_dict(data)
+
+
+def export_policy(checkpoint: str | Path, output: str | Path, dataset: str | Path | None = None,
+                  parity_samples: int = 64, seed: int = 0) -> ExportReport:
+    """Checkpoint -> ONNX with contract, validated and parity-checked; raises on a mismatch."""
+    import torch
+
+    from noetra_ros.core.policy.contract import load_contract, validate_against_model
+    from noetra_ros.learning.train import load_checkpoint
+
+    model, contract, ckpt = load_checkpoint(checkpoint)
+    history = ckpt.get('history') or [{}]
+    val_l1 = float(history[-1].get('val_l1', float('nan')))
+    info = {
+        'producer': 'noetra_ros.learning',
+        'architecture': 'VisuomotorPolicy (per-camera CNN + spatial softmax, state MLP, '
+                        'bag-of-words instruction, MLP head)',
+        'parameters': int(ckpt.get('parameters', 0)),
+        'train_steps': int(ckpt['train_config']['steps']),
+        'train_seed': int(ckpt['train_config']['seed']),
+        'train_time_s': round(float(ckpt.get('train_time_s', 0.0)), 1),
+        # NaN (no validation split) would not survive the JSON round trip: store null.
+        'final_val_l1': round(val_l1, 5) if np.isfinite(val_l1) else None,
+        'dataset_episodes': int(ckpt['dataset']['episodes']),
+        'dataset_frames': int(ckpt['dataset']['frames']),
+        'dataset_format': 'LeRobotDataset v3.0',
+        'torch_version': str(ckpt.get('torch_version', torch.__version__)),
+        'opset': OPSET,
+    }
+    contract = contract_with_info(contract, info)
+    export_onnx(model, contract, output)
+    loaded = load_contract(output)
+    if loaded != contract:
+        raise ContractError(f'{output}: the embedded contract does not read back unchanged')
+    validate_against_model(loaded, output)
+    if dataset is not None:
+        inputs, source = dataset_inputs(contract, dataset, parity_samples, seed), 'dataset'
+    else:
+        inputs, source = random_inputs(contract, parity_samples, seed), 'random'
+    diff = parity(model, output, inputs, contract.input_names)
+    if not diff < PARITY_TOLERANCE:
+        raise ContractError(f'parity: onnxruntime and torch differ by {diff:.3e} '
+                            f'(> {PARITY_TOLERANCE:.0e}) on {source} samples')
+    return ExportReport(path=Path(output), size_bytes=Path(output).stat().st_size,
+                        parity_max_abs_diff=diff, parity_samples=len(inputs[0]),
+                        parity_source=source, input_names=tuple(contract.input_names))
+
+
+def time_calls(fn, repeats: int, warmup: int = 10) -> np.ndarray:
+    """Wall times (ms) of `repeats` calls of fn() after `warmup` untimed calls."""
+    for _ in range(warmup):
+        fn()
+    times = np.empty(repeats)
+    for i in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times[i] = (time.perf_counter() - start) * 1e3
+    return times

@@ -1,0 +1,200 @@
+"""A small multimodal visuomotor policy: cameras + joint state + instruction -> action chunk.
+
+Architecture (all ONNX opset-17 exportable with the TorchScript exporter):
+
+* one CNN per camera: 4 conv layers (5x5 s2, 3x3 s2, 3x3 s1, 3x3 s1) with GroupNorm + ReLU,
+  then a 1x1 conv to K keypoint maps and a *spatial softmax* that returns the expected (x, y)
+  image position of each map (2K numbers) plus a global average of the last feature map.
+  Spatial softmax keeps *where* things are, which is what a pick-and-place policy needs, at a
+  fraction of the parameters of a flattening head;
+* a state MLP on the normalised joint + gripper positions;
+* an instruction encoder: a word embedding averaged over the non-pad tokens (an EmbeddingBag-like
+  masked mean, exported as Gather / Mul / ReduceSum / Div);
+* a fused MLP that outputs a chunk of T normalised actions [B, T, A].
+
+Action parameterisation: the contract asks for absolute joint targets normalised by the action
+statistics. The network predicts the *change* from the current joint positions and adds the
+current positions back inside the graph (``residual_joints``), so the exported output stays
+absolute while the regression target of the network is small and centred. The gripper component
+is predicted directly (it is a binary-like open/close level, not a continuation of the state).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from noetra_ros.core.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    """Shapes and sizes of :class:`VisuomotorPolicy`."""
+
+    cameras: tuple[str, ...]
+    image_height: int
+    image_width: int
+    state_dim: int
+    action_dim: int
+    chunk_length: int
+    vocab_size: int
+    max_tokens: int
+    conv_channels: int = 32
+    keypoints: int = 32
+    state_hidden: int = 64
+    text_dim: int = 32
+    hidden: int = 256
+    residual_joints: int = 0  # first N action components are predicted relative to state[:N]
+
+    def __post_init__(self) -> None:
+        if not self.cameras:
+            raise ConfigError('cameras=(): at least one camera is required')
+        for name in ('image_height', 'image_width'):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 16:
+                raise ConfigError(f'{name}={value!r}: must be an integer >= 16 (two stride-2 '
+                                  'convs leave a quarter-size keypoint map)')
+        for name in ('state_dim', 'action_dim', 'chunk_length', 'vocab_size', 'max_tokens',
+                     'conv_channels', 'keypoints', 'state_hidden', 'text_dim', 'hidden'):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value <= 0:
+                raise ConfigError(f'{name}={value!r}: must be a positive integer')
+        limit = min(self.state_dim, self.action_dim)
+        if not 0 <= self.residual_joints <= limit:
+            raise ConfigError(f'residual_joints={self.residual_joints}: must be in [0, '
+                              f'min(state_dim, action_dim)={limit}]')
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly form, stored in checkpoints."""
+        data = asdict(self)
+        data['cameras'] = list(self.cameras)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> 'PolicyConfig':
+        """Inverse of :meth:`to_dict`."""
+        data = dict(data)
+        data['cameras'] = tuple(data['cameras'])
+        return cls(**data)
+
+
+class SpatialSoftmax(nn.Module):
+    """Expected image coordinates (in [-1, 1]) of each channel's softmax over pixels."""
+
+    def __init__(self, height: int, width: int) -> None:
+        super().__init__()
+        ys = torch.linspace(-1.0, 1.0, height)
+        xs = torch.linspace(-1.0, 1.0, width)
+        grid_y, grid_x = torch.meshgrid(ys, xs, indexing='ij')
+        # [H*W, 2] so that one MatMul gives both coordinates of every keypoint.
+        self.register_buffer('grid', torch.stack([grid_x.reshape(-1), grid_y.reshape(-1)], 1),
+                             persistent=False)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = features.shape
+        attention = torch.softmax(features.reshape(b, c, h * w), dim=-1)
+        return torch.matmul(attention, self.grid).reshape(b, c * 2)
+
+
+def _conv_block(c_in: int, c_out: int, kernel: int, stride: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=kernel // 2),
+        nn.GroupNorm(8, c_out),
+        nn.ReLU(inplace=True),
+    )
+
+
+class CameraEncoder(nn.Module):
+    """Small CNN + spatial softmax for one camera."""
+
+    def __init__(self, height: int, width: int, channels: int, keypoints: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            _conv_block(3, channels, 5, 2),
+            _conv_block(channels, channels, 3, 2),
+            _conv_block(channels, 2 * channels, 3, 1),
+            _conv_block(2 * channels, 2 * channels, 3, 1),
+        )
+        out_h, out_w = height, width
+        for _ in range(2):
+            out_h, out_w = (out_h + 1) // 2, (out_w + 1) // 2
+        self.keypoint_maps = nn.Conv2d(2 * channels, keypoints, 1)
+        self.spatial_softmax = SpatialSoftmax(out_h, out_w)
+        self.out_dim = 2 * keypoints + 2 * channels
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        features = self.body(image)
+        points = self.spatial_softmax(self.keypoint_maps(features))
+        pooled = features.mean(dim=(2, 3))
+        return torch.cat([points, pooled], dim=1)
+
+
+class VisuomotorPolicy(nn.Module):
+    """forward(*images, state, instruction) -> actions [B, T, A] (normalised).
+
+    Inputs are already pre-processed by ``noetra_ros.core.policy.preprocess``: images float32
+    [B, 3, H, W] normalised, state float32 [B, D] normalised, instruction int64 [B, L] with 0 as
+    padding.
+    """
+
+    def __init__(self, config: PolicyConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.encoders = nn.ModuleList([
+            CameraEncoder(config.image_height, config.image_width, config.conv_channels,
+                          config.keypoints) for _ in config.cameras])
+        self.state_mlp = nn.Sequential(
+            nn.Linear(config.state_dim, config.state_hidden), nn.ReLU(inplace=True),
+            nn.Linear(config.state_hidden, config.state_hidden), nn.ReLU(inplace=True))
+        self.word_embedding = nn.Embedding(config.vocab_size, config.text_dim)
+        fused = (sum(e.out_dim for e in self.encoders) + config.state_hidden + config.text_dim)
+        self.head = nn.Sequential(
+            nn.Linear(fused, config.hidden), nn.ReLU(inplace=True),
+            nn.Linear(config.hidden, config.hidden), nn.ReLU(inplace=True),
+            nn.Linear(config.hidden, config.chunk_length * config.action_dim))
+        # Maps normalised state -> normalised action for the residual joints:
+        # a_norm = (s_norm * s_std + s_mean - a_mean) / a_std = s_norm * scale + shift.
+        n = config.residual_joints
+        self.register_buffer('residual_scale', torch.ones(n))
+        self.register_buffer('residual_shift', torch.zeros(n))
+
+    def set_normalisation(self, state_mean: torch.Tensor, state_std: torch.Tensor,
+                          action_mean: torch.Tensor, action_std: torch.Tensor) -> None:
+        """Fix the residual mapping from the dataset statistics (call before training)."""
+        n = self.config.residual_joints
+        if n == 0:
+            return
+        scale = state_std[:n] / action_std[:n]
+        shift = (state_mean[:n] - action_mean[:n]) / action_std[:n]
+        self.residual_scale.copy_(scale.to(self.residual_scale))
+        self.residual_shift.copy_(shift.to(self.residual_shift))
+
+    def encode_instruction(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Masked mean of word embeddings; id 0 is padding and contributes nothing."""
+        mask = (tokens != 0).to(torch.float32).unsqueeze(-1)
+        summed = (self.word_embedding(tokens) * mask).sum(dim=1)
+        return summed / mask.sum(dim=1).clamp(min=1.0)
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        cfg = self.config
+        n_cam = len(cfg.cameras)
+        if len(inputs) != n_cam + 2:
+            raise ValueError(f'expected {n_cam} images + state + instruction, got {len(inputs)}')
+        images, state, tokens = inputs[:n_cam], inputs[n_cam], inputs[n_cam + 1]
+        parts = [enc(img) for enc, img in zip(self.encoders, images)]
+        parts.append(self.state_mlp(state))
+        parts.append(self.encode_instruction(tokens))
+        out = self.head(torch.cat(parts, dim=1))
+        out = out.reshape(-1, cfg.chunk_length, cfg.action_dim)
+        n = cfg.residual_joints
+        if n:
+            base = state[:, :n] * self.residual_scale + self.residual_shift
+            out = torch.cat([out[:, :, :n] + base.unsqueeze(1), out[:, :, n:]], dim=2)
+        return out
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -1,0 +1,402 @@
+"""Train :class:`VisuomotorPolicy` by behaviour cloning on a recorded LeRobotDataset.
+
+Reproducible command (the one behind models/pick_place_lrmate.onnx, see models/MODEL_CARD.md):
+
+    python -m noetra_ros.learning train --dataset <dataset dir> --output <checkpoint.pt>
+
+Training-time pre-processing goes through the deployment code path: the policy contract is built
+first (from the dataset statistics and the task vocabulary) and every image, state and instruction
+is turned into a tensor by ``noetra_ros.core.policy.preprocess`` / ``tokenizer`` with that
+contract, exactly as ``PolicyRuntime`` does on the robot. There is no second implementation of
+the transforms to drift out of step.
+
+Targets: for frame t the chunk of the T expert actions a[t], ..., a[t+T-1] (the last action of the
+episode repeats past its end, i.e. the arm holds), normalised with the action mean / std stored
+in the contract. Loss: L1 on the normalised chunk. Optimiser: AdamW with warm-up and cosine
+decay; an exponential moving average of the weights is what gets saved and exported.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass
+import math
+from pathlib import Path
+import time
+from typing import Any, Sequence
+
+import numpy as np
+
+from noetra_ros.core.errors import ConfigError
+from noetra_ros.learning.dataset import (
+    concat_datasets, episode_bounds, LoadedDataset, progress, read_dataset)
+
+# Below this the std of a state / action component is raised to it: a joint that barely moved in
+# the demonstrations must not turn sensor noise into large normalised inputs.
+MIN_JOINT_STD_RAD = 0.05
+MIN_GRIPPER_STD_M = 0.005
+IMAGE_STD_FLOOR = 0.05
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Hyper-parameters of one training run (all stored in the checkpoint)."""
+
+    steps: int = 6000
+    batch_size: int = 64
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-4
+    warmup_steps: int = 200
+    grad_clip: float = 1.0
+    ema_decay: float = 0.999
+    chunk_length: int = 10
+    max_tokens: int = 16
+    image_width: int = 64
+    image_height: int = 48
+    shift_pixels: int = 4
+    val_fraction: float = 0.05
+    val_every: int = 500
+    seed: int = 0
+    threads: int = 2
+    conv_channels: int = 32
+    keypoints: int = 32
+    hidden: int = 256
+    contract_name: str = 'pick_place_lrmate'
+
+    def __post_init__(self) -> None:
+        for name in ('steps', 'batch_size', 'chunk_length', 'max_tokens', 'val_every', 'threads',
+                     'conv_channels', 'keypoints', 'hidden', 'image_width', 'image_height'):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value <= 0:
+                raise ConfigError(f'{name}={value!r}: must be a positive integer')
+        for name in ('learning_rate', 'grad_clip'):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise ConfigError(f'{name}={value!r}: must be > 0')
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ConfigError(f'ema_decay={self.ema_decay!r}: must be in [0, 1)')
+        if not 0.0 <= self.val_fraction < 0.5:
+            raise ConfigError(f'val_fraction={self.val_fraction!r}: must be in [0, 0.5)')
+        if self.shift_pixels < 0 or self.warmup_steps < 0 or self.seed < 0:
+            raise ConfigError('shift_pixels, warmup_steps and seed must be >= 0')
+
+
+def task_vocabulary() -> tuple[str, ...]:
+    """Word vocabulary of every instruction the task can produce (from sim/task.py)."""
+    from noetra_ros.core.policy.tokenizer import build_vocabulary
+    from noetra_ros.core.sim.task import COLOURS, PLACES, SHAPES, instruction_text
+
+    texts = [instruction_text(c, s, p) for c in COLOURS for s in SHAPES for p in PLACES]
+    return build_vocabulary(texts)
+
+
+def _floored_std(names: list[str], std: np.ndarray) -> np.ndarray:
+    floors = np.array([MIN_GRIPPER_STD_M if 'gripper' in n else MIN_JOINT_STD_RAD for n in names])
+    return np.maximum(np.asarray(std, dtype=np.float64), floors)
+
+
+def build_contract(data: LoadedDataset, config: TrainConfig, info: dict[str, Any] | None = None):
+    """The policy contract for a dataset: inputs = its cameras + state + instruction, output =
+    a chunk of absolute joint position + gripper targets. Normalisation comes from stats.json.
+
+    Camera names become both the ONNX input names and the ROS camera namespaces, so they must be
+    the names the sim publishes (``scene_camera``, ``wrist_camera``).
+    """
+    from noetra_ros.core.policy.contract import (
+        ActionComponent, ActionOutput, ImageInput, InstructionInput, PolicyContract,
+        StateComponent, StateInput)
+
+    state_names = data.names('observation.state')
+    action_names = data.names('action')
+    joints = [n for n in state_names if 'gripper' not in n]
+    if state_names != joints + ['gripper_position'] or action_names != state_names:
+        raise ConfigError(f'dataset state/action names {state_names} / {action_names}: expected '
+                          'the arm joints followed by gripper_position in both')
+    inputs: list[Any] = []
+    for cam in data.cameras:
+        key = 'observation.images.' + cam
+        stats = data.stats[key]
+        mean = [float(v[0][0]) for v in stats['mean']]
+        std = [max(float(v[0][0]), IMAGE_STD_FLOOR) for v in stats['std']]
+        # The camera's frames (any size) are resized to the model size by preprocess.py, in
+        # training as at deployment; per-channel statistics do not change with the size.
+        inputs.append(ImageInput(name=cam, camera=cam, height=config.image_height,
+                                 width=config.image_width,
+                                 resize='stretch', color_order='rgb', layout='nchw',
+                                 scale=255.0, mean=tuple(mean), std=tuple(std)))
+    state_stats = data.stats['observation.state']
+    inputs.append(StateInput(
+        name='state',
+        components=(StateComponent(source='joint_positions', joints=tuple(joints)),
+                    StateComponent(source='gripper_position')),
+        mean=tuple(float(v) for v in state_stats['mean']),
+        std=tuple(float(v) for v in _floored_std(state_names, state_stats['std']))))
+    inputs.append(InstructionInput(name='instruction', vocabulary=task_vocabulary(),
+                                   max_length=config.max_tokens))
+    action_stats = data.stats['action']
+    output = ActionOutput(
+        name='actions', chunk_length=config.chunk_length, step_period_s=1.0 / data.fps,
+        components=(ActionComponent(meaning='joint_positions', mode='absolute',
+                                    joints=tuple(joints)),
+                    ActionComponent(meaning='gripper_position', mode='absolute')),
+        mean=tuple(float(v) for v in action_stats['mean']),
+        std=tuple(float(v) for v in _floored_std(action_names, action_stats['std'])))
+    return PolicyContract(
+        name=config.contract_name, robot_joints=tuple(joints), inputs=tuple(inputs),
+        outputs=(output,),
+        description=('Pick the named object and place it in the named bin; behaviour-cloned '
+                     'from the scripted expert in the PyBullet cell (noetra_ros.learning).'),
+        info=info or {})
+
+
+class TrainingSamples:
+    """Frame-indexed training data turned into model tensors with the contract's transforms."""
+
+    def __init__(self, data: LoadedDataset, contract: Any, chunk_length: int) -> None:
+        from noetra_ros.core.policy.preprocess import state_to_tensor
+        from noetra_ros.core.policy.tokenizer import Tokenizer
+
+        self.data = data
+        self.contract = contract
+        self.image_specs = contract.image_inputs
+        state_spec = contract.state_input
+        joints = state_spec.components[0].joints
+        # One state_to_tensor call per frame: the exact deployment transform, done once.
+        self.state = np.concatenate([
+            state_to_tensor(state_spec, dict(zip(joints, row[:-1])), gripper_position=row[-1])
+            for row in data.state.astype(np.float64)])
+        tokenizer = Tokenizer(contract.instruction_input)
+        self.task_tokens = np.concatenate([tokenizer.encode(t).ids for t in data.tasks])
+        action = contract.action
+        self.action = ((data.action.astype(np.float64) - np.asarray(action.mean))
+                       / np.asarray(action.std)).astype(np.float32)
+        bounds = episode_bounds(data)
+        last = np.empty(len(data), dtype=np.int64)
+        for lo, hi in bounds:
+            last[lo:hi] = hi - 1
+        offsets = np.arange(chunk_length)[None, :]
+        self.chunk_rows = np.minimum(np.arange(len(data))[:, None] + offsets, last[:, None])
+        self.bounds = bounds
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def images(self, rows: np.ndarray, rng: np.random.Generator | None,
+               shift: int) -> list[np.ndarray]:
+        """Float32 [B, C, H, W] per camera; a random shift of up to `shift` px when rng given."""
+        from noetra_ros.core.policy.preprocess import image_to_tensor
+
+        out = []
+        for spec in self.image_specs:
+            frames = self.data.images[spec.camera]
+            h, w = frames.shape[1:3]
+            batch = np.empty((len(rows),) + spec.shape[1:], dtype=np.float32)
+            for i, row in enumerate(rows):
+                frame = frames[row]
+                if rng is not None and shift > 0:
+                    padded = np.pad(frame, ((shift, shift), (shift, shift), (0, 0)), mode='edge')
+                    dy, dx = rng.integers(0, 2 * shift + 1, size=2)
+                    frame = padded[dy:dy + h, dx:dx + w]
+                image_to_tensor(np.ascontiguousarray(frame), w, h, 'rgb8', spec,
+                                out=batch[i:i + 1])
+            out.append(batch)
+        return out
+
+    def batch(self, rows: np.ndarray, rng: np.random.Generator | None = None,
+              shift: int = 0) -> tuple[list[np.ndarray], np.ndarray]:
+        """(model inputs in contract order, normalised target chunks [B, T, A])."""
+        inputs = self.images(rows, rng, shift)
+        inputs.append(self.state[rows])
+        inputs.append(self.task_tokens[self.data.task_index[rows]])
+        return inputs, self.action[self.chunk_rows[rows]]
+
+
+def split_episodes(num_episodes: int, val_fraction: float,
+                   seed: int) -> tuple[list[int], list[int]]:
+    """(train, validation) episode indices; validation is a seeded random subset."""
+    rng = np.random.default_rng(seed + 7919)
+    order = rng.permutation(num_episodes)
+    n_val = int(round(num_episodes * val_fraction))
+    if val_fraction > 0 and num_episodes > 1:
+        n_val = max(1, n_val)
+    return sorted(order[n_val:].tolist()), sorted(order[:n_val].tolist())
+
+
+def _rows_of(bounds: np.ndarray, episodes: list[int]) -> np.ndarray:
+    if not episodes:
+        return np.zeros(0, dtype=np.int64)
+    return np.concatenate([np.arange(bounds[e, 0], bounds[e, 1]) for e in episodes])
+
+
+def make_policy(contract: Any, config: TrainConfig):
+    """A freshly initialised VisuomotorPolicy shaped for `contract`."""
+    from noetra_ros.learning.model import PolicyConfig, VisuomotorPolicy
+
+    images = contract.image_inputs
+    joints = contract.action.component('joint_positions')
+    policy_config = PolicyConfig(
+        cameras=tuple(s.camera for s in images), image_height=images[0].height,
+        image_width=images[0].width, state_dim=contract.state_input.size,
+        action_dim=contract.action.size, chunk_length=contract.action.chunk_length,
+        vocab_size=len(contract.instruction_input.vocabulary),
+        max_tokens=contract.instruction_input.max_length, conv_channels=config.conv_channels,
+        keypoints=config.keypoints, hidden=config.hidden,
+        residual_joints=joints.size if joints is not None else 0)
+    return VisuomotorPolicy(policy_config)
+
+
+def _set_residual(model: Any, contract: Any) -> None:
+    import torch
+
+    state, action = contract.state_input, contract.action
+    as_tensor = lambda v: torch.tensor(v, dtype=torch.float32)  # noqa: E731
+    model.set_normalisation(as_tensor(state.mean), as_tensor(state.std),
+                            as_tensor(action.mean), as_tensor(action.std))
+
+
+def seed_everything(seed: int, threads: int) -> None:
+    """Seed torch / numpy and ask torch for deterministic kernels on `threads` threads."""
+    import torch
+
+    torch.manual_seed(seed)
+    torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def evaluate_loss(model: Any, samples: TrainingSamples, rows: np.ndarray,
+                  batch_size: int = 128) -> float:
+    """Mean L1 of the normalised action chunk over `rows` (no augmentation)."""
+    import torch
+
+    if len(rows) == 0:
+        return float('nan')
+    model.eval()
+    total = 0.0
+    with torch.no_grad():
+        for start in range(0, len(rows), batch_size):
+            chunk = rows[start:start + batch_size]
+            inputs, target = samples.batch(chunk)
+            pred = model(*[torch.from_numpy(x) for x in inputs])
+            total += float(torch.abs(pred - torch.from_numpy(target)).mean()) * len(chunk)
+    return total / len(rows)
+
+
+def load_datasets(dataset: str | Path | Sequence[str | Path]) -> LoadedDataset:
+    """One dataset folder, or several (a list, or one string joined with ',') merged."""
+    if isinstance(dataset, (str, Path)):
+        paths = [p for p in str(dataset).split(',') if p]
+    else:
+        paths = [str(p) for p in dataset]
+    return concat_datasets([read_dataset(p) for p in paths])
+
+
+def train(dataset: str | Path | Sequence[str | Path], output: str | Path,
+          config: TrainConfig | None = None, log=print) -> dict[str, Any]:
+    """Train on `dataset` (one folder or several, see load_datasets) and write a checkpoint to
+    `output`; returns the checkpoint dict."""
+    import torch
+
+    config = config or TrainConfig()
+    seed_everything(config.seed, config.threads)
+    t0 = time.monotonic()
+    data = load_datasets(dataset)
+    log(f'loaded {len(data.episodes)} episodes, {len(data)} frames in '
+        f'{time.monotonic() - t0:.0f} s')
+    contract = build_contract(data, config)
+    samples = TrainingSamples(data, contract, config.chunk_length)
+    train_eps, val_eps = split_episodes(len(data.episodes), config.val_fraction, config.seed)
+    train_rows = _rows_of(samples.bounds, train_eps)
+    val_rows = _rows_of(samples.bounds, val_eps)
+    rng = np.random.default_rng(config.seed)
+    val_probe = (rng.choice(val_rows, size=min(1024, len(val_rows)), replace=False)
+                 if len(val_rows) else val_rows)
+    val_probe.sort()
+
+    model = make_policy(contract, config)
+    _set_residual(model, contract)
+    ema = copy.deepcopy(model)
+    for p in ema.parameters():
+        p.requires_grad_(False)
+    from noetra_ros.learning.model import count_parameters
+    n_params = count_parameters(model)
+    log(f'policy: {n_params} parameters; {len(train_eps)} train / {len(val_eps)} val episodes')
+    optimiser = torch.optim.AdamW(model.parameters(), lr=config.learning_rate,
+                                  weight_decay=config.weight_decay)
+
+    def lr_at(step: int) -> float:
+        if step < config.warmup_steps:
+            return config.learning_rate * (step + 1) / config.warmup_steps
+        progress_frac = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
+        return config.learning_rate * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress_frac)))
+
+    history: list[dict[str, float]] = []
+    running = 0.0
+    start = time.monotonic()
+    epoch_order = rng.permutation(train_rows)
+    cursor = 0
+    for step in progress(range(config.steps), total=config.steps, desc='training'):
+        if cursor + config.batch_size > len(epoch_order):
+            epoch_order = rng.permutation(train_rows)
+            cursor = 0
+        rows = epoch_order[cursor:cursor + config.batch_size]
+        cursor += config.batch_size
+        inputs, target = samples.batch(rows, rng, config.shift_pixels)
+        model.train()
+        for group in optimiser.param_groups:
+            group['lr'] = lr_at(step)
+        pred = model(*[torch.from_numpy(x) for x in inputs])
+        loss = torch.abs(pred - torch.from_numpy(target)).mean()
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        optimiser.step()
+        with torch.no_grad():
+            decay = min(config.ema_decay, (1 + step) / (10 + step))
+            for p_ema, p in zip(ema.parameters(), model.parameters()):
+                p_ema.mul_(decay).add_(p.detach(), alpha=1 - decay)
+            for b_ema, b in zip(ema.buffers(), model.buffers()):
+                b_ema.copy_(b)
+        loss_value = float(loss.detach())
+        running = 0.98 * running + 0.02 * loss_value if step else loss_value
+        if (step + 1) % config.val_every == 0 or step + 1 == config.steps:
+            val = evaluate_loss(ema, samples, val_probe)
+            entry = {'step': step + 1, 'train_l1': running, 'val_l1': val,
+                     'lr': lr_at(step), 'elapsed_s': time.monotonic() - start}
+            history.append(entry)
+            log(f'\nstep {step + 1}: train L1 {running:.4f}  val L1 (EMA) {val:.4f}  '
+                f'lr {entry["lr"]:.2e}  {entry["elapsed_s"]:.0f} s')
+    train_time = time.monotonic() - start
+    checkpoint = {
+        'format': 'noetra_ros.learning checkpoint v1',
+        'policy_config': ema.config.to_dict(),
+        'state_dict': ema.state_dict(),
+        'contract': contract.to_dict(),
+        'train_config': asdict(config),
+        'history': history,
+        'dataset': {'path': [str(p) for p in data.info.get('sources', [data.root])],
+                    'episodes': len(data.episodes),
+                    'frames': len(data), 'fps': data.fps,
+                    'seeds': [int(row.get('seed', -1)) for row in data.episodes],
+                    'train_episodes': train_eps, 'val_episodes': val_eps},
+        'parameters': n_params,
+        'train_time_s': train_time,
+        'torch_version': torch.__version__,
+    }
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(checkpoint, output)
+    log(f'saved {output} after {train_time:.0f} s of training')
+    return checkpoint
+
+
+def load_checkpoint(path: str | Path):
+    """(model in eval mode, contract, checkpoint dict) from a checkpoint file."""
+    import torch
+
+    from noetra_ros.core.policy.contract import contract_from_dict
+    from noetra_ros.learning.model import PolicyConfig, VisuomotorPolicy
+
+    checkpoint = torch.load(Path(path), map_location='cpu', weights_only=False)
+    model = VisuomotorPolicy(PolicyConfig.from_dict(checkpoint['policy_config']))
+    model.load_state_dict(checkpoint['state_dict'])
+    model.eval()
+    return model, contract_from_dict(checkpoint['contract']), checkpoint
