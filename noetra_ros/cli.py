@@ -80,6 +80,7 @@ def run_cell(args: argparse.Namespace) -> dict:
     overrides = _parse_set(args.set or [])
     sim = overrides.setdefault('sim', {})
     sim['episodes'] = args.episodes
+    sim['wait_for_reset'] = True  # the monitor starts the schedule once discovery is done
     if args.seed is not None:
         sim['first_seed'] = args.seed
     if args.mode:
@@ -101,6 +102,71 @@ def run_cell(args: argparse.Namespace) -> dict:
     report['run_dir'] = str(out_dir)
     (out_dir / 'report.json').write_text(json.dumps(report, indent=2))
     return report
+
+
+def eval_cell(args: argparse.Namespace) -> dict:
+    """Seeded lockstep episodes of a cell's controller; adds the evaluation summary."""
+    overrides = _parse_set(args.set or [])
+    if args.model or args.baseline:
+        cell = load_cell(args.cell)
+        if 'policy' not in [n.name for n in cell.nodes]:
+            raise NoetraError(f'--model/--baseline need a cell with a node named policy; '
+                              f'{cell.name!r} has {[n.name for n in cell.nodes]}')
+        model = args.model
+        if args.baseline == 'hold':
+            import onnx
+            from noetra_ros.core.policy.baselines import hold_policy_model
+            from noetra_ros.core.robots import robot_spec
+            out_dir = Path(args.out or Path('runs') / f'eval-{cell.name}-hold')
+            out_dir.mkdir(parents=True, exist_ok=True)
+            model = str((out_dir / 'hold_policy.onnx').resolve())
+            onnx.save(hold_policy_model(robot_spec(cell.robot).joint_names), model)
+            args.out = str(out_dir)
+        overrides.setdefault('policy', {})['model_path'] = str(model)
+    args.set = [f'{node}.{k}={json.dumps(v)}' for node, params in overrides.items()
+                for k, v in params.items()]
+    args.mode = 'lockstep'  # results must not depend on machine load
+    report = run_cell(args)
+    episodes = report['episodes']
+    k, n = sum(e['success'] for e in episodes), len(episodes)
+    low, high = wilson_interval(k, n)
+    policy = report['health'].get('policy: policy', {}).get('values', {})
+    report['evaluation'] = {
+        'cell': report['cell']['name'], 'controller': report['controller'],
+        'model': overrides.get('policy', {}).get('model_path', ''),
+        'baseline': args.baseline or '', 'first_seed': args.seed, 'episodes': n,
+        'successes': k, 'success_rate': k / n if n else 0.0, 'wilson95': [low, high],
+        'mean_episode_s': (sum(e['duration_s'] for e in episodes) / n) if n else 0.0,
+        'mean_success_episode_s': (sum(e['duration_s'] for e in episodes if e['success']) / k)
+        if k else None,
+        'step_latency_ms': report['command_latency_ms'],
+        'policy_inference_ms': {q: float(policy[f'inference_ms_{q}'])
+                                for q in ('p50', 'p90', 'p99') if f'inference_ms_{q}' in policy},
+        'policy_end_to_end_ms': {q: float(policy[f'end_to_end_ms_{q}'])
+                                 for q in ('p50', 'p90', 'p99') if f'end_to_end_ms_{q}' in policy},
+    }
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(report['evaluation'], indent=2))
+    return report
+
+
+def format_evaluation(ev: dict) -> str:
+    lo, hi = ev['wilson95']
+    lines = [f'evaluation: {ev["cell"]} / {ev["baseline"] or ev["controller"]} on seeds '
+             f'{ev["first_seed"]}..{ev["first_seed"] + ev["episodes"] - 1}',
+             f'  success {ev["successes"]}/{ev["episodes"]} = {100 * ev["success_rate"]:.1f} % '
+             f'(Wilson 95 % CI {100 * lo:.1f}-{100 * hi:.1f} %)',
+             f'  mean episode {ev["mean_episode_s"]:.2f} s sim']
+    lat = ev['step_latency_ms']
+    if lat['n']:
+        lines.append(f'  step latency joint_states -> command: p50 {lat["p50"]:.2f} ms, '
+                     f'p90 {lat["p90"]:.2f} ms, p99 {lat["p99"]:.2f} ms')
+    if ev['policy_inference_ms']:
+        inf = ev['policy_inference_ms']
+        lines.append(f'  policy inference (onnxruntime run): p50 {inf["p50"]:.2f} ms, '
+                     f'p99 {inf["p99"]:.2f} ms')
+    return '\n'.join(lines)
 
 
 def format_report(report: dict) -> str:
@@ -137,7 +203,8 @@ def format_report(report: dict) -> str:
         for name, status in sorted(report['health'].items()):
             keys = ('steps', 'published', 'commands', 'inferences', 'no_command_stale', 'input_errors', 'state',
                     'rejected_commands', 'lockstep_timeouts', 'timeouts', 'tracking_faults',
-                    'end_to_end_ms', 'inference_ms')
+                    'end_to_end_ms_p50', 'end_to_end_ms_p99', 'inference_ms_p50',
+                    'inference_ms_p99')
             extra = ', '.join(f'{k}={status["values"][k]}' for k in keys
                               if k in status['values'])
             lines.append(f'  {name:<28} {status["level"]:<5} {status["message"][:60]}'
@@ -168,6 +235,20 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument('--timeout', type=float, default=900.0, help='wall-clock limit in seconds')
     run.add_argument('--no-video', action='store_true', help='do not write the scene video')
     run.add_argument('--quiet', action='store_true', help='no per-episode progress lines')
+    ev = sub.add_parser('eval', help='seeded lockstep evaluation of a cell\'s controller')
+    ev.add_argument('cell', help='cell name or path (its controller is evaluated)')
+    ev.add_argument('--episodes', type=int, default=50, help='episodes (default 50)')
+    ev.add_argument('--seed', type=int, default=10000,
+                    help='first seed (default 10000: held out from training seeds)')
+    ev.add_argument('--model', help='ONNX model for the cell\'s policy node')
+    ev.add_argument('--baseline', choices=['hold'],
+                    help='evaluate a reference policy instead (hold: keep the current pose)')
+    ev.add_argument('--json', help='write the evaluation summary as JSON here')
+    ev.add_argument('--set', action='append', metavar='NODE.PARAM=VALUE')
+    ev.add_argument('--out', help='run folder')
+    ev.add_argument('--timeout', type=float, default=3600.0, help='wall-clock limit (s)')
+    ev.add_argument('--no-video', action='store_true', default=False)
+    ev.add_argument('--quiet', action='store_true')
     args = parser.parse_args(argv)
     try:
         if args.command == 'list':
@@ -175,11 +256,13 @@ def main(argv: list[str] | None = None) -> int:
                 cell = load_cell(name)
                 print(f'{name:<28} {cell.robot:<20} {cell.sector:<16} {cell.description}')
             return 0
-        report = run_cell(args)
+        report = eval_cell(args) if args.command == 'eval' else run_cell(args)
     except NoetraError as exc:
         print(f'noetra: error: {exc}', file=sys.stderr)
         return 2
     print(format_report(report))
+    if 'evaluation' in report:
+        print(format_evaluation(report['evaluation']))
     if report.get('error'):
         print(f'noetra: error: {report["error"]}', file=sys.stderr)
         return 1

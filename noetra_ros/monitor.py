@@ -14,7 +14,7 @@ from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data, QoSProfile, ReliabilityPolicy
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CameraInfo, Image, JointState
-from std_msgs.msg import Float64MultiArray
+from std_msgs.msg import Float64MultiArray, UInt32
 from trajectory_msgs.msg import JointTrajectory
 
 from noetra_ros.core.errors import InputError
@@ -163,6 +163,31 @@ class MonitorNode(Node):
             self._writer = None
 
 
+def _start_when_discovered(node, executor, cell, procs, first_seed: int,
+                           timeout_s: float = 60.0) -> str:
+    """Wait until every node of the cell is up and the monitor sees their publishers, then
+    start the sim's schedule with task/reset. Counting starts with the first step, so the
+    summary's rates and latencies are not cut short by DDS discovery."""
+    reset_pub = node.create_publisher(UInt32, 'task/reset', RELIABLE)
+    names = {spec.name for spec in cell.nodes}
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        executor.spin_once(timeout_sec=0.05)
+        dead = procs.dead()
+        if dead:
+            name, code = next(iter(dead.items()))
+            return f'node {name!r} exited with code {code}; last log lines:\n{procs.tail(name)}'
+        up = set(node.get_node_names())
+        commanded = any(node.count_publishers(t) for t in ARM_COMMAND_TOPICS)
+        if names <= up and commanded and node.count_publishers('joint_states') and \
+                reset_pub.get_subscription_count():
+            time.sleep(0.3)  # let endpoint matching settle after discovery
+            reset_pub.publish(UInt32(data=first_seed))
+            return ''
+    return f'nodes {sorted(names - set(node.get_node_names()))} did not come up within ' \
+           f'{timeout_s:.0f} s'
+
+
 def run_monitor(cell, procs, out_dir: Path, video: bool, wall_timeout_s: float,
                 quiet: bool = False) -> dict:
     """Spin the monitor until the sim reports all episodes finished (or a node dies)."""
@@ -180,7 +205,9 @@ def run_monitor(cell, procs, out_dir: Path, video: bool, wall_timeout_s: float,
     error = ''
     start = time.monotonic()
     try:
-        while True:
+        error = _start_when_discovered(node, executor, cell, procs, int(sim.get('first_seed', 0)))
+        start = time.monotonic()
+        while not error:
             executor.spin_once(timeout_sec=0.1)
             if node.status.get('state') == 'finished' or (
                     expected and len(node.episodes) >= expected):

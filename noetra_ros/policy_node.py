@@ -389,8 +389,13 @@ class PolicyNode(LifecycleNode):
             level, message = DiagnosticStatus.WARN, 'inactive'
         elif self.counters['commands'] == 0 or self.last_problem:
             level, message = DiagnosticStatus.WARN, self.last_problem or 'no command yet'
-        values = {k: (f'{v["p50"]:.2f}/{v["p99"]:.2f}' if isinstance(v, dict) else v)
-                  for k, v in stats.items()}
+        values = {}
+        for key, value in stats.items():
+            if isinstance(value, dict):  # percentiles -> <name>_p50 / _p90 / _p99 / _n
+                values.update({f'{key}_{q}': (f'{v:.3f}' if q != 'n' else v)
+                               for q, v in value.items()})
+            else:
+                values[key] = value
         status = DiagnosticStatus(
             level=level, name=f'{self.get_name()}: policy', message=message,
             hardware_id=self.p['robot'],

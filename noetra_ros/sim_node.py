@@ -63,6 +63,8 @@ PARAMETERS = {
     'episode_timeout_s': (30.0, 'sim seconds after which an episode counts as failed'),
     'reset_pause_s': (1.0, 'sim seconds to hold between episodes'),
     'publish_clock': (True, 'publish /clock (nodes of the cell run on use_sim_time)'),
+    'wait_for_reset': (False, 'start nothing until the first task/reset (its seed becomes '
+                              'first_seed), so a runner can finish DDS discovery first'),
 }
 
 
@@ -91,6 +93,7 @@ class SimNodeConfig:
     episode_timeout_s: float
     reset_pause_s: float
     publish_clock: bool
+    wait_for_reset: bool
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -130,7 +133,7 @@ def _read_config(node: Node) -> SimNodeConfig:
         lockstep_timeout_s=float(p['lockstep_timeout_s']), cameras=tuple(cameras),
         episodes=int(p['episodes']), first_seed=int(p['first_seed']),
         episode_timeout_s=float(p['episode_timeout_s']), reset_pause_s=float(p['reset_pause_s']),
-        publish_clock=bool(p['publish_clock']))
+        publish_clock=bool(p['publish_clock']), wait_for_reset=bool(p['wait_for_reset']))
 
 
 def _build_world(cfg: SimNodeConfig) -> SimWorld:
@@ -212,8 +215,12 @@ class SimNode(Node):
             f'sim ready: robot={self.cfg.robot} mode={self.cfg.mode} '
             f'control={self.cfg.control_hz} Hz physics={self.cfg.physics_hz} Hz '
             f'cameras={[c.name for c in self.cfg.cameras]} joints={self.controller_joints}')
-        self._maybe_reset()
-        self._publish_observation()
+        self.started = not self.cfg.wait_for_reset
+        if self.started:
+            self._maybe_reset()
+            self._publish_observation()
+        else:
+            self.get_logger().info('waiting for the first task/reset to start')
 
     @property
     def now(self) -> float:
@@ -269,12 +276,18 @@ class SimNode(Node):
         self._arrived('gripper')
 
     def _on_reset_topic(self, msg: UInt32) -> None:
-        self._pending_seed = int(msg.data)
+        if not self.started:
+            # The first reset starts the schedule: its seed is the schedule's first seed.
+            self.started = True
+            self.schedule.first_seed = int(msg.data)
+        else:
+            self._pending_seed = int(msg.data)
         if self.cfg.mode == 'lockstep':
             self._maybe_reset()
             self._publish_observation()
 
     def _on_reset_service(self, request, response):
+        self.started = True
         seed = self.schedule.next_seed()
         self._pending_seed = seed if seed is not None else self.schedule.seed + 1
         response.success = True
@@ -296,6 +309,8 @@ class SimNode(Node):
             self._advance()
 
     def _advance(self) -> None:
+        if not self.started:
+            return
         self.world.step()
         self.counters['steps'] += 1
         now = self.now
