@@ -72,16 +72,26 @@ def test_launch_file_builds_the_cell_nodes():
     for entity in description.entities:
         entity.visit(context)
     opaque = description.entities[-1]
-    nodes = opaque.execute(context)
+    nodes = opaque.execute(context)  # the default cell of bringup.launch.py
     cell = load_cell('pick_place_lrmate')
     assert [n.node_executable for n in nodes] == [s.executable for s in cell.nodes]
     assert all(isinstance(n, launch_ros.actions.Node) for n in nodes)
 
 
-def test_launch_file_reads_the_cell_through_load_cell():
-    # Where launch_ros is missing the file cannot run; it must still use the shared loader.
-    source = LAUNCH_FILE.read_text()
-    assert 'load_cell(' in source and 'spec.launch_kwargs()' in source
+@pytest.mark.parametrize('launch_file', sorted((ROOT / 'launch').glob('*.launch.py')),
+                         ids=lambda p: p.name)
+def test_every_launch_file_uses_the_shared_cell_loader(launch_file):
+    # Where launch_ros is missing a launch file cannot run; it must still build its nodes
+    # from a cell description through the shared code, with a default cell that exists.
+    import ast
+    tree = ast.parse(launch_file.read_text())
+    calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call)
+             and getattr(n.func, 'id', '') == 'cell_launch_description']
+    assert len(calls) == 1, 'a launch file must return cell_launch_description(<cell>)'
+    default = calls[0].args[0].value
+    assert default in available_cells()
+    support = (ROOT / 'noetra_ros' / 'launch_support.py').read_text()
+    assert 'load_cell(' in support and 'spec.launch_kwargs()' in support
 
 
 def test_unknown_cell_names_the_available_ones():
@@ -115,3 +125,26 @@ def test_bad_cell_files_fail_with_the_field_named(tmp_path):
 def test_node_spec_rejects_bad_names():
     with pytest.raises(ConfigError):
         NodeSpec(name='bad name', executable='sim_node')
+
+
+ROBOT_COMMAND_TOPICS = ('forward_position_controller/commands',
+                        'forward_velocity_controller/commands',
+                        'joint_trajectory_controller/joint_trajectory',
+                        'gripper_position_controller/commands')
+
+
+@pytest.mark.parametrize('cell_name', available_cells())
+def test_command_sources_reach_the_robot_only_through_the_supervisor(cell_name):
+    # Config lint (safety.md C13): ros2_control's forward controllers have no timeout, so in a
+    # cell with a supervisor no other node may publish the robot's command topics.
+    cell = load_cell(cell_name)
+    executables = [n.executable for n in cell.nodes]
+    assert 'safety_node' in executables, f'{cell_name} has no safety_node'
+    for spec in cell.nodes:
+        if spec.executable in ('expert_node', 'policy_node'):
+            for topic in ROBOT_COMMAND_TOPICS:
+                target = spec.remappings.get(topic)
+                assert target is not None and target.startswith('safety/'), (
+                    f'{cell_name}: {spec.name} would publish {topic} straight to the robot')
+        if spec.executable == 'safety_node' and spec.parameters.get('auto_arm'):
+            assert 'sim_node' in executables, 'auto_arm is for simulated cells only'

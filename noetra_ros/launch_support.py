@@ -1,0 +1,29 @@
+"""Shared body of every launch file: a `cell` argument and the cell's nodes.
+
+Imports launch / launch_ros lazily: they exist only where ROS 2 is installed from apt, while the
+rest of the package (and `noetra run`) works with the PyPI wheels alone.
+"""
+from __future__ import annotations
+
+from noetra_ros.bringup import available_cells, load_cell
+
+
+def cell_launch_description(default_cell: str):
+    """LaunchDescription with `cell:=<name or path>` (default `default_cell`)."""
+    from launch import LaunchDescription
+    from launch.actions import DeclareLaunchArgument, OpaqueFunction
+    from launch.substitutions import LaunchConfiguration
+    from launch_ros.actions import Node
+
+    def nodes(context, *args, **kwargs):
+        cell = load_cell(LaunchConfiguration('cell').perform(context))
+        return [Node(**spec.launch_kwargs(), output='screen', emulate_tty=True)
+                for spec in cell.nodes]
+
+    return LaunchDescription([
+        DeclareLaunchArgument(
+            'cell', default_value=default_cell,
+            description=f'cell name from config/cells ({", ".join(available_cells())}) '
+                        'or a path to a cell YAML file'),
+        OpaqueFunction(function=nodes),
+    ])
