@@ -107,6 +107,7 @@ class PolicyNode(LifecycleNode):
         self.inference_ms: deque[float] = deque(maxlen=2000)
         self.preprocess_ms: deque[float] = deque(maxlen=2000)
         self.e2e_ms: deque[float] = deque(maxlen=2000)
+        self.plan_ms: deque[float] = deque(maxlen=2000)
         self._steps_since_plan = 0
         self._newest_receipt_for_chunk = 0.0
         if self.p['autostart']:
@@ -297,6 +298,7 @@ class PolicyNode(LifecycleNode):
                                    now=now)
             self._newest_receipt_for_chunk = max(s.received for s in samples.values())
         self.counters['inferences'] += 1
+        self.plan_ms.append(1e3 * (time.perf_counter() - self._newest_receipt_for_chunk))
         self.inference_ms.append(1e3 * chunk.inference_time_s)
         self.preprocess_ms.append(1e3 * inputs.preprocess_time_s)
         return added
@@ -379,6 +381,7 @@ class PolicyNode(LifecycleNode):
     def stats(self) -> dict:
         return {'inference_ms': percentiles(self.inference_ms),
                 'preprocess_ms': percentiles(self.preprocess_ms),
+                'plan_ms': percentiles(self.plan_ms),
                 'end_to_end_ms': percentiles(self.e2e_ms), **self.counters}
 
     def _publish_diagnostics(self) -> None:
