@@ -12,8 +12,9 @@ fi
 REQ_HASH="$(cat "$ROOT"/requirements*.txt | sha256sum | cut -c1-16)"
 if [ "$(cat "$VENV/.noetra-req" 2>/dev/null || true)" != "$REQ_HASH" ]; then
   echo "[noetra] installing pinned requirements into $VENV"
-  "$VENV/bin/python" -m pip install -q --upgrade pip
-  "$VENV/bin/python" -m pip install -q -r "$ROOT/requirements.txt"
+  "$VENV/bin/python" -m pip install -q --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
+  "$VENV/bin/python" -m pip install -q -r "$ROOT/requirements.txt" 2>&1 | grep -v "^WARNING: Location" || true
+  "$VENV/bin/python" -c "import rclpy, pybullet, onnxruntime, cv2"  # pip output is filtered above, so check the install here
   echo "$REQ_HASH" > "$VENV/.noetra-req"
 fi
 # shellcheck disable=SC1091
