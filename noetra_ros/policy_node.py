@@ -104,6 +104,7 @@ class PolicyNode(LifecycleNode):
         self.counters = {'commands': 0, 'inferences': 0, 'no_command_stale': 0,
                          'input_errors': 0, 'inference_errors': 0, 'non_finite_blocked': 0}
         self.last_problem = ''
+        self.problems: dict[str, str] = {}  # counter -> the latest reason, for diagnostics
         self.inference_ms: deque[float] = deque(maxlen=2000)
         self.preprocess_ms: deque[float] = deque(maxlen=2000)
         self.e2e_ms: deque[float] = deque(maxlen=2000)
@@ -223,6 +224,10 @@ class PolicyNode(LifecycleNode):
         if self.runtime is not None:
             self.runtime.close()
             self.runtime = None
+
+    def destroy_node(self) -> None:
+        self._release()
+        super().destroy_node()
 
     # ---------------------------------------------------------------- inputs
     def _now(self) -> float:
@@ -376,6 +381,7 @@ class PolicyNode(LifecycleNode):
     def _problem(self, counter: str, reason: str) -> None:
         self.counters[counter] += 1
         self.last_problem = reason
+        self.problems[counter] = reason
         self.get_logger().warn(f'no new command: {reason}', throttle_duration_sec=2.0)
 
     def stats(self) -> dict:
@@ -428,7 +434,6 @@ def main(args=None) -> None:
         raise SystemExit(2) from exc
     finally:
         if node is not None:
-            node._release()
             node.destroy_node()
         rclpy.try_shutdown()
 

@@ -1,0 +1,194 @@
+"""policy_node over real rclpy + Fast DDS with real onnxruntime models built by the test."""
+import math
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+import pytest
+from sensor_msgs.msg import Image, JointState
+from std_msgs.msg import Float64MultiArray, String
+from trajectory_msgs.msg import JointTrajectory
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+
+from noetra_ros.core.errors import ConfigError
+from noetra_ros.core.policy.contract import contract_from_dict
+from noetra_ros.core.policy.runtime import build_toy_model
+from noetra_ros.policy_node import PolicyNode
+from noetra_ros.ros_conversions import numpy_to_image, seconds_to_stamp
+
+JOINTS = [f'joint_{i}' for i in range(1, 7)]
+FINGERS = ['gripper_left_finger_joint', 'gripper_right_finger_joint']
+CHUNK, DT, STEP = 10, 0.05, 0.01   # the ramp model moves every joint STEP rad per chunk row
+JUMP = 0.2                          # a step in the measured state (rad)
+LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                     durability=DurabilityPolicy.TRANSIENT_LOCAL)
+
+
+def _contract(joints=JOINTS):
+    return contract_from_dict({
+        'contract_version': 1, 'name': 'ramp', 'robot_joints': list(joints),
+        'inputs': [
+            {'name': 'image_scene', 'kind': 'image', 'camera': 'scene_camera', 'height': 24,
+             'width': 32, 'resize': 'stretch', 'color_order': 'rgb', 'layout': 'nchw'},
+            {'name': 'state', 'kind': 'state', 'components': [
+                {'source': 'joint_positions', 'joints': list(joints)},
+                {'source': 'gripper_position'}]},
+            {'name': 'instruction', 'kind': 'instruction', 'tokenizer': 'word_vocab',
+             'vocabulary': ['<pad>', '<unk>', 'pick', 'the', 'red', 'cube'], 'max_length': 8,
+             'unknown_words': 'map_to_unk'}],
+        'outputs': [{'name': 'actions', 'kind': 'action_chunk', 'chunk_length': CHUNK,
+                     'step_period_s': DT, 'components': [
+                         {'meaning': 'joint_positions', 'mode': 'delta', 'joints': list(joints)},
+                         {'meaning': 'gripper_position', 'mode': 'delta'}]}]})
+
+
+def _ramp_model(path, joints=JOINTS):
+    """Action row k = measured state + k * STEP on every joint (zero weights, fixed bias)."""
+    model = build_toy_model(_contract(joints), seed=0)
+    for init in model.graph.initializer:
+        array = numpy_helper.to_array(init)
+        if init.name == 'head_w':
+            array = np.zeros_like(array)
+        elif init.name == 'head_b':
+            rows = np.arange(CHUNK, dtype=np.float32)[:, None] * STEP
+            array = np.arctanh(np.repeat(rows, len(joints) + 1, axis=1)).reshape(-1)
+            array = array.astype(np.float32)
+        else:
+            continue
+        init.CopyFrom(numpy_helper.from_array(array, init.name))
+    onnx.save(model, path)
+    return str(path)
+
+
+class Feeder:
+    """Publishes what the sim would: scene images, joint_states (last), the instruction."""
+
+    def __init__(self, session):
+        self.session = session
+        self.probe = session.probe('feeder')
+        self.pub_js = self.probe.publisher('joint_states', JointState)
+        self.pub_img = self.probe.publisher('scene_camera/image_raw', Image)
+        self.pub_instr = self.probe.publisher('task/instruction', String, LATCHED)
+        self.commands = self.probe.record('joint_trajectory_controller/joint_trajectory',
+                                          JointTrajectory)
+        self.gripper = self.probe.record('gripper_position_controller/commands',
+                                         Float64MultiArray)
+        self.image = np.full((24, 32, 3), 120, np.uint8)
+        self.t = 0.0
+
+    def step(self, q, encoding='rgb8', image=True, joints=True, stamp=None):
+        stamp_s = self.t if stamp is None else stamp
+        stamp_msg = seconds_to_stamp(stamp_s)
+        if image:
+            msg = numpy_to_image(self.image, 'rgb8', stamp_msg, 'scene_camera_optical_frame')
+            msg.encoding = encoding
+            self.pub_img.publish(msg)
+        if joints:
+            js = JointState(name=JOINTS + FINGERS,
+                            position=[float(v) for v in q] + [0.0, 0.0])
+            js.header.stamp = stamp_msg
+            self.pub_js.publish(js)
+
+
+def _start(ros_context, model_path, **params):
+    # The node runs on the probe's clock (wall time): stamps are taken from it below.
+    node_params = {'policy': {'model_path': model_path, 'control_hz': 20.0,
+                              'trajectory_points': 3, **params}}
+    ros_context.start(node_params)
+    node = ros_context.add(PolicyNode())
+    feeder = Feeder(ros_context)
+    ros_context.wait_matched(feeder.probe)
+    feeder.pub_instr.publish(String(data='pick the red cube'))
+    return node, feeder
+
+
+def _now(node):
+    return node.get_clock().now().nanoseconds * 1e-9
+
+
+def _drive(ros_context, node, feeder, seconds, q_of_t, **kwargs):
+    steps = int(seconds / DT)
+    for _ in range(steps):
+        t = _now(node)
+        feeder.step(q_of_t(t), stamp=t, **kwargs)
+        ros_context.spin_for(DT)
+
+
+def test_inputs_in_commands_out(ros_context, tmp_path):
+    node, feeder = _start(ros_context, _ramp_model(tmp_path / 'ramp.onnx'))
+    q0 = np.array([0.1, 0.4, -0.1, 0.0, -1.1, 0.2])
+    _drive(ros_context, node, feeder, 1.5, lambda t: q0)
+    commands = [m for m in feeder.commands]
+    assert len(commands) >= 10, 'policy published too few commands'
+    msg = commands[-1].msg
+    assert list(msg.joint_names) == JOINTS
+    assert len(msg.points) == 3
+    times = [p.time_from_start.sec + p.time_from_start.nanosec * 1e-9 for p in msg.points]
+    assert times == pytest.approx([DT, 2 * DT, 3 * DT])
+    first = np.array(msg.points[0].positions)
+    assert np.all(np.isfinite(first))
+    # Commanded targets follow the model: q0 + k * STEP for the row due at command time.
+    offset = first - q0
+    assert np.allclose(offset, offset[0], atol=1e-6) and 0.0 <= offset[0] <= CHUNK * STEP
+    assert feeder.gripper and all(math.isfinite(m.msg.data[0]) for m in feeder.gripper)
+    assert node.stats()['inferences'] >= 10
+
+
+def test_stale_joint_states_stop_the_command_stream(ros_context, tmp_path):
+    node, feeder = _start(ros_context, _ramp_model(tmp_path / 'ramp.onnx'),
+                          max_input_age_s=0.2)
+    q0 = np.zeros(6)
+    _drive(ros_context, node, feeder, 1.0, lambda t: q0)
+    assert feeder.commands, 'no command before the stall'
+    # Cameras keep coming, joint_states stop: after max_input_age_s no command may follow.
+    _drive(ros_context, node, feeder, 0.4, lambda t: q0, joints=False)
+    feeder.probe.clear()
+    _drive(ros_context, node, feeder, 1.0, lambda t: q0, joints=False)
+    assert len(feeder.commands) == 0, 'a command was built from stale joint_states'
+    assert node.counters['no_command_stale'] > 0
+    assert 'joints' in node.problems['no_command_stale']
+
+
+def test_nan_state_and_wrong_encoding_give_no_command(ros_context, tmp_path):
+    node, feeder = _start(ros_context, _ramp_model(tmp_path / 'ramp.onnx'))
+    bad = np.array([0.0, np.nan, 0.0, 0.0, 0.0, 0.0])
+    _drive(ros_context, node, feeder, 0.8, lambda t: bad)
+    assert len(feeder.commands) == 0, 'a command was built from a NaN state'
+    assert node.counters['input_errors'] > 0
+    errors = node.counters['input_errors']
+    _drive(ros_context, node, feeder, 0.8, lambda t: np.zeros(6), encoding='yuv422')
+    assert len(feeder.commands) == 0, 'a command was built from an unsupported image'
+    assert node.counters['input_errors'] > errors
+    assert 'yuv422' in node.problems['input_errors']
+
+
+def test_chunk_boundaries_stay_continuous(ros_context, tmp_path):
+    # The measured state steps by JUMP halfway through: every chunk planned after the step is
+    # offset by JUMP from the ones before. A hard switch would pass the whole JUMP to the robot
+    # in one control tick; the cross-fade must spread it over its blend window.
+    window = 0.2
+    node, feeder = _start(ros_context, _ramp_model(tmp_path / 'ramp.onnx'), blend='crossfade',
+                          blend_window_s=window)
+    t0 = _now(node)
+    _drive(ros_context, node, feeder, 2.0,
+           lambda t: np.full(6, JUMP if t - t0 > 1.0 else 0.0))
+    firsts = np.array([m.msg.points[0].positions[0] for m in feeder.commands])
+    assert len(firsts) > 20 and firsts.max() > JUMP, 'the step never reached the commands'
+    ticks_in_window = window / DT
+    # Per tick: the chunk's own motion (STEP) plus a window's share of the offset, with room
+    # for timer jitter (two ticks in one window slot) - far below the hard switch's JUMP.
+    assert np.abs(np.diff(firsts)).max() < STEP + 2.0 * JUMP / ticks_in_window
+
+
+def test_missing_model_fails_at_configure_with_the_path(ros_context, tmp_path):
+    ros_context.start({'policy': {'model_path': str(tmp_path / 'nope.onnx')}})
+    with pytest.raises(ConfigError, match='nope.onnx'):
+        PolicyNode()
+
+
+def test_model_for_another_robot_is_refused_naming_the_joint(ros_context, tmp_path):
+    other = ['J1', 'J2', 'J3', 'J4', 'J5', 'J6']
+    path = _ramp_model(tmp_path / 'crx.onnx', joints=other)
+    ros_context.start({'policy': {'model_path': path, 'robot': 'fanuc_lrmate200id'}})
+    with pytest.raises(ConfigError, match="'J1' is not a joint of the robot"):
+        PolicyNode()
