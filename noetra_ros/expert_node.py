@@ -11,8 +11,6 @@ from builtin_interfaces.msg import Duration
 from diagnostic_msgs.msg import DiagnosticStatus
 from geometry_msgs.msg import PoseStamped
 import numpy as np
-import rclpy
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import JointState
@@ -22,6 +20,7 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 from noetra_ros.core.errors import ConfigError, NoetraError
 from noetra_ros.core.expert import ScriptedExpert
 from noetra_ros.core.sync import ExactStampSync
+from noetra_ros.ros_main import run_node
 from noetra_ros.ros_params import declare_parameters
 
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
@@ -129,20 +128,7 @@ class ExpertNode(Node):
 
 
 def main(args=None) -> None:
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = ExpertNode()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except NoetraError as exc:
-        rclpy.logging.get_logger('expert').fatal(str(exc))
-        raise SystemExit(2) from exc
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
+    run_node(ExpertNode, 'expert', args)
 
 
 if __name__ == '__main__':

@@ -26,8 +26,6 @@ from builtin_interfaces.msg import Duration
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import WrenchStamped
 import numpy as np
-import rclpy
-from rclpy.executors import ExternalShutdownException
 from rclpy.lifecycle import Node as LifecycleNode, State, TransitionCallbackReturn
 from rclpy.qos import (DurabilityPolicy, qos_profile_sensor_data, QoSProfile,
                        ReliabilityPolicy)
@@ -44,6 +42,7 @@ from noetra_ros.core.policy.runtime import PolicyRuntime
 from noetra_ros.core.robots import robot_spec, gripper_spec
 from noetra_ros.core.stats import percentiles
 from noetra_ros.ros_conversions import seconds_to_stamp, stamp_to_seconds
+from noetra_ros.ros_main import run_node
 from noetra_ros.ros_params import declare_parameters
 
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
@@ -422,20 +421,7 @@ def _named(names, values, what: str) -> dict[str, float]:
 
 
 def main(args=None) -> None:
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = PolicyNode()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except NoetraError as exc:
-        rclpy.logging.get_logger('policy').fatal(str(exc))
-        raise SystemExit(2) from exc
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
+    run_node(PolicyNode, 'policy', args)
 
 
 if __name__ == '__main__':

@@ -20,8 +20,6 @@ import time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PoseStamped, WrenchStamped
 import numpy as np
-import rclpy
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rosgraph_msgs.msg import Clock
@@ -36,6 +34,7 @@ from noetra_ros.core.errors import CommandError, ConfigError, NoetraError
 from noetra_ros.core.sim.world import SimWorld, WorldConfig, default_cameras
 from noetra_ros.core.trajectory import JointTrajectory as CoreTrajectory
 from noetra_ros.ros_conversions import camera_info_msg, numpy_to_image, seconds_to_stamp
+from noetra_ros.ros_main import run_node
 from noetra_ros.ros_params import declare_parameters
 
 MODES = ('realtime', 'lockstep')
@@ -476,21 +475,7 @@ def trajectory_from_msg(msg: JointTrajectory, joint_order: list[str]) -> CoreTra
 
 
 def main(args=None) -> None:
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = SimNode()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except NoetraError as exc:
-        # Configuration errors end the process with one clear line, not a traceback.
-        rclpy.logging.get_logger('sim').fatal(str(exc))
-        raise SystemExit(2) from exc
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
+    run_node(SimNode, 'sim', args)
 
 
 if __name__ == '__main__':
