@@ -109,6 +109,7 @@ class PolicyNode(LifecycleNode):
         self.e2e_ms: deque[float] = deque(maxlen=2000)
         self.plan_ms: deque[float] = deque(maxlen=2000)
         self._steps_since_plan = 0
+        self._pending_step: float | None = None
         self._newest_receipt_for_chunk = 0.0
         if self.p['autostart']:
             if self.trigger_configure() != TransitionCallbackReturn.SUCCESS:
@@ -242,6 +243,8 @@ class PolicyNode(LifecycleNode):
     def _on_input(self, source: str, msg) -> None:
         with self._lock:
             self.aligner.add(source, stamp_to_seconds(msg.header.stamp), time.perf_counter(), msg)
+        if self._pending_step is not None:
+            self._try_lockstep()
 
     def _on_joint_state(self, msg: JointState) -> None:
         stamp = stamp_to_seconds(msg.header.stamp)
@@ -250,14 +253,35 @@ class PolicyNode(LifecycleNode):
         if not self.active:
             return
         if self.p['mode'] == 'lockstep':
-            self._lockstep_step(stamp)
+            self._pending_step = stamp
+            self._try_lockstep()
         else:
             self._new_observation.set()
 
+    def _try_lockstep(self) -> None:
+        """Act on the pending step once every input of exactly that step has arrived.
+
+        The sim publishes all inputs of a step with one stamp, but DDS may deliver a camera frame
+        after the joint state; acting on the previous frame would make episodes depend on
+        timing. Lockstep cells therefore publish every camera at the control rate.
+        """
+        stamp = self._pending_step
+        with self._lock:
+            for source in self.aligner.sources:
+                latest = self.aligner.latest(source)
+                if latest is None or latest.stamp < stamp:
+                    return
+        self._pending_step = None
+        self._lockstep_step(stamp)
+
     # ---------------------------------------------------------------- inference
     def _plan(self, reference_stamp: float | None) -> bool:
-        """Build inputs from one aligned observation, infer, queue the chunk. True if queued."""
-        now = self._now()
+        """Build inputs from one aligned observation, infer, queue the chunk. True if queued.
+
+        In lockstep the step's own stamp is "now": the /clock message of the step may still be
+        in flight, and the result must not depend on when it lands.
+        """
+        now = self._now() if reference_stamp is None else reference_stamp
         with self._lock:
             alignment = self.aligner.align(now, reference_stamp)
         if not alignment.ok:
