@@ -29,6 +29,7 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import TwistStamped
 import numpy as np
 import rclpy
+from rclpy.clock import Clock, ClockType
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import (DurabilityPolicy, qos_profile_sensor_data, QoSProfile,
@@ -134,7 +135,10 @@ class SafetyNode(Node):
                               ('estop', self._srv_estop), ('reset_estop', self._srv_reset)):
             self.create_service(Trigger, f'safety/{name}', handler)
         if p['update_trigger'] == 'joint_states':
-            self.create_timer(1.0 / float(p['watchdog_hz']), self._watchdog)
+            # A steady (wall) clock: on use_sim_time a timer on the node clock stops with /clock,
+            # which is exactly when the watchdog has to keep cycling (C16).
+            self.create_timer(1.0 / float(p['watchdog_hz']), self._watchdog,
+                              clock=Clock(clock_type=ClockType.STEADY_TIME))
         self.create_timer(1.0, self._publish_diagnostics)
         self._arm_pending = bool(p['arm_on_start'])
         self.get_logger().warn(
