@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from noetra_ros.core.errors import ConfigError, UnknownNameError
+from noetra_ros.core.safety.supervisor import MIRROR_DEADBAND_RAD
 from noetra_ros.core.safety import (
     available_profiles, BaseLimits, JointLimits, load_profile, SafetyProfile, SafetyState,
     SafetySupervisor, TwistSupervisor, WorkspaceBox)
@@ -532,7 +533,6 @@ def test_c11_blocked_joint_faults_and_holds_at_the_measured_position(joint):
     fault_idx = next(i for i, o in enumerate(rig.outs) if o.state is SafetyState.FAULT)
     fault = rig.outs[fault_idx]
     assert fault.rebased and f'tracking error {NAMES[joint]}' in fault.reason
-    np.testing.assert_array_equal(fault.positions[joint], rig.outs[0].positions[joint])
     # Tripped promptly: the command had run ahead of the stuck joint by no more than the
     # tolerance plus what the lag window allows.
     stuck = rig.outs[0].positions[joint]
@@ -540,17 +540,20 @@ def test_c11_blocked_joint_faults_and_holds_at_the_measured_position(joint):
     window_travel = rig.sup.effective_limits.velocity[joint] * (
         rig.sup.profile.tracking_window_s + 2 * rig.dt)
     assert 0.1 < ran_ahead <= 0.1 + window_travel
-    # After the fault: a hold at the measured position, commands are not followed.
-    after = rig.positions(fault_idx)
-    assert np.all(after == fault.positions)
+    # After the fault the command stops, then walks back to the measured position no faster
+    # than v_max * dt per cycle (no jump), and stays there; commands are not followed.
+    after = np.array(rig.positions(fault_idx - 1))
+    steps = np.abs(np.diff(after, axis=0))
+    assert np.all(steps <= rig.sup.effective_limits.velocity * rig.dt + 1e-12)
+    np.testing.assert_allclose(after[-1], rig.q, atol=2e-3)
     assert rig.sup.counters['tracking_faults'] == 1
     assert not rig.outs[-1].active
     # When the obstruction lets go and the joint springs back, the output follows the robot
     # instead of pulling it anywhere; nothing moves again until an explicit arm.
     rig.blocked = None
     rig.q[joint] += 0.05
-    rig.step(5, send_positions(target))
-    np.testing.assert_array_equal(rig.outs[-1].positions, rig.q)
+    rig.step(40, send_positions(target))
+    np.testing.assert_allclose(rig.outs[-1].positions, rig.q, atol=2e-3)
     assert rig.sup.state is SafetyState.FAULT
 
 
@@ -569,10 +572,12 @@ def test_c12_first_output_after_arming_equals_the_measured_state():
     held = rig.sup.update(rig.t)
     assert held.state is SafetyState.HOLDING and held.rebased and not held.active
     rig.q = np.array([0.35, -0.25, 0.12])  # moved by something else while not armed
-    rig.t += rig.dt
-    rig.feed()
-    mirrored = rig.sup.update(rig.t)  # never armed: the output mirrors the measurement
-    np.testing.assert_array_equal(mirrored.positions, rig.q)
+    for _ in range(40):  # never armed: the output follows the measurement, rate-limited
+        rig.t += rig.dt
+        rig.feed()
+        mirrored = rig.sup.update(rig.t)
+    # Within the dead band that keeps a steady servo error from becoming a creeping command.
+    np.testing.assert_allclose(mirrored.positions, rig.q, atol=MIRROR_DEADBAND_RAD)
     assert rig.sup.arm(rig.t)
     rig.sup.on_command_positions(NAMES, [1.5, 1.0, 2.0], rig.t, rig.t)  # before the update
     first = rig.sup.update(rig.t + rig.dt)

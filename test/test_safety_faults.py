@@ -9,8 +9,7 @@ most one or two control cycles of tolerance for DDS transport; see safety_scenar
 One rig is shared by the whole module (starting the two processes costs ~3 s); each scenario
 prepares its own start state. A scenario that fails while an unplanned hold shows the machine
 itself stalled (e.g. "clock stalled" when no clock fault was injected) is run once more, and
-its results say so (run_scenario). Two known weaknesses of the supervisor core are kept as strict
-xfails so that fixing them turns these tests red until the marker is removed.
+its results say so (run_scenario).
 """
 from __future__ import annotations
 
@@ -87,10 +86,6 @@ def test_c12_estop_reset_and_rearm(rig):
     check(run_scenario(rig, scenario_c12_rearm))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    'core: while never armed (and after a tracking fault) SafetySupervisor.update re-bases the '
-    'output on the measured position every cycle, so a steady servo error (gravity sag) becomes '
-    'the next command and the arm creeps (~0.4 mrad/s on joint_5 in the sim)'))
 def test_c12_never_armed_output_does_not_creep(rig):
     check(run_scenario(rig, scenario_c12_never_armed_creep))
 
@@ -117,10 +112,6 @@ def test_c20_fuzzed_joint_states_keep_outputs_finite(joint_state_fuzz):
     check(joint_state_fuzz[:1])
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    'core: a single plausible-but-wrong joint_states reading trips the tracking check, whose '
-    'hold restarts the command AT that reading: the robot-side command jumps up to the '
-    'reading error in one cycle (above v_max * dt)'))
 def test_c20_corrupted_reading_does_not_jump_the_command(joint_state_fuzz):
     check(joint_state_fuzz[1:])
 

@@ -56,6 +56,9 @@ OVERRUN_PERIODS = 1.5
 MAX_DT_PERIODS = 2.0
 # A clock step shorter than this many periods counts as "not advancing".
 MIN_DT_PERIODS = 1e-3
+# While not commanding, the output follows the measured position only when it differs by more
+# than this: a steady servo error (gravity sag, ~0.1 mrad) must not turn into a creeping command.
+MIRROR_DEADBAND_RAD = 2e-3
 # Slowest approach speed inside the soft band, as a fraction of v_max.
 SOFT_BAND_MIN_SPEED_FRACTION = 0.05
 _BISECTION_STEPS = 10
@@ -675,12 +678,21 @@ class SafetySupervisor:
         self._last_now = t
         self._check_sources(t)
         if not self._commanding:
-            # Not commanding the robot (never armed, or after a tracking fault): mirror the
-            # measured position so whatever is published matches where the robot is.
+            # Not commanding the robot (never armed, or after a tracking fault): follow the
+            # measured position so a published command never pulls the robot anywhere, but
+            # (a) not inside a dead band, or a steady servo error (gravity sag) would become
+            # the next command and the arm would creep, and (b) at most v_max * dt per cycle,
+            # so one wrong reading cannot make the command jump.
             if self._meas_q is None:
                 return self._emit(t, dt, None, rebased=False)
-            self._rebase(self._meas_q, t, None)
             self._rebase_pending = False
+            if self._q is None:
+                self._rebase(self._meas_q, t, None)
+                return self._emit(t, dt, np.zeros(self._limits.count), rebased=True)
+            gap = self._meas_q - self._q
+            if np.max(np.abs(gap)) > MIRROR_DEADBAND_RAD:
+                reach = self._eff.velocity * dt
+                self._rebase(self._q + np.clip(gap, -reach, reach), t, None)
             return self._emit(t, dt, np.zeros(self._limits.count), rebased=True)
         if self._rebase_pending:
             self._rebase_pending = False
@@ -783,7 +795,9 @@ class SafetySupervisor:
         self._log.record(t, 'tracking_faults', detail)
         self._sm.fault(t, detail)
         self._cmd = None
-        self._rebase(self._meas_q, t, None)
+        # Stop where the command is; update() then walks it to the measured position at no
+        # more than v_max * dt per cycle (a wrong reading must not make the command jump).
+        self._rebase(self._q, t, None)
         self._commanding = False
         return True
 
