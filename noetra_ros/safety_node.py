@@ -68,6 +68,8 @@ PARAMETERS = {
     'auto_arm': (False, 'SIMULATION ONLY: re-arm from HOLDING/FAULT when a fresh valid command '
                         'arrives (never from ESTOP). Must stay false on a real robot.'),
     'mobile_base': (False, 'also supervise safety/cmd_vel -> diff_drive_controller/cmd_vel'),
+    'joint_states_best_effort': (False, 'subscribe joint_states best effort (MotoROS2 publishes '
+                                        'it best effort; a reliable reader never matches it)'),
 }
 
 
@@ -121,7 +123,8 @@ class SafetyNode(Node):
                 (Float64MultiArray, 'safety/gripper_commands', 'gripper', self._on_gripper)):
             self.create_subscription(
                 msg_type, topic, lambda msg, g=group, h=handler: self._receive(g, h, msg),
-                RELIABLE)
+                qos_profile_sensor_data if topic == 'joint_states' and
+                p['joint_states_best_effort'] else RELIABLE)
         self.create_subscription(Bool, 'safety/estop', self._on_estop_topic, RELIABLE)
         for topic in self.sensors:
             self.create_subscription(Image, topic,
@@ -139,7 +142,9 @@ class SafetyNode(Node):
             # which is exactly when the watchdog has to keep cycling (C16).
             self.create_timer(1.0 / float(p['watchdog_hz']), self._watchdog,
                               clock=Clock(clock_type=ClockType.STEADY_TIME))
-        self.create_timer(1.0, self._publish_diagnostics)
+        # Diagnostics must keep coming when /clock stops (that is when they matter most).
+        self.create_timer(1.0, self._publish_diagnostics,
+                          clock=Clock(clock_type=ClockType.STEADY_TIME))
         self._arm_pending = bool(p['arm_on_start'])
         self.get_logger().warn(
             'safety supervisor ready (a NON-safety-rated software layer: it requests holds; the '
