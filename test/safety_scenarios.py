@@ -1156,8 +1156,8 @@ def scenario_c11_blocked_joint(rig: SafetyRig) -> list[Result]:
                f'the block; bound tol + v (window + js latency + 1 cycle)',
                also='tracking error' in fault.reason),
         result('C11', 'after the fault the command sits at the measured position',
-               mirror, 1e-9, 'rad', f'hold jumps {jump:.3f} rad back to the measured position '
-               f'in one cycle; then still ({rebased:.1g} rad)'),
+               mirror, 1e-9, 'rad', f'the hold walks {jump:.3f} rad back to the measured '
+               f'position at <= v_max*dt per cycle; then still ({rebased:.1g} rad)'),
     ]
 
 
@@ -1244,7 +1244,7 @@ def scenario_c12_never_armed_creep(rig: SafetyRig) -> list[Result]:
         result('C12', 'never armed, output mirrors the measurement: arm drift',
                boot.get('unarmed_drift_rad', math.nan), 10 * SIM_HOLD_NOISE_RAD, 'rad',
                f'over {boot.get("unarmed_drift_s", 0):.1f} s; an armed hold drifts '
-               f'< {SIM_HOLD_NOISE_RAD} rad; the gravity sag is fed back as the next command'),
+               f'< {SIM_HOLD_NOISE_RAD} rad; a 2 mrad dead band keeps the sag from feeding back'),
     ]
 
 
@@ -1615,7 +1615,7 @@ def scenario_c20_fuzz_joint_states(rig: SafetyRig, examples: int = 30) -> list[R
         result('C20', 'fuzzed joint_states: max |dq| / (v_max dt) of the robot-side stream',
                v_ratio, 1.0, '', f'{stats["plausible"]} single corrupted readings (finite, '
                f'in the URDF range, up to 0.3 rad off) -> {tracking} tracking faults whose hold '
-               'restarts the command at the corrupted reading'),
+               'walks the command toward the reading at <= v_max*dt per cycle'),
     ]
 
 
