@@ -9,13 +9,17 @@ which is the floor for anything that touches every pixel once.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+import sys
 import time
 from typing import Callable
 
 import numpy as np
 
-from noetra_ros.core.policy.contract import ImageInput
-from noetra_ros.core.policy.preprocess import image_to_tensor
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
+
+from noetra_ros.core.policy.contract import ImageInput  # noqa: E402
+from noetra_ros.core.policy.preprocess import image_to_tensor  # noqa: E402
 
 WIDTH, HEIGHT = 640, 480
 IMAGENET = dict(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
