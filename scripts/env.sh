@@ -9,11 +9,16 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$PYTHON" -m venv "$VENV"
 fi
 # Re-install only when requirements changed (a stamp file holds the hash).
-REQ_HASH="$(cat "$ROOT"/requirements*.txt | sha256sum | cut -c1-16)"
+# NOETRA_WITH_LEARNING=1 adds the optional learning extra (torch CPU, pyarrow).
+REQ_FILES=("$ROOT/requirements.txt")
+if [ "${NOETRA_WITH_LEARNING:-0}" = 1 ]; then REQ_FILES+=("$ROOT/requirements-learning.txt"); fi
+REQ_HASH="$(cat "${REQ_FILES[@]}" | sha256sum | cut -c1-16)"
 if [ "$(cat "$VENV/.noetra-req" 2>/dev/null || true)" != "$REQ_HASH" ]; then
   echo "[noetra] installing pinned requirements into $VENV"
   "$VENV/bin/python" -m pip install -q --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
-  "$VENV/bin/python" -m pip install -q -r "$ROOT/requirements.txt" 2>&1 | grep -v "^WARNING: Location" || true
+  for req in "${REQ_FILES[@]}"; do
+    "$VENV/bin/python" -m pip install -q -r "$req" 2>&1 | grep -v "^WARNING: Location" || true
+  done
   "$VENV/bin/python" -c "import rclpy, pybullet, onnxruntime, cv2"  # pip output is filtered above, so check the install here
   echo "$REQ_HASH" > "$VENV/.noetra-req"
 fi

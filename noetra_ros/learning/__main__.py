@@ -45,11 +45,21 @@ def _train_config(args: argparse.Namespace):
     return TrainConfig(**overrides)
 
 
+def _boolean(text: str) -> bool:
+    if text.lower() in ('1', 'true', 'yes', 'on'):
+        return True
+    if text.lower() in ('0', 'false', 'no', 'off'):
+        return False
+    raise argparse.ArgumentTypeError(f'{text!r} is not a boolean (true / false)')
+
+
 def _add_train_options(parser: argparse.ArgumentParser) -> None:
     from noetra_ros.learning.train import TrainConfig
 
     for f in fields(TrainConfig):
         kind = type(f.default)
+        if kind is bool:
+            kind = _boolean
         parser.add_argument('--' + f.name.replace('_', '-'), dest=f.name, type=kind, default=None,
                             help=f'(default {f.default})')
 

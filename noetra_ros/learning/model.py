@@ -10,7 +10,12 @@ Architecture (all ONNX opset-17 exportable with the TorchScript exporter):
 * a state MLP on the normalised joint + gripper positions;
 * an instruction encoder: a word embedding averaged over the non-pad tokens (an EmbeddingBag-like
   masked mean, exported as Gather / Mul / ReduceSum / Div);
-* a fused MLP that outputs a chunk of T normalised actions [B, T, A].
+* a fused MLP that outputs a chunk of T normalised actions [B, T, A];
+* optionally (``aux_dim`` > 0) an auxiliary head used only in training: from the same fused
+  features it regresses the episode's *key poses* (the joint targets at which the expert closes
+  and opens the gripper). That tells the image encoders, from the first frame on, which object
+  the instruction names and where it and the bin are - the visual precision pure action cloning
+  learns slowly. The head is not part of the exported graph.
 
 Action parameterisation: the contract asks for absolute joint targets normalised by the action
 statistics. The network predicts the *change* from the current joint positions and adds the
@@ -47,6 +52,8 @@ class PolicyConfig:
     text_dim: int = 32
     hidden: int = 256
     residual_joints: int = 0  # first N action components are predicted relative to state[:N]
+    aux_dim: int = 0  # size of the training-only key-pose head (0 = none)
+    film: bool = False  # instruction-conditioned FiLM on the last conv features of each camera
 
     def __post_init__(self) -> None:
         if not self.cameras:
@@ -62,6 +69,8 @@ class PolicyConfig:
             if not isinstance(value, int) or value <= 0:
                 raise ConfigError(f'{name}={value!r}: must be a positive integer')
         limit = min(self.state_dim, self.action_dim)
+        if not isinstance(self.aux_dim, int) or self.aux_dim < 0:
+            raise ConfigError(f'aux_dim={self.aux_dim!r}: must be an integer >= 0')
         if not 0 <= self.residual_joints <= limit:
             raise ConfigError(f'residual_joints={self.residual_joints}: must be in [0, '
                               f'min(state_dim, action_dim)={limit}]')
@@ -124,8 +133,13 @@ class CameraEncoder(nn.Module):
         self.spatial_softmax = SpatialSoftmax(out_h, out_w)
         self.out_dim = 2 * keypoints + 2 * channels
 
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
+    def forward(self, image: torch.Tensor, film: torch.Tensor | None = None) -> torch.Tensor:
         features = self.body(image)
+        if film is not None:
+            # FiLM: scale / shift each channel from the instruction, so the keypoint maps can
+            # light up on the object the instruction names rather than on every object.
+            gamma, beta = film.unsqueeze(-1).unsqueeze(-1).chunk(2, dim=1)
+            features = features * (1.0 + gamma) + beta
         points = self.spatial_softmax(self.keypoint_maps(features))
         pooled = features.mean(dim=(2, 3))
         return torch.cat([points, pooled], dim=1)
@@ -149,11 +163,16 @@ class VisuomotorPolicy(nn.Module):
             nn.Linear(config.state_dim, config.state_hidden), nn.ReLU(inplace=True),
             nn.Linear(config.state_hidden, config.state_hidden), nn.ReLU(inplace=True))
         self.word_embedding = nn.Embedding(config.vocab_size, config.text_dim)
+        self.film = (nn.ModuleList([nn.Linear(config.text_dim, 4 * config.conv_channels)
+                                    for _ in config.cameras]) if config.film else None)
         fused = (sum(e.out_dim for e in self.encoders) + config.state_hidden + config.text_dim)
         self.head = nn.Sequential(
             nn.Linear(fused, config.hidden), nn.ReLU(inplace=True),
             nn.Linear(config.hidden, config.hidden), nn.ReLU(inplace=True),
             nn.Linear(config.hidden, config.chunk_length * config.action_dim))
+        self.aux_head = (nn.Sequential(nn.Linear(fused, config.hidden), nn.ReLU(inplace=True),
+                                       nn.Linear(config.hidden, config.aux_dim))
+                         if config.aux_dim else None)
         # Maps normalised state -> normalised action for the residual joints:
         # a_norm = (s_norm * s_std + s_mean - a_mean) / a_std = s_norm * scale + shift.
         n = config.residual_joints
@@ -177,16 +196,33 @@ class VisuomotorPolicy(nn.Module):
         summed = (self.word_embedding(tokens) * mask).sum(dim=1)
         return summed / mask.sum(dim=1).clamp(min=1.0)
 
-    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
-        cfg = self.config
-        n_cam = len(cfg.cameras)
+    def _features(self, inputs: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        n_cam = len(self.config.cameras)
         if len(inputs) != n_cam + 2:
             raise ValueError(f'expected {n_cam} images + state + instruction, got {len(inputs)}')
         images, state, tokens = inputs[:n_cam], inputs[n_cam], inputs[n_cam + 1]
-        parts = [enc(img) for enc, img in zip(self.encoders, images)]
+        text = self.encode_instruction(tokens)
+        if self.film is not None:
+            parts = [enc(img, film(text)) for enc, img, film in zip(self.encoders, images,
+                                                                    self.film)]
+        else:
+            parts = [enc(img) for enc, img in zip(self.encoders, images)]
         parts.append(self.state_mlp(state))
-        parts.append(self.encode_instruction(tokens))
-        out = self.head(torch.cat(parts, dim=1))
+        parts.append(text)
+        return torch.cat(parts, dim=1)
+
+    def forward_with_aux(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(actions, auxiliary key-pose prediction or None) - the training entry point."""
+        features = self._features(inputs)
+        aux = self.aux_head(features) if self.aux_head is not None else None
+        return self._actions(features, inputs[len(self.config.cameras)]), aux
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        return self._actions(self._features(inputs), inputs[len(self.config.cameras)])
+
+    def _actions(self, features: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        cfg = self.config
+        out = self.head(features)
         out = out.reshape(-1, cfg.chunk_length, cfg.action_dim)
         n = cfg.residual_joints
         if n:

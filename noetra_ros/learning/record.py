@@ -39,7 +39,7 @@ class RecordConfig:
     """What to record: robot, seeds first_seed .. first_seed + episodes - 1, cameras."""
 
     robot: str = 'fanuc_lrmate200id'
-    episodes: int = 150
+    episodes: int = 200
     first_seed: int = 0
     cameras: tuple[str, ...] = DEFAULT_CAMERAS
     linger_s: float = 1.0

@@ -2,7 +2,8 @@
 
 Reproducible command (the one behind models/pick_place_lrmate.onnx, see models/MODEL_CARD.md):
 
-    python -m noetra_ros.learning train --dataset <dataset dir> --output <checkpoint.pt>
+    python -m noetra_ros.learning train --dataset <clean dir>,<noisy dir> \
+        --output <checkpoint.pt> --steps 6000 --threads 1
 
 Training-time pre-processing goes through the deployment code path: the policy contract is built
 first (from the dataset statistics and the task vocabulary) and every image, state and instruction
@@ -12,8 +13,10 @@ the transforms to drift out of step.
 
 Targets: for frame t the chunk of the T expert actions a[t], ..., a[t+T-1] (the last action of the
 episode repeats past its end, i.e. the arm holds), normalised with the action mean / std stored
-in the contract. Loss: L1 on the normalised chunk. Optimiser: AdamW with warm-up and cosine
-decay; an exponential moving average of the weights is what gets saved and exported.
+in the contract. Loss: L1 on the normalised chunk, plus `aux_weight` x L1 of the training-only
+key-pose head (the arm targets at which the expert last closed and then opened the gripper in
+this episode, read from the recorded actions; see model.py). Optimiser: AdamW with warm-up and
+cosine decay; an exponential moving average of the weights is what gets saved and exported.
 """
 from __future__ import annotations
 
@@ -34,6 +37,9 @@ from noetra_ros.learning.dataset import (
 # the demonstrations must not turn sensor noise into large normalised inputs.
 MIN_JOINT_STD_RAD = 0.05
 MIN_GRIPPER_STD_M = 0.005
+# Floor of the joint action scale, which is the spread of (target - current position) over a
+# chunk (see build_contract), not of the absolute targets.
+MIN_JOINT_DELTA_STD_RAD = 0.005
 IMAGE_STD_FLOOR = 0.05
 
 
@@ -60,6 +66,10 @@ class TrainConfig:
     conv_channels: int = 32
     keypoints: int = 32
     hidden: int = 256
+    aux_weight: float = 0.5
+    state_noise: float = 0.0
+    film: bool = False
+    action_scale: str = 'absolute'
     contract_name: str = 'pick_place_lrmate'
 
     def __post_init__(self) -> None:
@@ -72,6 +82,12 @@ class TrainConfig:
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
                 raise ConfigError(f'{name}={value!r}: must be > 0')
+        if self.action_scale not in ('absolute', 'delta'):
+            raise ConfigError(f'action_scale={self.action_scale!r}: allowed: absolute, delta')
+        if not (math.isfinite(self.state_noise) and self.state_noise >= 0.0):
+            raise ConfigError(f'state_noise={self.state_noise!r}: must be >= 0')
+        if not (math.isfinite(self.aux_weight) and self.aux_weight >= 0.0):
+            raise ConfigError(f'aux_weight={self.aux_weight!r}: must be >= 0')
         if not 0.0 <= self.ema_decay < 1.0:
             raise ConfigError(f'ema_decay={self.ema_decay!r}: must be in [0, 1)')
         if not 0.0 <= self.val_fraction < 0.5:
@@ -133,13 +149,28 @@ def build_contract(data: LoadedDataset, config: TrainConfig, info: dict[str, Any
     inputs.append(InstructionInput(name='instruction', vocabulary=task_vocabulary(),
                                    max_length=config.max_tokens))
     action_stats = data.stats['action']
+    action_std = _floored_std(action_names, action_stats['std'])
+    if config.action_scale == 'delta':
+        # Joint action scale = std of (a[t + k] - q[t]) over the chunk instead of the std of
+        # the absolute targets: the policy adds its output to the measured joints (model.py),
+        # and with the absolute std a 0.01 rad miss on joint_1 (spread 0.4 rad) weighs 8x less
+        # in the loss than on a joint that barely moves. (Tried for the shipped model's run of
+        # experiments; it did not raise closed-loop success there, see models/MODEL_CARD.md.)
+        bounds = episode_bounds(data)
+        deltas = []
+        for k in range(config.chunk_length):
+            for lo, hi in bounds:
+                ahead = np.minimum(np.arange(lo, hi) + k, hi - 1)
+                deltas.append(data.action[ahead, :len(joints)] - data.state[lo:hi, :len(joints)])
+        delta_std = np.concatenate(deltas).astype(np.float64).std(axis=0)
+        action_std[:len(joints)] = np.maximum(delta_std, MIN_JOINT_DELTA_STD_RAD)
     output = ActionOutput(
         name='actions', chunk_length=config.chunk_length, step_period_s=1.0 / data.fps,
         components=(ActionComponent(meaning='joint_positions', mode='absolute',
                                     joints=tuple(joints)),
                     ActionComponent(meaning='gripper_position', mode='absolute')),
         mean=tuple(float(v) for v in action_stats['mean']),
-        std=tuple(float(v) for v in _floored_std(action_names, action_stats['std'])))
+        std=tuple(float(v) for v in action_std))
     return PolicyContract(
         name=config.contract_name, robot_joints=tuple(joints), inputs=tuple(inputs),
         outputs=(output,),
@@ -176,6 +207,29 @@ class TrainingSamples:
         offsets = np.arange(chunk_length)[None, :]
         self.chunk_rows = np.minimum(np.arange(len(data))[:, None] + offsets, last[:, None])
         self.bounds = bounds
+        self.key_poses = self._key_poses(data, bounds, action, state_spec)
+
+    @staticmethod
+    def _key_poses(data: LoadedDataset, bounds: np.ndarray, action: Any,
+                   state_spec: Any) -> np.ndarray:
+        """Per frame: arm targets at the episode's (last) grasp and release, normalised like
+        the state (they are absolute joint positions)."""
+        joints = action.slices['joint_positions']
+        grip_col = action.slices['gripper_position'].start
+        mean = np.asarray(state_spec.mean)[joints]
+        std = np.asarray(state_spec.std)[joints]
+        out = np.zeros((len(data), 2 * (joints.stop - joints.start)), dtype=np.float32)
+        for lo, hi in bounds:
+            grip = data.action[lo:hi, grip_col]
+            closed = grip > 0.5 * float(np.max(grip)) if np.max(grip) > 0 else grip > 1.0
+            opens = np.flatnonzero(~closed[1:] & closed[:-1]) + 1
+            release = int(opens[-1]) if len(opens) else hi - lo - 1
+            closes = np.flatnonzero(closed[1:release + 1] & ~closed[:release]) + 1
+            grasp = int(closes[-1]) if len(closes) else release
+            pose = np.concatenate([data.action[lo + grasp, joints], data.action[lo + release,
+                                                                               joints]])
+            out[lo:hi] = ((pose - np.tile(mean, 2)) / np.tile(std, 2)).astype(np.float32)
+        return out
 
     def __len__(self) -> int:
         return len(self.data)
@@ -240,7 +294,9 @@ def make_policy(contract: Any, config: TrainConfig):
         vocab_size=len(contract.instruction_input.vocabulary),
         max_tokens=contract.instruction_input.max_length, conv_channels=config.conv_channels,
         keypoints=config.keypoints, hidden=config.hidden,
-        residual_joints=joints.size if joints is not None else 0)
+        residual_joints=joints.size if joints is not None else 0,
+        aux_dim=2 * joints.size if joints is not None and config.aux_weight > 0 else 0,
+        film=config.film)
     return VisuomotorPolicy(policy_config)
 
 
@@ -340,11 +396,20 @@ def train(dataset: str | Path | Sequence[str | Path], output: str | Path,
         rows = epoch_order[cursor:cursor + config.batch_size]
         cursor += config.batch_size
         inputs, target = samples.batch(rows, rng, config.shift_pixels)
+        if config.state_noise > 0:
+            # Perturbed proprioception (targets unchanged): the arm's own position cannot tell
+            # the policy where the object is, so it has to look.
+            state_index = len(contract.image_inputs)
+            inputs[state_index] = inputs[state_index] + (config.state_noise * rng.standard_normal(
+                inputs[state_index].shape)).astype(np.float32)
         model.train()
         for group in optimiser.param_groups:
             group['lr'] = lr_at(step)
-        pred = model(*[torch.from_numpy(x) for x in inputs])
+        pred, aux = model.forward_with_aux(*[torch.from_numpy(x) for x in inputs])
         loss = torch.abs(pred - torch.from_numpy(target)).mean()
+        if aux is not None:
+            aux_target = torch.from_numpy(samples.key_poses[rows])
+            loss = loss + config.aux_weight * torch.abs(aux - aux_target).mean()
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
@@ -379,7 +444,7 @@ def train(dataset: str | Path | Sequence[str | Path], output: str | Path,
                     'train_episodes': train_eps, 'val_episodes': val_eps},
         'parameters': n_params,
         'train_time_s': train_time,
-        'torch_version': torch.__version__,
+        'torch_version': str(torch.__version__),
     }
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -395,7 +460,9 @@ def load_checkpoint(path: str | Path):
     from noetra_ros.core.policy.contract import contract_from_dict
     from noetra_ros.learning.model import PolicyConfig, VisuomotorPolicy
 
-    checkpoint = torch.load(Path(path), map_location='cpu', weights_only=False)
+    # weights_only: a checkpoint is plain data + tensors, so nothing in it can run code.
+    with torch.serialization.safe_globals([torch.torch_version.TorchVersion]):
+        checkpoint = torch.load(Path(path), map_location='cpu', weights_only=True)
     model = VisuomotorPolicy(PolicyConfig.from_dict(checkpoint['policy_config']))
     model.load_state_dict(checkpoint['state_dict'])
     model.eval()

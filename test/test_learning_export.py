@@ -1,0 +1,211 @@
+"""ONNX export of the learned policy: contract embedding, parity, and the shipped model.
+
+The torch tests use a tiny randomly initialised policy on a tiny synthetic dataset (fast); the
+shipped-model test needs only onnxruntime and compares against a stored reference produced by
+`python -m noetra_ros.learning reference`.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHIPPED = REPO / 'models' / 'pick_place_lrmate.onnx'
+REFERENCE = REPO / 'test' / 'data' / 'shipped_model_reference.npz'
+JOINTS = ('joint_1', 'joint_2', 'joint_3', 'joint_4', 'joint_5', 'joint_6')
+
+
+@pytest.fixture(scope='module')
+def tiny_dataset(tmp_path_factory):
+    pytest.importorskip('pyarrow')
+    from noetra_ros.learning.dataset import DatasetSpec, DatasetWriter, Episode
+
+    rng = np.random.default_rng(11)
+    names = JOINTS + ('gripper_position',)
+    spec = DatasetSpec(fps=20, robot_type='fanuc_lrmate200id', state_names=names,
+                       action_names=names, cameras=('scene_camera', 'wrist_camera'),
+                       image_height=48, image_width=64)
+    root = tmp_path_factory.mktemp('tiny') / 'ds'
+    writer = DatasetWriter(root, spec)
+    for task in ('pick the red cube and place it in the left bin',
+                 'pick the green cylinder and place it in the right bin'):
+        n = 16
+        state = rng.normal(size=(n, 7)).astype(np.float32)
+        state[:, 6] = rng.uniform(0.0, 0.04, size=n)
+        writer.add_episode(Episode(
+            task=task, state=state,
+            action=(state + 0.01 * rng.normal(size=(n, 7))).astype(np.float32),
+            images={c: rng.integers(0, 255, size=(n, 48, 64, 3), dtype=np.uint8)
+                    for c in spec.cameras},
+            wrench=np.zeros((n, 6), np.float32)))
+    writer.close()
+    return root
+
+
+def _tiny_config(**overrides):
+    from noetra_ros.learning.train import TrainConfig
+
+    values = dict(steps=3, batch_size=4, val_every=3, val_fraction=0.0, warmup_steps=1,
+                  conv_channels=8, keypoints=8, hidden=32, image_width=32, image_height=24,
+                  chunk_length=4)
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+def test_tiny_policy_exports_with_contract_and_parity(tiny_dataset, tmp_path):
+    torch = pytest.importorskip('torch')
+    import onnx
+    import onnxruntime as ort
+
+    from noetra_ros.core.policy.contract import load_contract, validate_against_model
+    from noetra_ros.core.policy.runtime import PolicyRuntime
+    from noetra_ros.learning.export import export_onnx, parity, random_inputs
+    from noetra_ros.learning.dataset import read_dataset
+    from noetra_ros.learning.train import build_contract, make_policy
+
+    torch.manual_seed(0)
+    config = _tiny_config(film=True)  # the instruction-conditioned path must export too
+    contract = build_contract(read_dataset(tiny_dataset), config)
+    model = make_policy(contract, config).eval()
+    assert model.film is not None
+    path = tmp_path / 'tiny.onnx'
+    export_onnx(model, contract, path)
+
+    onnx.checker.check_model(onnx.load(str(path)))
+    embedded = load_contract(path)
+    assert embedded == contract
+    validate_against_model(embedded, path)
+    assert [i.name for i in onnx.load(str(path)).graph.input] == [
+        'scene_camera', 'wrist_camera', 'state', 'instruction']
+    assert embedded.cameras == ('scene_camera', 'wrist_camera')
+    assert embedded.action.chunk_length == 4 and embedded.action.step_period_s == 0.05
+    assert embedded.robot_joints == JOINTS
+
+    inputs = random_inputs(contract, batch=5, seed=1)
+    assert parity(model, path, inputs, contract.input_names) < 1e-4
+    # Dynamic batch: one sample alone gives the same answer as inside the batch of five.
+    session = ort.InferenceSession(str(path), providers=['CPUExecutionProvider'])
+    (batched,) = session.run(None, dict(zip(contract.input_names, inputs)))
+    (single,) = session.run(None, dict(zip(contract.input_names, [x[2:3] for x in inputs])))
+    np.testing.assert_allclose(single[0], batched[2], atol=1e-5)
+
+    runtime = PolicyRuntime(path)
+    runtime.validate_robot(JOINTS, has_gripper=True)
+    chunk = runtime.infer(runtime.zero_inputs())
+    assert chunk.values.shape == (4, 7) and np.all(np.isfinite(chunk.values))
+
+
+def test_instruction_padding_does_not_change_the_output(tiny_dataset):
+    torch = pytest.importorskip('torch')
+    from noetra_ros.learning.dataset import read_dataset
+    from noetra_ros.learning.export import random_inputs
+    from noetra_ros.learning.train import build_contract, make_policy
+
+    torch.manual_seed(0)
+    config = _tiny_config()
+    contract = build_contract(read_dataset(tiny_dataset), config)
+    model = make_policy(contract, config).eval()
+    tokens = torch.tensor([[5, 6, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]])
+    swapped = torch.tensor([[7, 6, 5, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]])
+    changed = torch.tensor([[5, 6, 8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]])
+    base = [torch.from_numpy(x) for x in random_inputs(contract, 1)][:-1]
+    with torch.no_grad():
+        out = model(*base, tokens)
+        # Bag of words: the pad embedding never reaches the output, word order does not
+        # matter, a different word does.
+        model.word_embedding.weight[0] = 100.0
+        assert torch.equal(out, model(*base, tokens))
+        assert torch.allclose(out, model(*base, swapped), atol=1e-6)
+        assert not torch.allclose(out, model(*base, changed))
+
+
+def test_training_pipeline_runs_end_to_end(tiny_dataset, tmp_path):
+    pytest.importorskip('torch')
+    from noetra_ros.learning.export import export_policy
+    from noetra_ros.learning.train import load_checkpoint, train
+
+    checkpoint = train(tiny_dataset, tmp_path / 'ckpt.pt', _tiny_config(), log=lambda *a: None)
+    assert len(checkpoint['history']) == 1
+    assert np.isfinite(checkpoint['history'][0]['train_l1'])
+    model, contract, _ = load_checkpoint(tmp_path / 'ckpt.pt')
+    assert contract.state_input.size == 7
+    report = export_policy(tmp_path / 'ckpt.pt', tmp_path / 'policy.onnx', dataset=tiny_dataset,
+                           parity_samples=8)
+    assert report.parity_source == 'dataset' and report.parity_samples == 8
+    assert report.parity_max_abs_diff < 1e-4
+    # The residual joints: with a zero head the output would equal the current joints; the
+    # buffers that implement it must have been set from the statistics, not left at identity.
+    assert not np.allclose(model.residual_shift.numpy(), 0.0)
+
+
+def test_shipped_model_reproduces_its_stored_reference():
+    """Stored-output test: regenerate with `python -m noetra_ros.learning reference` only after
+    deliberately replacing models/pick_place_lrmate.onnx."""
+    from noetra_ros.core.policy.preprocess import ImageFrame
+    from noetra_ros.core.policy.runtime import PolicyRuntime
+
+    assert SHIPPED.is_file(), f'{SHIPPED} is missing'
+    assert SHIPPED.stat().st_size < 10 * 1024 * 1024
+    ref = np.load(REFERENCE)
+    runtime = PolicyRuntime(SHIPPED, intra_op_threads=1)
+    assert runtime.contract_origin == 'metadata'
+    joint_names = [str(n) for n in ref['joint_names']]
+    runtime.validate_robot(joint_names, has_gripper=True)
+    assert runtime.contract.cameras == ('scene_camera', 'wrist_camera')
+    frames = {}
+    for cam in (str(c) for c in ref['cameras']):
+        image = ref[f'image.{cam}']
+        frames[cam] = ImageFrame(image, image.shape[1], image.shape[0], 'rgb8')
+    inputs = runtime.build_inputs(
+        frames, dict(zip(joint_names, ref['joint_positions'].tolist())),
+        gripper_position=float(ref['gripper_position']), instruction=str(ref['instruction']))
+    for name, tensor in inputs.tensors.items():
+        np.testing.assert_allclose(tensor, ref[f'input.{name}'], atol=1e-6, err_msg=name)
+    chunk = runtime.infer(inputs)
+    np.testing.assert_allclose(chunk.raw, ref['expected_raw'], atol=1e-4)
+    np.testing.assert_allclose(chunk.values, ref['expected_actions'], atol=1e-4)
+    # The first commanded joint targets stay near the measured start (no wild jump).
+    assert np.max(np.abs(chunk.joint_positions[0] - ref['joint_positions'])) < 0.3
+
+
+def test_key_poses_and_action_scale_come_from_the_demonstrations(tmp_path):
+    pytest.importorskip('pyarrow')
+    from noetra_ros.learning.dataset import DatasetSpec, DatasetWriter, Episode, read_dataset
+    from noetra_ros.learning.train import build_contract, TrainingSamples
+
+    names = JOINTS + ('gripper_position',)
+    spec = DatasetSpec(fps=20, robot_type='fanuc_lrmate200id', state_names=names,
+                       action_names=names, cameras=('scene_camera',), image_height=16,
+                       image_width=16, with_wrench=False)
+    writer = DatasetWriter(tmp_path / 'ds', spec)
+    n = 9
+    state = np.zeros((n, 7), np.float32)
+    state[:, 0] = np.linspace(0.0, 0.8, n)  # joint_1 sweeps, the others stand still
+    action = state.copy()
+    action[:, 0] += 0.1  # the command leads the measurement by 0.1 rad
+    # A missed grasp (closes at 1, opens at 2), the real grasp at 4, the release at 7.
+    action[:, 6] = 0.0425 * np.array([0, 1, 0, 0, 1, 1, 1, 0, 0])
+    action[:, 1] = np.arange(n)  # tags each frame
+    writer.add_episode(Episode('pick the red cube and place it in the left bin', state, action,
+                               {'scene_camera': np.zeros((n, 16, 16, 3), np.uint8)}))
+    writer.close()
+    data = read_dataset(tmp_path / 'ds')
+    contract = build_contract(data, _tiny_config(chunk_length=2, action_scale='delta'))
+    samples = TrainingSamples(data, contract, 2)
+    state_std = np.asarray(contract.state_input.std)[:6]
+    state_mean = np.asarray(contract.state_input.mean)[:6]
+    poses = samples.key_poses[0].reshape(2, 6) * state_std + state_mean
+    np.testing.assert_allclose(poses[0], action[4, :6], atol=1e-5)  # last grasp before release
+    np.testing.assert_allclose(poses[1], action[7, :6], atol=1e-5)
+    assert np.all(samples.key_poses == samples.key_poses[0])
+    # The joint action scale is the spread of (target - current joints) over the chunk.
+    chunk_rows = np.minimum(np.arange(n)[:, None] + np.arange(2)[None, :], n - 1)
+    delta = action[chunk_rows, 0] - state[:, None, 0]
+    assert contract.action.std[0] == pytest.approx(max(delta.std(), 0.005), rel=1e-6)
+    assert contract.action.std[3] == pytest.approx(0.005)  # floor for a joint that never moved
+    # The default scale is the spread of the absolute targets (floored at 0.05 rad).
+    absolute = build_contract(data, _tiny_config(chunk_length=2))
+    assert absolute.action.std[0] == pytest.approx(action[:, 0].std(), rel=1e-5)
+    assert absolute.action.std[3] == pytest.approx(0.05)
