@@ -109,7 +109,12 @@ def main() -> int:
     executor = SingleThreadedExecutor()
     executor.add_node(policy)
     executor.add_node(feeder)
-    spinner = threading.Thread(target=executor.spin, daemon=True)
+    stop = threading.Event()
+
+    def spin() -> None:
+        while not stop.is_set():
+            executor.spin_once(timeout_sec=0.05)
+    spinner = threading.Thread(target=spin, daemon=True)
     spinner.start()
     pub_instr.publish(String(data=episode.instruction))
     time.sleep(1.0)  # discovery
@@ -127,6 +132,8 @@ def main() -> int:
         time.sleep(period)
     time.sleep(0.5)
     stats = policy.stats()
+    stop.set()
+    spinner.join()
     executor.shutdown()
     policy._release()
     policy.destroy_node()
