@@ -35,7 +35,7 @@ setup(
     maintainer_email='dev@noetra.example',
     description='ROS 2 runtime for ONNX multimodal robot policies with a PyBullet industrial cell',
     license='Apache-2.0',
-    tests_require=['pytest'],
+    extras_require={'test': ['pytest']},  # colcon picks pytest from here
     entry_points={
         'console_scripts': [
             'sim_node = noetra_ros.sim_node:main',
