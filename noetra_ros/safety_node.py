@@ -308,6 +308,14 @@ class SafetyNode(Node):
     def _cycle(self, now: float) -> None:
         self._last_cycle_wall = time.monotonic()
         out = self.supervisor.update(now)
+        if (self.p['auto_arm'] and out.state is SafetyState.FAULT
+                and out.reason.startswith('tracking error')):
+            # SIMULATION ONLY: an episode reset moves the simulated arm in one step, which the
+            # supervisor sees as a tracking fault. Re-arm at once (first output = measured), so
+            # the held pre-reset position is never sent and every episode starts the same way.
+            self._maybe_auto_arm(now)
+            if self.supervisor.state is SafetyState.ARMED:
+                out = self.supervisor.update(now)  # same time: re-emits the re-based position
         if out.positions is not None and np.isfinite(out.positions).all():
             ordered = out.positions[self._to_controller]
             self.pub_arm.publish(Float64MultiArray(data=[float(v) for v in ordered]))
