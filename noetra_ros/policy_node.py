@@ -234,11 +234,14 @@ class PolicyNode(LifecycleNode):
         return self.get_clock().now().nanoseconds * 1e-9
 
     def _on_instruction(self, msg: String) -> None:
-        if msg.data != self.instruction:
-            self.instruction = msg.data
-            with self._lock:
-                self.queue.clear()  # a new task: actions planned for the old one are void
-            self.get_logger().info(f'instruction: {msg.data!r}')
+        # Every instruction message starts a task (the same words again mean a new episode):
+        # actions planned for the previous one are void, and replanning restarts in phase, so
+        # each episode starts from the same policy state.
+        self.instruction = msg.data
+        with self._lock:
+            self.queue.clear()
+            self._steps_since_plan = 0
+        self.get_logger().info(f'instruction: {msg.data!r}')
 
     def _on_input(self, source: str, msg) -> None:
         with self._lock:
