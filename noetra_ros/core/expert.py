@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 import math
-from typing import TYPE_CHECKING
+from typing import Callable, TYPE_CHECKING
 
 import numpy as np
 import pybullet as pb
@@ -583,20 +583,27 @@ def observe(world: SimWorld) -> ExpertObservation:
                              place_position=place_pos, place_orientation=place_quat)
 
 
-def run_episode(world: SimWorld, expert: ScriptedExpert, seed: int,
-                linger_s: float = 1.0) -> EpisodeResult:
+def run_episode(world: SimWorld, expert: ScriptedExpert, seed: int, linger_s: float = 1.0,
+                on_step: Callable[[ExpertObservation, ExpertAction], None] | None = None,
+                executed: Callable[[ExpertAction], np.ndarray] | None = None) -> EpisodeResult:
     """Reset both for `seed` and run the expert in-process until the task is judged.
 
     Stops when the task fails, or when the expert is done (or gave up) and the task has
     succeeded or `linger_s` more seconds have passed, or at the world's episode timeout.
+    `on_step(obs, action)` sees every step before it is executed (the recorder uses it);
+    `executed(action)` may return the arm command actually sent (e.g. with injected noise).
     """
     episode = world.reset(seed)
     expert.reset()
     done_since: float | None = None
     status = world.task_status()
     while True:
-        action = expert.act(observe(world))
-        world.command_positions(action.joint_positions)
+        obs = observe(world)
+        action = expert.act(obs)
+        if on_step is not None:
+            on_step(obs, action)
+        world.command_positions(action.joint_positions if executed is None
+                                else executed(action))
         world.command_gripper(action.gripper_position)
         world.step()
         status = world.task_status()

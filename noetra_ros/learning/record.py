@@ -87,57 +87,48 @@ def record_episode(world: Any, expert: Any, seed: int, cameras: Sequence[str],
                    noise_correlation_s: float = 0.5) -> tuple[Episode, bool, str]:
     """Run one expert episode for `seed` and return (episode, success, explanation).
 
-    Mirrors ``noetra_ros.core.expert.run_episode``; frame t holds the observation before the
+    Runs ``noetra_ros.core.expert.run_episode`` with a recorder attached; frame t holds the observation before the
     t-th command and that command as its action. With `action_noise_rad` > 0 the executed arm
     command gets an Ornstein-Uhlenbeck offset of that stationary std (correlation time
     `noise_correlation_s`, seeded by `seed`); the stored action stays the expert's.
     """
-    from noetra_ros.core.expert import observe
+    from noetra_ros.core.expert import run_episode
 
-    sim_episode = world.reset(seed)
-    expert.reset()
     images: dict[str, list[np.ndarray]] = {cam: [] for cam in cameras}
     states: list[np.ndarray] = []
     wrenches: list[np.ndarray] = []
     actions: list[np.ndarray] = []
-    done_since: float | None = None
     rng = np.random.default_rng(1_000_003 + int(seed))
     offset = np.zeros(len(world.joint_names))
     keep = float(np.exp(-world.control_period / noise_correlation_s))
-    while True:
-        obs = observe(world)
+
+    def on_step(obs: Any, action: Any) -> None:
         for cam in cameras:
             images[cam].append(world.render(cam))
         states.append(np.append(obs.joint_positions, obs.gripper_position))
         wrenches.append(world.wrench())
-        action = expert.act(obs)
         actions.append(np.append(action.joint_positions, action.gripper_position))
-        executed = action.joint_positions
-        if action_noise_rad > 0.0:
-            offset = keep * offset + np.sqrt(1.0 - keep * keep) * action_noise_rad * (
-                rng.standard_normal(offset.shape))
-            executed = executed + offset
-        world.command_positions(executed)
-        world.command_gripper(action.gripper_position)
-        world.step()
-        status = world.task_status()
-        if status.phase == 'failure':
-            break
-        if expert.done:
-            done_since = world.sim_time if done_since is None else done_since
-            if status.success or world.sim_time - done_since >= linger_s:
-                break
+
+    def executed(action: Any) -> np.ndarray:
+        nonlocal offset
+        if action_noise_rad <= 0.0:
+            return action.joint_positions
+        offset = keep * offset + np.sqrt(1.0 - keep * keep) * action_noise_rad * (
+            rng.standard_normal(offset.shape))
+        return action.joint_positions + offset
+
+    result = run_episode(world, expert, seed, linger_s, on_step=on_step, executed=executed)
     episode = Episode(
-        task=sim_episode.instruction,
+        task=result.instruction,
         state=np.asarray(states, dtype=np.float32),
         action=np.asarray(actions, dtype=np.float32),
         images={cam: np.stack(frames) for cam, frames in images.items()},
         wrench=np.asarray(wrenches, dtype=np.float32),
         seed=int(seed))
-    explanation = status.explanation
+    explanation = result.explanation
     if expert.failed:
         explanation += f' (expert: {expert.failure_reason})'
-    return episode, bool(status.success), explanation
+    return episode, bool(result.success), explanation
 
 
 def make_world_and_expert(robot: str) -> tuple[Any, Any]:
