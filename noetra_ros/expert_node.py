@@ -17,6 +17,7 @@ from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
+from noetra_ros.core.commands import controller_order
 from noetra_ros.core.errors import ConfigError, NoetraError
 from noetra_ros.core.expert import ScriptedExpert
 from noetra_ros.core.sync import ExactStampSync
@@ -54,12 +55,8 @@ class ExpertNode(Node):
         self.period = 1.0 / float(p['control_hz'])
         self.expert = ScriptedExpert(p['robot'], control_hz=float(p['control_hz']))
         self.arm_joints = list(self.expert.joint_names)
-        order = list(p['controller_joints']) or self.arm_joints
-        if sorted(order) != sorted(self.arm_joints):
-            raise ConfigError(f'parameter controller_joints={order} must be a permutation of '
-                              f'{self.arm_joints}')
-        self.controller_joints = order
-        self._from_world = np.array([self.arm_joints.index(j) for j in order])
+        self.controller_joints, self._from_world = controller_order(p['controller_joints'],
+                                                                    self.arm_joints)
         self.episode = None
         # Status and poses are stamped with the step they belong to; acting on a mix of steps
         # would make lockstep episodes irreproducible.

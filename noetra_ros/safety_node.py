@@ -28,9 +28,7 @@ import time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import TwistStamped
 import numpy as np
-import rclpy
 from rclpy.clock import Clock, ClockType
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import (DurabilityPolicy, qos_profile_sensor_data, QoSProfile,
                        ReliabilityPolicy)
@@ -40,12 +38,14 @@ from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
 from noetra_ros.bringup import share_dir
-from noetra_ros.core.errors import ConfigError, NoetraError
+from noetra_ros.core.commands import controller_order
+from noetra_ros.core.errors import ConfigError
 from noetra_ros.core.robot_model import RobotModel
 from noetra_ros.core.robots import gripper_spec, urdf_path
 from noetra_ros.core.safety import (fk_from_model, JointLimits, load_profile, SafetyState,
                                     SafetySupervisor, TwistSupervisor)
 from noetra_ros.ros_conversions import stamp_to_seconds
+from noetra_ros.ros_main import run_node
 from noetra_ros.ros_params import declare_parameters
 
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
@@ -90,12 +90,8 @@ class SafetyNode(Node):
             fk=fk_from_model(model, self.profile.tool_frame), period_s=float(p['period_s']),
             required_sensors=self.sensors)
         self.joint_names = list(model.joint_names)
-        order = list(p['controller_joints']) or self.joint_names
-        if sorted(order) != sorted(self.joint_names):
-            raise ConfigError(f'parameter controller_joints={order} must be a permutation of '
-                              f'{self.joint_names}')
-        self.controller_joints = order
-        self._to_controller = np.array([self.joint_names.index(j) for j in order])
+        self.controller_joints, self._to_controller = controller_order(
+            p['controller_joints'], self.joint_names)
         gripper = gripper_spec()
         self.gripper_range = (0.0, float(gripper.stroke_per_finger))
         self.gripper_target: float | None = None
@@ -363,20 +359,7 @@ class SafetyNode(Node):
 
 
 def main(args=None) -> None:
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = SafetyNode()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except NoetraError as exc:
-        rclpy.logging.get_logger('safety').fatal(str(exc))
-        raise SystemExit(2) from exc
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
+    run_node(SafetyNode, 'safety', args)
 
 
 if __name__ == '__main__':

@@ -28,7 +28,7 @@ from std_msgs.msg import Bool, Float64MultiArray, String, UInt32
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
-from noetra_ros.core.commands import validate_joint_vector
+from noetra_ros.core.commands import controller_order, validate_joint_vector
 from noetra_ros.core.episodes import EpisodeSchedule
 from noetra_ros.core.errors import CommandError, ConfigError, NoetraError
 from noetra_ros.core.sim.world import SimWorld, WorldConfig, default_cameras
@@ -156,13 +156,10 @@ class SimNode(Node):
         self.world = _build_world(self.cfg)
         self.arm_joints = list(self.world.joint_names)
         self.all_joints = self.arm_joints + list(self.world.gripper_joint_names)
-        order = self.cfg.controller_joints or tuple(self.arm_joints)
-        if sorted(order) != sorted(self.arm_joints):
-            raise ConfigError(f'parameter controller_joints={list(order)} must be a permutation '
-                              f'of the robot joints {self.arm_joints}')
-        # Index that maps a vector in controller order onto the world's (URDF) order.
-        self._to_world = np.array([order.index(j) for j in self.arm_joints])
-        self.controller_joints = list(order)
+        self.controller_joints, to_controller = controller_order(self.cfg.controller_joints,
+                                                                 self.arm_joints)
+        # Maps a vector in controller order onto the world's (URDF) order.
+        self._to_world = np.argsort(to_controller)
         self.schedule = EpisodeSchedule(self.cfg.episodes, self.cfg.first_seed,
                                         self.cfg.episode_timeout_s, self.cfg.reset_pause_s)
         self.counters = {'steps': 0, 'rejected_commands': 0, 'lockstep_timeouts': 0,

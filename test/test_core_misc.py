@@ -1,6 +1,8 @@
 """Episode schedule, stamp alignment and statistics (ROS-free)."""
 import math
 
+import numpy as np
+
 import pytest
 
 from noetra_ros.core.episodes import EpisodeSchedule
@@ -58,3 +60,15 @@ def test_percentiles():
     out = percentiles(range(101))
     assert out['p50'] == 50 and out['p99'] == pytest.approx(99) and out['n'] == 101
     assert math.isnan(percentiles([])['p50'])
+
+
+def test_controller_order_maps_both_ways_and_refuses_non_permutations():
+    from noetra_ros.core.commands import controller_order
+    order, index = controller_order(['b', 'c', 'a'], ['a', 'b', 'c'])
+    robot = np.array([1.0, 2.0, 3.0])
+    assert order == ['b', 'c', 'a'] and list(robot[index]) == [2.0, 3.0, 1.0]
+    assert list(robot[index][np.argsort(index)]) == [1.0, 2.0, 3.0]
+    assert controller_order([], ['a', 'b'])[0] == ['a', 'b']
+    for bad in (['a', 'b'], ['a', 'b', 'x'], ['a', 'a', 'b']):
+        with pytest.raises(ConfigError, match='permutation'):
+            controller_order(bad, ['a', 'b', 'c'])

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from noetra_ros.core.errors import CommandError
+from noetra_ros.core.errors import CommandError, ConfigError
 
 
 def validate_joint_vector(values: object, expected_len: int, what: str) -> np.ndarray:
@@ -67,3 +67,18 @@ def validate_joint_names(names: Sequence[str], expected: Sequence[str], what: st
     if missing:
         raise CommandError(f'{what}: missing joint name(s) {missing}; expected {list(expected)}')
     return [names.index(n) for n in expected]
+
+
+def controller_order(requested: Sequence[str], joints: Sequence[str],
+                     what: str = 'parameter controller_joints') -> tuple[list[str], np.ndarray]:
+    """The joint order of a controller and the index that maps onto it.
+
+    `requested` empty means the robot's own order. Returns (order, index) with
+    `values_in_robot_order[index]` in controller order (np.argsort(index) maps back).
+    Raises ConfigError unless `requested` is a permutation of `joints`.
+    """
+    order = [str(j) for j in requested] or [str(j) for j in joints]
+    if sorted(order) != sorted(joints) or len(set(order)) != len(order):
+        raise ConfigError(f'{what}={order} must be a permutation of the robot joints '
+                          f'{list(joints)}')
+    return order, np.array([list(joints).index(j) for j in order])
