@@ -7,6 +7,8 @@ noetra_ros.core.expert; this node aligns inputs by stamp and converts messages.
 """
 from __future__ import annotations
 
+import math
+
 from builtin_interfaces.msg import Duration
 from diagnostic_msgs.msg import DiagnosticStatus
 from geometry_msgs.msg import PoseStamped
@@ -20,6 +22,7 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 from noetra_ros.core.commands import controller_order
 from noetra_ros.core.errors import ConfigError, NoetraError
 from noetra_ros.core.expert import ScriptedExpert
+from noetra_ros.core.sim.task import GRASP_SYMMETRY_RAD, shape_in_instruction
 from noetra_ros.core.sync import ExactStampSync
 from noetra_ros.ros_main import run_node
 from noetra_ros.ros_params import declare_parameters
@@ -102,7 +105,11 @@ class ExpertNode(Node):
             q = np.array([positions[j] for j in self.arm_joints])
             gripper = float(np.mean([positions[j] for j in self.expert.gripper_joint_names]))
             target, place = _pose(step['target']), _pose(step['place'])
-            action = self.expert.act(q, gripper, target, place)
+            # The instruction names the shape; its symmetry lets the expert pick the grasp
+            # that looks the same in every demonstration (a half turn holds for any shape).
+            shape = shape_in_instruction(status.get('instruction', ''))
+            symmetry = GRASP_SYMMETRY_RAD[shape] if shape else math.pi
+            action = self.expert.act(q, gripper, target, place, grasp_symmetry_rad=symmetry)
         except (KeyError, NoetraError) as exc:
             # Hold: answer with the measured pose so a lockstep sim steps without motion.
             self.get_logger().error(f'expert cannot act on this step, holding: {exc}',

@@ -6,7 +6,7 @@ import numpy as np
 import pybullet as pb
 import pytest
 
-from noetra_ros.core.errors import CommandError, ConfigError
+from noetra_ros.core.errors import CommandError, ConfigError, NoetraError
 from noetra_ros.core.expert import (
     ExpertConfig, ExpertObservation, observe, run_episode, ScriptedExpert)
 from noetra_ros.core.sim import scene
@@ -200,3 +200,34 @@ def test_expert_works_on_the_other_arms(robot):
         finally:
             other.close()
     assert result.success, result
+
+
+@pytest.mark.parametrize('shape, object_offset_deg, expected_offset_deg', [
+    ('block', 100.0, -80.0),     # half-turn symmetric: the closer of the two ends
+    ('block', 30.0, 30.0),
+    ('cube', 80.0, -10.0),       # quarter-turn symmetric: never more than 45 deg of wrist turn
+    ('cube', -50.0, 40.0),
+    ('cylinder', 70.0, 0.0),     # round: the natural wrist angle, whatever the sampled yaw
+])
+def test_grasp_yaw_uses_the_object_symmetry(shape, object_offset_deg, expected_offset_deg):
+    """Grasps that look the same in an image get the same wrist angle, so demonstrations of
+    visually identical scenes agree (a cube turned by 90 deg is the same cube)."""
+    from noetra_ros.core.expert import grasp_yaw
+    from noetra_ros.core.sim.task import GRASP_SYMMETRY_RAD
+
+    target = np.array([0.45, 0.10, 0.02])
+    reference = math.atan2(target[1], target[0])
+    theta = grasp_yaw(target, reference + math.radians(object_offset_deg),
+                      GRASP_SYMMETRY_RAD[shape])
+    assert math.degrees(theta - reference) == pytest.approx(expected_offset_deg, abs=1e-6)
+
+
+def test_expert_rejects_a_bad_symmetry(world, expert):
+    world.reset(0)
+    expert.reset()
+    obs = observe(world)
+    bad = ExpertObservation(obs.joint_positions, obs.gripper_position, obs.target_position,
+                            obs.target_orientation, obs.place_position,
+                            grasp_symmetry_rad=float('nan'))
+    with pytest.raises(NoetraError, match="grasp_symmetry_rad"):
+        expert.act(bad)

@@ -15,6 +15,7 @@ from noetra_ros.learning.dataset import (  # noqa: E402
 
 JOINTS = ('joint_1', 'joint_2', 'joint_3', 'joint_4', 'joint_5', 'joint_6', 'gripper_position')
 CAMERAS = ('scene_camera', 'wrist_camera')
+ENVIRONMENT = ('target_x', 'target_y', 'target_z')
 H, W = 48, 64
 
 
@@ -37,12 +38,14 @@ def make_episode(rng: np.random.Generator, n: int, task: str, seed: int) -> Epis
                    state=rng.normal(size=(n, len(JOINTS))).astype(np.float32),
                    action=rng.normal(size=(n, len(JOINTS))).astype(np.float32),
                    images={cam: smooth_frames(rng, n) for cam in CAMERAS},
-                   wrench=rng.normal(size=(n, 6)).astype(np.float32), seed=seed)
+                   wrench=rng.normal(size=(n, 6)).astype(np.float32), seed=seed,
+                   environment_state=rng.normal(size=(n, len(ENVIRONMENT))).astype(np.float32))
 
 
 def spec() -> DatasetSpec:
     return DatasetSpec(fps=20, robot_type='fanuc_lrmate200id', state_names=JOINTS,
-                       action_names=JOINTS, cameras=CAMERAS, image_height=H, image_width=W)
+                       action_names=JOINTS, cameras=CAMERAS, image_height=H, image_width=W,
+                       environment_names=ENVIRONMENT)
 
 
 @pytest.fixture(scope='module')
@@ -95,6 +98,9 @@ def test_tabular_data_round_trips_exactly(written):
     np.testing.assert_array_equal(data.state, np.concatenate([e.state for e in episodes]))
     np.testing.assert_array_equal(data.action, np.concatenate([e.action for e in episodes]))
     np.testing.assert_array_equal(data.wrench, np.concatenate([e.wrench for e in episodes]))
+    np.testing.assert_array_equal(data.environment_state,
+                                  np.concatenate([e.environment_state for e in episodes]))
+    assert data.names('observation.environment_state') == list(ENVIRONMENT)
     np.testing.assert_array_equal(data.index, np.arange(39))
     np.testing.assert_array_equal(data.episode_index, np.repeat([0, 1, 2], [12, 7, 20]))
     np.testing.assert_array_equal(data.frame_index[12:19], np.arange(7))
@@ -181,6 +187,7 @@ def test_concat_renumbers_and_recomputes_stats(written):
     np.testing.assert_array_equal(both.episode_index[39:], one.episode_index + 3)
     assert [r['dataset_from_index'] for r in both.episodes] == [0, 12, 19, 39, 51, 58]
     np.testing.assert_array_equal(both.images['scene_camera'][39:], one.images['scene_camera'])
+    np.testing.assert_array_equal(both.environment_state[39:], one.environment_state)
     # Same data twice: the statistics of the union equal those of one copy.
     np.testing.assert_allclose(both.stats['observation.state']['std'],
                                one.stats['observation.state']['std'], rtol=1e-6)
@@ -198,7 +205,11 @@ def test_writer_rejects_bad_episodes_and_reader_bad_versions(tmp_path):
                                    good.wrench))
     with pytest.raises(InputError, match='images'):
         writer.add_episode(Episode(good.task, good.state, good.action,
-                                   {'scene_camera': good.images['scene_camera']}, good.wrench))
+                                   {'scene_camera': good.images['scene_camera']}, good.wrench,
+                                   environment_state=good.environment_state))
+    with pytest.raises(InputError, match='environment_state'):
+        writer.add_episode(Episode(good.task, good.state, good.action, good.images, good.wrench,
+                                   environment_state=good.environment_state[:2]))
     writer.add_episode(good)
     writer.close()
     with pytest.raises(ConfigError, match='already exists'):
@@ -234,3 +245,13 @@ def test_recorder_stores_the_expert_episode(tmp_path):
     assert np.max(np.abs(data.state[-1, :6] - data.action[-1, :6])) < 0.05
     assert data.images['scene_camera'].shape[1:] == (96, 128, 3)
     assert data.tasks[0].startswith('pick the ')
+    # Where the named object is (training target of the grounding head): base-frame position
+    # on the table at the start, lifted later, and its pixel inside both images at frame 0.
+    names = data.names('observation.environment_state')
+    assert names == ['target_x', 'target_y', 'target_z', 'target_u_scene_camera',
+                     'target_v_scene_camera', 'target_u_wrist_camera', 'target_v_wrist_camera']
+    env = data.environment_state
+    assert env.shape == (n, 7) and np.all(np.isfinite(env))
+    assert 0.0 < env[0, 2] < 0.05 and env[:, 2].max() > 0.1
+    assert 0 <= env[0, 3] <= 127 and 0 <= env[0, 4] <= 95
+    assert 0 <= env[0, 5] <= 127 and 0 <= env[0, 6] <= 95

@@ -228,13 +228,10 @@ def test_trajectory_executed_with_its_timing(world):
 
 
 # ---------------------------------------------------------------- cameras
-def _project(world, camera, point):
-    spec = next(c for c in world.config.cameras if c.name == camera)
+def _depth_along_axis(world, camera, point):
     pos, quat = world.camera_pose(camera)
     rot = np.array(pb.getMatrixFromQuaternion(quat)).reshape(3, 3)
-    local = rot.T @ (np.asarray(point) - pos)
-    fx, fy, cx, cy = spec.intrinsics()
-    return fx * local[0] / local[2] + cx, fy * local[1] / local[2] + cy, local[2]
+    return float((rot.T @ (np.asarray(point) - pos))[2])
 
 
 def test_cameras_render_shape_and_info(world):
@@ -255,27 +252,37 @@ def test_cameras_render_shape_and_info(world):
         world.render('no_camera')
 
 
-def test_scene_camera_sees_objects_where_intrinsics_project_them(world):
+@pytest.mark.parametrize('camera', ['scene_camera', 'wrist_camera'])
+def test_cameras_see_objects_where_project_puts_them(world, camera):
     """The colour under each object's projected top face matches the object: checks the
-    rendering, the camera pose and the intrinsics together."""
+    rendering, the camera pose, the intrinsics and SimWorld.project together."""
     checked = matched = 0
     for seed in range(4):
         world.reset(seed)
-        image = world.render('scene_camera')
-        depth = world.render_depth('scene_camera')
+        image = world.render(camera)
+        depth = world.render_depth(camera)
         for name in world.object_names:
             spec = world.object_spec(name)
             pos, _ = world.object_pose(name)
             top = pos + np.array([0.0, 0.0, spec.half_height])
-            u, v, z = _project(world, 'scene_camera', top)
+            u, v = world.project(camera, top)
             row, col = int(round(v)), int(round(u))
-            assert 0 <= row < image.shape[0] and 0 <= col < image.shape[1]
+            if not (0 <= row < image.shape[0] and 0 <= col < image.shape[1]):
+                # The scene camera frames the whole object region; the wrist camera, parked
+                # above it, may not.
+                assert camera == 'wrist_camera', f'{name} projects outside the scene camera'
+                continue
             checked += 1
             if _COLOUR_TEST[spec.colour](image[row, col].astype(int)):
                 matched += 1
-                assert depth[row, col] == pytest.approx(z, abs=0.01)
+                assert depth[row, col] == pytest.approx(_depth_along_axis(world, camera, top),
+                                                        abs=0.01)
     # The parked arm could hide an object; all but one must be seen where projected.
     assert checked >= 8 and matched >= checked - 1
+    # A point behind the camera has no pixel.
+    pos, quat = world.camera_pose(camera)
+    behind = pos - np.array(pb.getMatrixFromQuaternion(quat)).reshape(3, 3)[:, 2]
+    assert np.all(np.isnan(world.project(camera, behind)))
 
 
 # ---------------------------------------------------------------- force / torque sensor

@@ -29,6 +29,7 @@ import pybullet as pb
 from noetra_ros.core.commands import validate_joint_vector, validate_scalar
 from noetra_ros.core.errors import ConfigError, InputError
 from noetra_ros.core.sim import scene
+from noetra_ros.core.sim.task import GRASP_SYMMETRY_RAD
 from noetra_ros.core.sim.world import GRIPPER_JOINT_NAMES, TCP_LINK
 
 if TYPE_CHECKING:
@@ -87,7 +88,8 @@ class ExpertObservation:
     """What the expert node receives: joint_states, task/target_pose, task/place_pose.
 
     Poses are (xyz, quaternion xyzw) in the robot base / world frame; the target's local y axis
-    is its grasp axis (every object is symmetric under a half turn about z).
+    is its grasp axis (every object is symmetric under a half turn about z; grasp_symmetry_rad
+    may say more).
     """
 
     joint_positions: np.ndarray
@@ -96,6 +98,9 @@ class ExpertObservation:
     target_orientation: np.ndarray
     place_position: np.ndarray
     place_orientation: tuple[float, ...] | np.ndarray = (0.0, 0.0, 0.0, 1.0)
+    # Rotational symmetry of the target about z (task.GRASP_SYMMETRY_RAD; 0 = round). The
+    # default, a half turn, holds for every shape, so an expert without it is still correct.
+    grasp_symmetry_rad: float = math.pi
 
 
 @dataclass(frozen=True)
@@ -149,6 +154,21 @@ def _wrap(angle: float) -> float:
 def _yaw_of(quaternion: np.ndarray) -> float:
     x, y, z, w = (float(v) for v in quaternion)
     return math.atan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z))
+
+
+def grasp_yaw(target: np.ndarray, object_yaw: float, symmetry_rad: float = math.pi) -> float:
+    """Tool x angle that aligns the finger axis with the object's local y.
+
+    Of the grasps the object's symmetry makes equivalent (turns by multiples of
+    `symmetry_rad`; 0 = round), take the one closest to the arm's natural wrist angle, the
+    direction from the base to the object; a round object is grasped at that angle itself.
+    """
+    reference = math.atan2(float(target[1]), float(target[0]))
+    if symmetry_rad < 1e-6:
+        return reference
+    offset = _wrap(object_yaw - reference)
+    offset = (offset + symmetry_rad / 2) % symmetry_rad - symmetry_rad / 2
+    return reference + offset
 
 
 class ScriptedExpert:
@@ -344,14 +364,16 @@ class ScriptedExpert:
         self._object_below_tcp = 0.0
         self._lift_start_z = 0.0
         self._last_gripper: list[float] = []
+        self._symmetry = math.pi
 
     def act(self, obs: ExpertObservation | np.ndarray, gripper_position: float | None = None,
             target_pose: tuple[np.ndarray, np.ndarray] | None = None,
-            place_pose: tuple[np.ndarray, np.ndarray] | None = None) -> ExpertAction:
+            place_pose: tuple[np.ndarray, np.ndarray] | None = None, *,
+            grasp_symmetry_rad: float = math.pi) -> ExpertAction:
         """One control period (1 / control_hz): joint targets and gripper command.
 
         Takes an ExpertObservation, or its parts: act(joint_positions, gripper_position,
-        (target_xyz, target_quat_xyzw), (place_xyz, place_quat_xyzw)).
+        (target_xyz, target_quat_xyzw), (place_xyz, place_quat_xyzw), grasp_symmetry_rad=...).
         """
         if not isinstance(obs, ExpertObservation):
             if gripper_position is None or target_pose is None or place_pose is None:
@@ -359,7 +381,7 @@ class ScriptedExpert:
                                  'gripper position, target pose and place pose')
             obs = ExpertObservation(np.asarray(obs, dtype=float), gripper_position,
                                     target_pose[0], target_pose[1], place_pose[0],
-                                    place_pose[1])
+                                    place_pose[1], grasp_symmetry_rad=grasp_symmetry_rad)
         q_meas = validate_joint_vector(obs.joint_positions, len(self._arm_idx),
                                        'expert joint_positions')
         target = validate_joint_vector(obs.target_position, 3, 'expert target_position')
@@ -368,6 +390,10 @@ class ScriptedExpert:
         grip = validate_scalar(obs.gripper_position, 'expert gripper_position')
         if np.linalg.norm(target_quat) < 1e-6:
             raise InputError('expert target_orientation: zero quaternion')
+        symmetry = validate_scalar(obs.grasp_symmetry_rad, 'expert grasp_symmetry_rad')
+        if not 0.0 <= symmetry <= 2 * math.pi:
+            raise InputError(f'expert grasp_symmetry_rad: {symmetry} must be in [0, 2 pi]')
+        self._symmetry = symmetry
         if self._q_cmd is None:
             self._q_cmd = q_meas.copy()
             # The episode starts at the robot's ready pose: a good IK restart point.
@@ -483,12 +509,7 @@ class ScriptedExpert:
 
     # ------------------------------------------------------------------ geometry helpers
     def _grasp_yaw(self, target: np.ndarray, target_quat: np.ndarray) -> float:
-        """Tool x angle aligning the finger axis with the object's local y; of the two
-        half-turn-equivalent choices take the one closer to the arm's natural wrist angle."""
-        yaw = _yaw_of(target_quat)
-        reference = math.atan2(target[1], target[0])
-        theta = yaw if abs(_wrap(yaw - reference)) <= math.pi / 2 else yaw + math.pi
-        return reference + _wrap(theta - reference)
+        return grasp_yaw(target, _yaw_of(target_quat), self._symmetry)
 
     def _grasp_height(self, target: np.ndarray) -> float:
         cfg = self._config
@@ -577,10 +598,12 @@ def observe(world: SimWorld) -> ExpertObservation:
     positions, _, _ = world.joint_state()
     target_pos, target_quat = world.target_object_pose()
     place_pos, place_quat = world.place_pose()
+    shape = world.object_spec(world.episode.target_object).shape
     return ExpertObservation(joint_positions=positions[:len(world.joint_names)],
                              gripper_position=world.gripper_position(),
                              target_position=target_pos, target_orientation=target_quat,
-                             place_position=place_pos, place_orientation=place_quat)
+                             place_position=place_pos, place_orientation=place_quat,
+                             grasp_symmetry_rad=GRASP_SYMMETRY_RAD[shape])
 
 
 def run_episode(world: SimWorld, expert: ScriptedExpert, seed: int, linger_s: float = 1.0,

@@ -3,7 +3,7 @@
     python -m noetra_ros.learning record    --output DATASET [--episodes 200] [--first-seed 0]
     python -m noetra_ros.learning train     --dataset DATASET --output CKPT [--steps 6000] ...
     python -m noetra_ros.learning export    --checkpoint CKPT --output MODEL.onnx [--dataset DS]
-    python -m noetra_ros.learning all       --workdir DIR --model MODEL.onnx [--episodes 200] ...
+    python -m noetra_ros.learning all       --workdir DIR --model MODEL.onnx   (the shipped recipe)
     python -m noetra_ros.learning evalcheck --model MODEL.onnx [--seeds 10000:10050] [--expert]
     python -m noetra_ros.learning reference [--model models/pick_place_lrmate.onnx]
     python -m noetra_ros.learning info      DATASET_OR_MODEL
@@ -69,7 +69,9 @@ def cmd_record(args: argparse.Namespace) -> int:
 
     config = RecordConfig(robot=args.robot, episodes=args.episodes, first_seed=args.first_seed,
                           cameras=tuple(args.cameras.split(',')),
-                          action_noise_rad=args.action_noise)
+                          action_noise_rad=args.action_noise,
+                          driver_model=args.driver_model or '',
+                          noise_phases=tuple(p for p in args.noise_phases.split(',') if p))
     print(record(config, args.output).describe())
     return 0
 
@@ -114,20 +116,39 @@ def cmd_evalcheck(args: argparse.Namespace) -> int:
     return 0
 
 
+def _record_one(config, output: Path) -> str:
+    from noetra_ros.learning.record import record
+
+    return record(config, output).describe()
+
+
 def cmd_all(args: argparse.Namespace) -> int:
+    """The shipped model's recipe in one command: record the clean and the noise-injected
+    demonstrations (skipping a dataset that is already there), train, export."""
+    from concurrent.futures import ProcessPoolExecutor
+
     from noetra_ros.learning.export import export_policy
-    from noetra_ros.learning.record import RecordConfig, record
+    from noetra_ros.learning.record import RecordConfig
     from noetra_ros.learning.train import train
 
     workdir = Path(args.workdir)
-    dataset = workdir / 'dataset'
+    plans = [(workdir / 'clean', RecordConfig(robot=args.robot, episodes=args.episodes,
+                                              first_seed=args.first_seed))]
+    if args.noisy_episodes > 0:
+        plans.append((workdir / 'noisy', RecordConfig(
+            robot=args.robot, episodes=args.noisy_episodes,
+            first_seed=args.first_seed + args.episodes, action_noise_rad=args.action_noise)))
+    todo = [(path, config) for path, config in plans
+            if not (path / 'meta' / 'info.json').exists()]
+    if todo:
+        # One PyBullet world per process: the recordings are independent and CPU bound.
+        with ProcessPoolExecutor(max_workers=max(1, min(args.jobs, len(todo)))) as pool:
+            for text in pool.map(_record_one, [c for _, c in todo], [p for p, _ in todo]):
+                print(text)
+    datasets = [path for path, _ in plans]
     checkpoint = workdir / 'checkpoint.pt'
-    if not (dataset / 'meta' / 'info.json').exists():
-        print(record(RecordConfig(robot=args.robot, episodes=args.episodes,
-                                  first_seed=args.first_seed,
-                                  action_noise_rad=args.action_noise), dataset).describe())
-    train(dataset, checkpoint, _train_config(args))
-    print(export_policy(checkpoint, args.model, dataset=dataset).describe())
+    train(datasets, checkpoint, _train_config(args))
+    print(export_policy(checkpoint, args.model, dataset=datasets[0]).describe())
     return 0
 
 
@@ -199,6 +220,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--cameras', default='scene_camera,wrist_camera')
     p.add_argument('--action-noise', type=float, default=0.0,
                    help='std (rad) of the offset added to the executed arm command')
+    p.add_argument('--noise-phases', default='',
+                   help='expert phases with injected noise, e.g. approach,transfer (default all)')
+    p.add_argument('--driver-model', default=None,
+                   help='ONNX policy that drives the arm while the expert labels (DAgger)')
     p.set_defaults(func=cmd_record)
 
     p = sub.add_parser('train', help='train a policy on a dataset')
@@ -213,13 +238,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--dataset', default=None, help='real samples for the parity check')
     p.set_defaults(func=cmd_export)
 
-    p = sub.add_parser('all', help='record (unless present), train and export')
+    p = sub.add_parser('all', help='record (unless present), train and export: the shipped '
+                       "model's recipe")
     p.add_argument('--workdir', required=True)
     p.add_argument('--model', required=True)
     p.add_argument('--robot', default='fanuc_lrmate200id')
-    p.add_argument('--episodes', type=int, default=200)
+    p.add_argument('--episodes', type=int, default=240, help='clean expert episodes')
+    p.add_argument('--noisy-episodes', type=int, default=160,
+                   help='noise-injected episodes, seeded after the clean ones')
     p.add_argument('--first-seed', type=int, default=0)
-    p.add_argument('--action-noise', type=float, default=0.0)
+    p.add_argument('--action-noise', type=float, default=0.015,
+                   help='std (rad) of the noise-injected episodes\' executed-command offset')
+    p.add_argument('--jobs', type=int, default=2, help='recordings run in parallel')
     _add_train_options(p)
     p.set_defaults(func=cmd_all)
 

@@ -47,6 +47,9 @@ VIDEO_FOURCC = 'mp4v'
 VIDEO_CODEC_NAME = 'mpeg4'
 STATE_KEY = 'observation.state'
 WRENCH_KEY = 'observation.wrench'
+# LeRobot's name for privileged simulator state (here: where the named object is); training
+# targets only, never a policy input.
+ENVIRONMENT_KEY = 'observation.environment_state'
 ACTION_KEY = 'action'
 IMAGE_KEY_PREFIX = 'observation.images.'
 WRENCH_NAMES = ('force_x', 'force_y', 'force_z', 'torque_x', 'torque_y', 'torque_z')
@@ -96,6 +99,7 @@ class DatasetSpec:
     image_height: int
     image_width: int
     with_wrench: bool = True
+    environment_names: tuple[str, ...] = ()  # empty = no environment_state column
 
     def __post_init__(self) -> None:
         if not isinstance(self.fps, int) or self.fps <= 0:
@@ -104,6 +108,8 @@ class DatasetSpec:
             value = getattr(self, name)
             if len(value) == 0 or len(set(value)) != len(value):
                 raise ConfigError(f'{name}={value!r}: must be non-empty and unique')
+        if len(set(self.environment_names)) != len(self.environment_names):
+            raise ConfigError(f'environment_names={self.environment_names!r}: must be unique')
         if len(set(self.cameras)) != len(self.cameras):
             raise ConfigError(f'cameras={self.cameras!r}: names must be unique')
         for cam in self.cameras:
@@ -130,6 +136,7 @@ class Episode:
     images: dict[str, np.ndarray]  # camera -> (T, H, W, 3) uint8 RGB
     wrench: np.ndarray | None = None  # (T, 6) float32
     seed: int = -1
+    environment_state: np.ndarray | None = None  # (T, len(spec.environment_names)) float32
 
     @property
     def length(self) -> int:
@@ -159,6 +166,9 @@ def _features(spec: DatasetSpec) -> dict[str, Any]:
                            'names': list(spec.state_names)}
     if spec.with_wrench:
         features[WRENCH_KEY] = {'dtype': 'float32', 'shape': [6], 'names': list(WRENCH_NAMES)}
+    if spec.environment_names:
+        features[ENVIRONMENT_KEY] = {'dtype': 'float32', 'shape': [len(spec.environment_names)],
+                                     'names': list(spec.environment_names)}
     features[ACTION_KEY] = {'dtype': 'float32', 'shape': [len(spec.action_names)],
                             'names': list(spec.action_names)}
     for key, dtype in (('timestamp', 'float32'), ('frame_index', 'int64'),
@@ -237,7 +247,8 @@ class DatasetWriter:
             self._writers[cam] = writer
         self._image_stats = {cam: _ImageStats() for cam in spec.cameras}
         self._columns: dict[str, list[np.ndarray]] = {
-            STATE_KEY: [], ACTION_KEY: [], WRENCH_KEY: [], 'timestamp': [], 'frame_index': [],
+            STATE_KEY: [], ACTION_KEY: [], WRENCH_KEY: [], ENVIRONMENT_KEY: [], 'timestamp': [],
+            'frame_index': [],
             'episode_index': [], 'index': [], 'task_index': []}
         self._episodes: list[dict[str, Any]] = []
         self._tasks: dict[str, int] = {}
@@ -257,6 +268,10 @@ class DatasetWriter:
                              f'{len(spec.action_names)})')
         if spec.with_wrench and (episode.wrench is None or episode.wrench.shape != (n, 6)):
             raise InputError(f'wrench must have shape ({n}, 6)')
+        env_shape = (n, len(spec.environment_names))
+        if spec.environment_names and (episode.environment_state is None
+                                       or episode.environment_state.shape != env_shape):
+            raise InputError(f'environment_state must have shape {env_shape}')
         for cam in spec.cameras:
             frames = episode.images.get(cam)
             want = (n, spec.image_height, spec.image_width, 3)
@@ -280,6 +295,8 @@ class DatasetWriter:
         cols[ACTION_KEY].append(episode.action.astype(np.float32))
         if spec.with_wrench:
             cols[WRENCH_KEY].append(np.asarray(episode.wrench, dtype=np.float32))
+        if spec.environment_names:
+            cols[ENVIRONMENT_KEY].append(np.asarray(episode.environment_state, dtype=np.float32))
         # Timestamps are exact multiples of the period, like LeRobot's recorder writes them.
         cols['timestamp'].append((frame_index / spec.fps).astype(np.float32))
         cols['frame_index'].append(frame_index)
@@ -338,6 +355,8 @@ class DatasetWriter:
         arrays = {STATE_KEY: fixed_list(cols[STATE_KEY]), ACTION_KEY: fixed_list(cols[ACTION_KEY])}
         if spec.with_wrench:
             arrays[WRENCH_KEY] = fixed_list(cols[WRENCH_KEY])
+        if spec.environment_names:
+            arrays[ENVIRONMENT_KEY] = fixed_list(cols[ENVIRONMENT_KEY])
         arrays['timestamp'] = pa.array(cols['timestamp'], type=pa.float32())
         for key in ('frame_index', 'episode_index', 'index', 'task_index'):
             arrays[key] = pa.array(cols[key], type=pa.int64())
@@ -353,7 +372,7 @@ class DatasetWriter:
         _write_tasks(self.root / TASKS_PATH, self._tasks)
 
         stats: dict[str, Any] = {}
-        for key in (STATE_KEY, ACTION_KEY, WRENCH_KEY):
+        for key in (STATE_KEY, ACTION_KEY, WRENCH_KEY, ENVIRONMENT_KEY):
             if key in cols:
                 stats[key] = _vector_stats(cols[key])
         for key in ('timestamp', 'frame_index', 'episode_index', 'index', 'task_index'):
@@ -435,6 +454,7 @@ class LoadedDataset:
     index: np.ndarray  # (N,) int64
     task_index: np.ndarray  # (N,) int64
     wrench: np.ndarray | None = None  # (N, 6) float32
+    environment_state: np.ndarray | None = None  # (N, E) float32, names in info['features']
     images: dict[str, np.ndarray] = field(default_factory=dict)  # camera -> (N, H, W, 3) uint8
 
     @property
@@ -541,7 +561,9 @@ def read_dataset(root: str | Path, load_videos: bool = True,
         timestamp=table.column('timestamp').to_numpy().astype(np.float32),
         frame_index=ints('frame_index'), episode_index=ints('episode_index'),
         index=ints('index'), task_index=ints('task_index'),
-        wrench=_column_matrix(table, WRENCH_KEY) if WRENCH_KEY in features else None)
+        wrench=_column_matrix(table, WRENCH_KEY) if WRENCH_KEY in features else None,
+        environment_state=(_column_matrix(table, ENVIRONMENT_KEY)
+                           if ENVIRONMENT_KEY in features else None))
     order = np.argsort(loaded.index, kind='stable')
     if not np.array_equal(order, np.arange(len(order))):
         raise ConfigError(f'{root}: data rows are not sorted by index')
@@ -603,10 +625,28 @@ def _merge_image_stats(parts: list[dict[str, Any]]) -> dict[str, Any]:
             'mean': mean.tolist(), 'std': std.tolist(), 'count': [int(counts.sum())]}
 
 
-def concat_datasets(parts: Sequence[LoadedDataset]) -> LoadedDataset:
+def _concat_frames(parts: Sequence[LoadedDataset], camera: str, release: bool) -> np.ndarray:
+    total = sum(len(p.images[camera]) for p in parts)
+    out = np.empty((total,) + parts[0].images[camera].shape[1:], dtype=np.uint8)
+    at = 0
+    for part in parts:
+        frames = part.images[camera]
+        out[at:at + len(frames)] = frames
+        at += len(frames)
+        if release:
+            del part.images[camera]
+    return out
+
+
+def concat_datasets(parts: Sequence[LoadedDataset],
+                    release_images: bool = False) -> LoadedDataset:
     """One in-memory dataset from several with the same features and fps (e.g. clean and
     noise-injected recordings): frames and episodes are renumbered, tasks merged by text and
-    the statistics recomputed over the union."""
+    the statistics recomputed over the union.
+
+    With `release_images` each part's frames are dropped from it as soon as they are copied,
+    so peak memory stays near one copy of the frames instead of two (the parts are then left
+    without images)."""
     if not parts:
         raise ConfigError('concat_datasets: no dataset given')
     if len(parts) == 1:
@@ -635,6 +675,12 @@ def concat_datasets(parts: Sequence[LoadedDataset]) -> LoadedDataset:
     def cat(name: str) -> np.ndarray:
         return np.concatenate([getattr(p, name) for p in parts])
 
+    def environment_names(part: LoadedDataset) -> list[str] | None:
+        return part.info['features'].get(ENVIRONMENT_KEY, {}).get('names')
+
+    same_environment = (all(p.environment_state is not None for p in parts)
+                        and all(environment_names(p) == environment_names(first) for p in parts))
+
     merged = LoadedDataset(
         root=first.root, info=dict(first.info), stats={}, tasks=tasks, episodes=episodes,
         state=cat('state'), action=cat('action'), timestamp=cat('timestamp'),
@@ -643,8 +689,9 @@ def concat_datasets(parts: Sequence[LoadedDataset]) -> LoadedDataset:
                                       for i, p in enumerate(parts)]),
         index=np.arange(frame_offset, dtype=np.int64), task_index=np.concatenate(task_index),
         wrench=cat('wrench') if all(p.wrench is not None for p in parts) else None,
-        images={cam: np.concatenate([p.images[cam] for p in parts])
-                for cam in first.images if all(cam in p.images for p in parts)})
+        environment_state=(cat('environment_state') if same_environment else None),
+        images={cam: _concat_frames(parts, cam, release_images)
+                for cam in list(first.images) if all(cam in p.images for p in parts)})
     merged.info['total_episodes'] = len(episodes)
     merged.info['total_frames'] = frame_offset
     merged.info['sources'] = [str(p.root) for p in parts]

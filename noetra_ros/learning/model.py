@@ -54,6 +54,11 @@ class PolicyConfig:
     residual_joints: int = 0  # first N action components are predicted relative to state[:N]
     aux_dim: int = 0  # size of the training-only key-pose head (0 = none)
     film: bool = False  # instruction-conditioned FiLM on the last conv features of each camera
+    grounding: bool = False  # per camera, an instruction-conditioned map of the named object
+    stem_channels: int = 0  # channels of the first conv layer (0 = conv_channels)
+    # Regress the named object's 3-D position from the grounded pixels + arm state and give
+    # it to the action head (needs grounding; trained against the recorded position).
+    target_position: bool = False
 
     def __post_init__(self) -> None:
         if not self.cameras:
@@ -63,11 +68,16 @@ class PolicyConfig:
             if not isinstance(value, int) or value < 16:
                 raise ConfigError(f'{name}={value!r}: must be an integer >= 16 (two stride-2 '
                                   'convs leave a quarter-size keypoint map)')
+        if not isinstance(self.stem_channels, int) or self.stem_channels < 0:
+            raise ConfigError(f'stem_channels={self.stem_channels!r}: must be an integer >= 0')
         for name in ('state_dim', 'action_dim', 'chunk_length', 'vocab_size', 'max_tokens',
                      'conv_channels', 'keypoints', 'state_hidden', 'text_dim', 'hidden'):
             value = getattr(self, name)
             if not isinstance(value, int) or value <= 0:
                 raise ConfigError(f'{name}={value!r}: must be a positive integer')
+        if self.target_position and not self.grounding:
+            raise ConfigError('target_position=True needs grounding=True (it reads the '
+                              'grounded pixels)')
         limit = min(self.state_dim, self.action_dim)
         if not isinstance(self.aux_dim, int) or self.aux_dim < 0:
             raise ConfigError(f'aux_dim={self.aux_dim!r}: must be an integer >= 0')
@@ -116,24 +126,40 @@ def _conv_block(c_in: int, c_out: int, kernel: int, stride: int) -> nn.Sequentia
 
 
 class CameraEncoder(nn.Module):
-    """Small CNN + spatial softmax for one camera."""
+    """Small CNN + spatial softmax for one camera; optionally grounded on the instruction.
 
-    def __init__(self, height: int, width: int, channels: int, keypoints: int) -> None:
+    forward(image, film, text) -> (features [B, out_dim], grounding logits [B, 1, h, w] or None).
+    With ``grounding`` the instruction modulates the conv features (FiLM) and a two-layer 1x1
+    conv head turns them into ONE map whose spatial softmax is the image position of the object
+    the instruction names. Training supervises that map with the object's true pixel (see
+    train.py), so the policy is told where to look instead of having to discover it from the
+    action loss alone; the position (2 numbers) joins the features the action head sees.
+    """
+
+    def __init__(self, height: int, width: int, channels: int, keypoints: int,
+                 text_dim: int = 0, grounding: bool = False, stem_channels: int = 0) -> None:
         super().__init__()
+        stem = stem_channels or channels
         self.body = nn.Sequential(
-            _conv_block(3, channels, 5, 2),
-            _conv_block(channels, channels, 3, 2),
+            _conv_block(3, stem, 5, 2),
+            _conv_block(stem, channels, 3, 2),
             _conv_block(channels, 2 * channels, 3, 1),
             _conv_block(2 * channels, 2 * channels, 3, 1),
         )
         out_h, out_w = height, width
         for _ in range(2):
             out_h, out_w = (out_h + 1) // 2, (out_w + 1) // 2
+        self.feature_size = (out_h, out_w)
         self.keypoint_maps = nn.Conv2d(2 * channels, keypoints, 1)
         self.spatial_softmax = SpatialSoftmax(out_h, out_w)
-        self.out_dim = 2 * keypoints + 2 * channels
+        self.grounding_film = nn.Linear(text_dim, 4 * channels) if grounding else None
+        self.grounding_map = (nn.Sequential(nn.Conv2d(2 * channels, channels, 1),
+                                            nn.ReLU(inplace=True), nn.Conv2d(channels, 1, 1))
+                              if grounding else None)
+        self.out_dim = 2 * keypoints + 2 * channels + (2 if grounding else 0)
 
-    def forward(self, image: torch.Tensor, film: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, image: torch.Tensor, film: torch.Tensor | None = None,
+                text: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         features = self.body(image)
         if film is not None:
             # FiLM: scale / shift each channel from the instruction, so the keypoint maps can
@@ -142,7 +168,12 @@ class CameraEncoder(nn.Module):
             features = features * (1.0 + gamma) + beta
         points = self.spatial_softmax(self.keypoint_maps(features))
         pooled = features.mean(dim=(2, 3))
-        return torch.cat([points, pooled], dim=1)
+        if self.grounding_film is None or self.grounding_map is None or text is None:
+            return torch.cat([points, pooled], dim=1), None
+        gamma, beta = self.grounding_film(text).unsqueeze(-1).unsqueeze(-1).chunk(2, dim=1)
+        logits = self.grounding_map(torch.relu(features * (1.0 + gamma) + beta))
+        target = self.spatial_softmax(logits)
+        return torch.cat([points, pooled, target], dim=1), logits
 
 
 class VisuomotorPolicy(nn.Module):
@@ -158,14 +189,23 @@ class VisuomotorPolicy(nn.Module):
         self.config = config
         self.encoders = nn.ModuleList([
             CameraEncoder(config.image_height, config.image_width, config.conv_channels,
-                          config.keypoints) for _ in config.cameras])
+                          config.keypoints, config.text_dim, config.grounding,
+                          config.stem_channels) for _ in config.cameras])
         self.state_mlp = nn.Sequential(
             nn.Linear(config.state_dim, config.state_hidden), nn.ReLU(inplace=True),
             nn.Linear(config.state_hidden, config.state_hidden), nn.ReLU(inplace=True))
         self.word_embedding = nn.Embedding(config.vocab_size, config.text_dim)
         self.film = (nn.ModuleList([nn.Linear(config.text_dim, 4 * config.conv_channels)
                                     for _ in config.cameras]) if config.film else None)
-        fused = (sum(e.out_dim for e in self.encoders) + config.state_hidden + config.text_dim)
+        # The object's position from where each camera sees it (2 numbers per camera) and the
+        # arm state (which places the wrist camera): a small, well-posed regression whose
+        # output (3 numbers) is the feature the action head needs most for an accurate grasp.
+        self.target_mlp = (nn.Sequential(
+            nn.Linear(2 * len(config.cameras) + config.state_dim, 128), nn.ReLU(inplace=True),
+            nn.Linear(128, 128), nn.ReLU(inplace=True), nn.Linear(128, 3))
+            if config.target_position else None)
+        fused = (sum(e.out_dim for e in self.encoders) + config.state_hidden + config.text_dim
+                 + (3 if config.target_position else 0))
         self.head = nn.Sequential(
             nn.Linear(fused, config.hidden), nn.ReLU(inplace=True),
             nn.Linear(config.hidden, config.hidden), nn.ReLU(inplace=True),
@@ -196,29 +236,39 @@ class VisuomotorPolicy(nn.Module):
         summed = (self.word_embedding(tokens) * mask).sum(dim=1)
         return summed / mask.sum(dim=1).clamp(min=1.0)
 
-    def _features(self, inputs: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    def _features(self, inputs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, dict]:
+        """(fused features, training outputs: 'grounding' logits per camera, 'target_position')."""
         n_cam = len(self.config.cameras)
         if len(inputs) != n_cam + 2:
             raise ValueError(f'expected {n_cam} images + state + instruction, got {len(inputs)}')
         images, state, tokens = inputs[:n_cam], inputs[n_cam], inputs[n_cam + 1]
         text = self.encode_instruction(tokens)
-        if self.film is not None:
-            parts = [enc(img, film(text)) for enc, img, film in zip(self.encoders, images,
-                                                                    self.film)]
-        else:
-            parts = [enc(img) for enc, img in zip(self.encoders, images)]
+        films = ([film(text) for film in self.film] if self.film is not None
+                 else [None] * n_cam)
+        encoded = [enc(img, film, text) for enc, img, film in zip(self.encoders, images, films)]
+        parts = [features for features, _ in encoded]
         parts.append(self.state_mlp(state))
         parts.append(text)
-        return torch.cat(parts, dim=1)
+        extras: dict = {'grounding': [logits for _, logits in encoded], 'target_position': None}
+        if self.target_mlp is not None:
+            # A grounded encoder's last two features are the object's image position.
+            pixels = [features[:, -2:] for features, _ in encoded]
+            target = self.target_mlp(torch.cat(pixels + [state], dim=1))
+            extras['target_position'] = target
+            parts.append(target)
+        return torch.cat(parts, dim=1), extras
 
-    def forward_with_aux(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(actions, auxiliary key-pose prediction or None) - the training entry point."""
-        features = self._features(inputs)
-        aux = self.aux_head(features) if self.aux_head is not None else None
-        return self._actions(features, inputs[len(self.config.cameras)]), aux
+    def forward_with_aux(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        """(actions, training outputs) - the training entry point. The dict holds 'key_poses'
+        (or None), 'grounding' (per camera: logits [B, 1, h, w] or None) and
+        'target_position' (normalised, or None)."""
+        features, extras = self._features(inputs)
+        extras['key_poses'] = self.aux_head(features) if self.aux_head is not None else None
+        return self._actions(features, inputs[len(self.config.cameras)]), extras
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
-        return self._actions(self._features(inputs), inputs[len(self.config.cameras)])
+        features, _ = self._features(inputs)
+        return self._actions(features, inputs[len(self.config.cameras)])
 
     def _actions(self, features: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
         cfg = self.config

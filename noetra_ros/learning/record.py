@@ -9,9 +9,13 @@ the command is applied:
   shared ``preprocess.image_to_tensor`` at deployment),
 * the measured arm joint positions and gripper finger position (``observation.state``),
 * the flange wrench (``observation.wrench``; recorded for completeness, not used by the policy),
-* the action = the expert's command for this step: arm joint position target + gripper target.
+* the action = the expert's command for this step: arm joint position target + gripper target,
+* where the instructed object is (``observation.environment_state``: base-frame position and its
+  pixel in each camera) - privileged simulator state, used only as a training target.
 
-Only episodes the task checker judges successful are kept; the others are counted and reported.
+Only episodes the task checker judges successful are kept; the others are counted and reported
+(with a policy driving the arm, see `driver` below, every episode the expert did not give up on
+is kept).
 
 Optional noise injection (``action_noise_rad`` > 0, DART-style): the arm executes the expert's
 joint targets plus a slowly varying, seeded random offset, while the dataset stores the expert's
@@ -31,6 +35,30 @@ from noetra_ros.core.errors import ConfigError
 from noetra_ros.learning.dataset import DatasetSpec, DatasetWriter, Episode, progress
 
 GRIPPER_STATE_NAME = 'gripper_position'
+# Outside RecordConfig.noise_phases the injected offset shrinks by this factor per control step
+# (to 1 % in about 0.5 s at 20 Hz): the arm converges back onto the expert's path smoothly.
+NOISE_DECAY_PER_STEP = 0.8
+# Off-image value stored for a point behind a camera (keeps the column finite).
+BEHIND_CAMERA_PX = -1000.0
+
+
+def environment_names(cameras: Sequence[str]) -> tuple[str, ...]:
+    """Columns of observation.environment_state: where the named object is, in the base frame
+    and as a pixel in each camera (the training targets of the policy's grounding head)."""
+    names = ['target_x', 'target_y', 'target_z']
+    for cam in cameras:
+        names += [f'target_u_{cam}', f'target_v_{cam}']
+    return tuple(names)
+
+
+def target_environment_state(world: Any, cameras: Sequence[str]) -> np.ndarray:
+    """The values named by environment_names() for the world's current state."""
+    position, _ = world.target_object_pose()
+    row = [float(v) for v in position]
+    for cam in cameras:
+        uv = world.project(cam, position)
+        row += [BEHIND_CAMERA_PX] * 2 if not np.all(np.isfinite(uv)) else [float(v) for v in uv]
+    return np.asarray(row, dtype=np.float32)
 DEFAULT_CAMERAS = ('scene_camera', 'wrist_camera')
 
 
@@ -45,6 +73,12 @@ class RecordConfig:
     linger_s: float = 1.0
     action_noise_rad: float = 0.0
     noise_correlation_s: float = 0.5
+    # Expert phases in which the noise offset is injected (empty = all); outside them it decays
+    # away within a few steps, so e.g. large offsets in free-space moves are gone before the
+    # expert's grasp.
+    noise_phases: tuple[str, ...] = ()
+    driver_model: str = ''  # ONNX policy that drives the arm while the expert labels (DAgger)
+    driver_replan_every: int = 5
 
     def __post_init__(self) -> None:
         if not isinstance(self.episodes, int) or self.episodes <= 0:
@@ -57,6 +91,16 @@ class RecordConfig:
             raise ConfigError(f'linger_s={self.linger_s!r}: must be >= 0')
         if not 0.0 <= self.action_noise_rad <= 0.2:
             raise ConfigError(f'action_noise_rad={self.action_noise_rad!r}: must be in [0, 0.2]')
+        from noetra_ros.core.expert import PHASES
+
+        unknown = [p for p in self.noise_phases if p not in PHASES]
+        if unknown:
+            raise ConfigError(f'noise_phases: {unknown} are not expert phases {PHASES}')
+        if self.driver_model and self.action_noise_rad > 0.0:
+            raise ConfigError('driver_model and action_noise_rad: choose one way of leaving '
+                              'the demonstrated path')
+        if self.driver_model and not Path(self.driver_model).is_file():
+            raise ConfigError(f'driver_model={self.driver_model!r}: no such file')
         if not self.noise_correlation_s > 0.0:
             raise ConfigError(f'noise_correlation_s={self.noise_correlation_s!r}: must be > 0')
 
@@ -74,23 +118,96 @@ class RecordSummary:
 
     def describe(self) -> str:
         """One paragraph for the CLI."""
-        text = (f'recorded {self.kept} successful expert episodes ({self.frames} frames) into '
-                f'{self.output}; {self.failed} episode(s) failed and were discarded '
+        text = (f'recorded {self.kept} expert-labelled episodes ({self.frames} frames) into '
+                f'{self.output}; {self.failed} episode(s) were discarded '
                 f'[{self.wall_time_s:.0f} s]')
         for seed, why in self.failures:
             text += f'\n  seed {seed}: {why}'
         return text
 
 
+class PolicyDriver:
+    """An ONNX policy acting in a SimWorld the way policy_node does: every `replan_every`
+    control steps a new chunk from the raw camera frames, joint state and instruction goes into
+    an ActionQueue (strategy `blend`), and each step takes the queue's action for the sim time.
+    Used by the closed-loop evaluation and by DAgger-style recording (the policy drives the arm
+    while the expert labels the states it reaches)."""
+
+    def __init__(self, model_path: str | Path, joint_names: Sequence[str],
+                 replan_every: int = 5, blend: str = 'replace', threads: int = 1) -> None:
+        from noetra_ros.core.policy.runtime import PolicyRuntime
+
+        self.runtime = PolicyRuntime(model_path, intra_op_threads=threads)
+        self.runtime.validate_robot(tuple(joint_names), has_gripper=True)
+        self.contract = self.runtime.contract
+        chunk_length = self.contract.action.chunk_length
+        if not isinstance(replan_every, int) or not 1 <= replan_every <= chunk_length:
+            raise ConfigError(f'replan_every={replan_every!r}: must be an integer in '
+                              f'[1, chunk length {chunk_length}]')
+        self.joint_names = tuple(joint_names)
+        self.replan_every = replan_every
+        self.blend = blend
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the queued actions (call at every episode start)."""
+        from noetra_ros.core.policy.chunking import ActionQueue, BlendConfig
+
+        self.queue = ActionQueue(BlendConfig(strategy=self.blend, blend_window_s=0.1))
+        self.steps = 0
+
+    @property
+    def wants_observation(self) -> bool:
+        """True when the next act() call infers a new chunk (and so needs the images)."""
+        return self.steps % self.replan_every == 0
+
+    def act(self, images: dict[str, np.ndarray] | None, joint_positions: np.ndarray,
+            gripper_position: float, instruction: str,
+            now: float) -> tuple[np.ndarray, float] | None:
+        """(arm joint targets in joint_names order, gripper target) for sim time `now`, or None
+        while the queue has nothing for it. `images` (RGB frames by camera name) are read only
+        when wants_observation is True."""
+        from noetra_ros.core.policy.preprocess import ImageFrame
+
+        if self.wants_observation:
+            if images is None:
+                raise ConfigError('PolicyDriver.act: this step infers a new chunk and needs '
+                                  'the camera images')
+            frames = {cam: ImageFrame(images[cam], images[cam].shape[1], images[cam].shape[0],
+                                      'rgb8') for cam in self.contract.cameras}
+            inputs = self.runtime.build_inputs(
+                frames, dict(zip(self.joint_names, np.asarray(joint_positions).tolist())),
+                gripper_position=gripper_position, instruction=instruction)
+            chunk = self.runtime.infer(inputs)
+            self.queue.add(chunk.values, stamp=now, step_period_s=chunk.step_period_s, now=now)
+        self.steps += 1
+        action = self.queue.action_at(now)
+        if action is None:
+            return None
+        parts = self.contract.action.split(action)
+        order = [parts.joint_names.index(n) for n in self.joint_names]
+        return np.asarray(parts.joint_positions)[order], float(parts.gripper_position)
+
+    def close(self) -> None:
+        self.runtime.close()
+
+
 def record_episode(world: Any, expert: Any, seed: int, cameras: Sequence[str],
                    linger_s: float = 1.0, action_noise_rad: float = 0.0,
-                   noise_correlation_s: float = 0.5) -> tuple[Episode, bool, str]:
+                   noise_correlation_s: float = 0.5,
+                   driver: PolicyDriver | None = None,
+                   noise_phases: Sequence[str] = ()) -> tuple[Episode, bool, str]:
     """Run one expert episode for `seed` and return (episode, success, explanation).
 
     Runs ``noetra_ros.core.expert.run_episode`` with a recorder attached; frame t holds the observation before the
     t-th command and that command as its action. With `action_noise_rad` > 0 the executed arm
     command gets an Ornstein-Uhlenbeck offset of that stationary std (correlation time
     `noise_correlation_s`, seeded by `seed`); the stored action stays the expert's.
+
+    With a `driver` (DAgger-style relabelling), the policy's arm command is executed instead
+    of the expert's, and the expert - fed the states the policy reaches - provides the stored
+    actions: its command is where its plan says the arm should be, so states off the
+    demonstrated path get the command that leads back. The gripper stays the expert's.
     """
     from noetra_ros.core.expert import run_episode
 
@@ -98,21 +215,37 @@ def record_episode(world: Any, expert: Any, seed: int, cameras: Sequence[str],
     states: list[np.ndarray] = []
     wrenches: list[np.ndarray] = []
     actions: list[np.ndarray] = []
+    environment: list[np.ndarray] = []
     rng = np.random.default_rng(1_000_003 + int(seed))
     offset = np.zeros(len(world.joint_names))
     keep = float(np.exp(-world.control_period / noise_correlation_s))
 
+    if driver is not None:
+        driver.reset()
+    latest: dict[str, Any] = {}
+
     def on_step(obs: Any, action: Any) -> None:
         for cam in cameras:
             images[cam].append(world.render(cam))
+        latest['obs'] = obs
         states.append(np.append(obs.joint_positions, obs.gripper_position))
         wrenches.append(world.wrench())
+        environment.append(target_environment_state(world, cameras))
         actions.append(np.append(action.joint_positions, action.gripper_position))
 
     def executed(action: Any) -> np.ndarray:
         nonlocal offset
+        if driver is not None:
+            obs = latest['obs']
+            frames = {cam: images[cam][-1] for cam in cameras}
+            commanded = driver.act(frames, obs.joint_positions, obs.gripper_position,
+                                   world.episode.instruction, world.sim_time)
+            return action.joint_positions if commanded is None else commanded[0]
         if action_noise_rad <= 0.0:
             return action.joint_positions
+        if noise_phases and action.phase not in noise_phases:
+            offset = NOISE_DECAY_PER_STEP * offset
+            return action.joint_positions + offset
         offset = keep * offset + np.sqrt(1.0 - keep * keep) * action_noise_rad * (
             rng.standard_normal(offset.shape))
         return action.joint_positions + offset
@@ -124,7 +257,7 @@ def record_episode(world: Any, expert: Any, seed: int, cameras: Sequence[str],
         action=np.asarray(actions, dtype=np.float32),
         images={cam: np.stack(frames) for cam, frames in images.items()},
         wrench=np.asarray(wrenches, dtype=np.float32),
-        seed=int(seed))
+        seed=int(seed), environment_state=np.asarray(environment, dtype=np.float32))
     explanation = result.explanation
     if expert.failed:
         explanation += f' (expert: {expert.failure_reason})'
@@ -151,14 +284,19 @@ def dataset_spec_for(world: Any, robot: str, cameras: Sequence[str]) -> DatasetS
     names = tuple(world.joint_names) + (GRIPPER_STATE_NAME,)
     return DatasetSpec(fps=int(world.config.control_hz), robot_type=robot, state_names=names,
                        action_names=names, cameras=tuple(cameras), image_height=height,
-                       image_width=width, with_wrench=True)
+                       image_width=width, with_wrench=True,
+                       environment_names=environment_names(cameras))
 
 
 def record(config: RecordConfig, output: str | Path) -> RecordSummary:
     """Record `config.episodes` seeded expert episodes into a new dataset at `output`."""
     start = time.monotonic()
     world, expert = make_world_and_expert(config.robot)
+    driver = None
     try:
+        if config.driver_model:
+            driver = PolicyDriver(config.driver_model, world.joint_names,
+                                  config.driver_replan_every)
         unknown = [cam for cam in config.cameras if cam not in world.camera_names]
         if unknown:
             raise ConfigError(f'cameras: {unknown} not in the world (have '
@@ -169,6 +307,8 @@ def record(config: RecordConfig, output: str | Path) -> RecordSummary:
             'first_seed': config.first_seed, 'episodes_attempted': config.episodes,
             'action_noise_rad': config.action_noise_rad,
             'noise_correlation_s': config.noise_correlation_s,
+            'noise_phases': list(config.noise_phases),
+            'driver_model': config.driver_model,
             'state': 'measured arm joint positions (rad) + gripper finger position (m)',
             'action': 'expert command: arm joint position targets (rad) + gripper target (m)',
         })
@@ -177,8 +317,10 @@ def record(config: RecordConfig, output: str | Path) -> RecordSummary:
         for seed in progress(seeds, total=config.episodes, desc='recording'):
             episode, success, why = record_episode(
                 world, expert, seed, config.cameras, config.linger_s, config.action_noise_rad,
-                config.noise_correlation_s)
-            if success:
+                config.noise_correlation_s, driver, config.noise_phases)
+            # Driven by a policy, an episode's labels are worth keeping even if the policy
+            # failed the task (its recoveries are the point), unless the expert gave up.
+            if success or (driver is not None and not expert.failed):
                 writer.add_episode(episode)
                 summary.kept += 1
                 summary.frames += episode.length
@@ -189,6 +331,8 @@ def record(config: RecordConfig, output: str | Path) -> RecordSummary:
             raise ConfigError('no expert episode succeeded; nothing to write')
         writer.close()
     finally:
+        if driver is not None:
+            driver.close()
         world.close()
         expert.close()
     summary.wall_time_s = time.monotonic() - start
@@ -250,53 +394,31 @@ def evaluate_policy(model_path: str | Path, seeds: Sequence[int],
     is commanded (joint position targets + gripper), as the policy node does. An episode ends
     when the task checker says success or failure (including its timeout).
     """
-    from noetra_ros.core.policy.chunking import ActionQueue, BlendConfig
-    from noetra_ros.core.policy.preprocess import ImageFrame
-    from noetra_ros.core.policy.runtime import PolicyRuntime
-
-    if not isinstance(replan_every, int) or replan_every < 1:
-        raise ConfigError(f'replan_every={replan_every!r}: must be an integer >= 1')
     start = time.monotonic()
     world, expert = make_world_and_expert(robot)
     expert.close()
-    runtime = PolicyRuntime(model_path, intra_op_threads=threads)
-    runtime.validate_robot(world.joint_names, has_gripper=True)
-    contract = runtime.contract
-    action_spec = contract.action
-    if replan_every > action_spec.chunk_length:
-        raise ConfigError(f'replan_every={replan_every}: must be <= the chunk length '
-                          f'{action_spec.chunk_length}')
     joint_names = world.joint_names
+    try:
+        driver = PolicyDriver(model_path, joint_names, replan_every, blend, threads)
+    except Exception:
+        world.close()
+        raise
     result = EvalResult(f'policy {Path(model_path).name} (replan every {replan_every}, {blend})',
                         list(seeds), [], [], [])
     try:
         for seed in progress(list(seeds), desc='policy'):
             episode = world.reset(seed)
-            queue = ActionQueue(BlendConfig(strategy=blend, blend_window_s=0.1))
-            step = 0
+            driver.reset()
             while True:
-                now = world.sim_time
-                if step % replan_every == 0:
-                    positions = world.joint_state()[0][:len(joint_names)]
-                    frames = {}
-                    for cam in contract.cameras:
-                        image = world.render(cam)
-                        frames[cam] = ImageFrame(image, image.shape[1], image.shape[0], 'rgb8')
-                    inputs = runtime.build_inputs(
-                        frames, dict(zip(joint_names, positions.tolist())),
-                        gripper_position=world.gripper_position(),
-                        instruction=episode.instruction)
-                    chunk = runtime.infer(inputs)
-                    queue.add(chunk.values, stamp=now, step_period_s=chunk.step_period_s,
-                              now=now)
-                action = queue.action_at(now)
-                if action is not None:
-                    parts = action_spec.split(action)
-                    order = [parts.joint_names.index(n) for n in joint_names]
-                    world.command_positions(np.asarray(parts.joint_positions)[order])
-                    world.command_gripper(float(parts.gripper_position))
+                images = ({cam: world.render(cam) for cam in driver.contract.cameras}
+                          if driver.wants_observation else None)
+                command = driver.act(images, world.joint_state()[0][:len(joint_names)],
+                                     world.gripper_position(), episode.instruction,
+                                     world.sim_time)
+                if command is not None:
+                    world.command_positions(command[0])
+                    world.command_gripper(command[1])
                 world.step()
-                step += 1
                 status = world.task_status()
                 if status.done:
                     break
@@ -304,7 +426,7 @@ def evaluate_policy(model_path: str | Path, seeds: Sequence[int],
             result.explanations.append(status.explanation)
             result.sim_times.append(float(world.sim_time))
     finally:
-        runtime.close()
+        driver.close()
         world.close()
     result.wall_time_s = time.monotonic() - start
     return result

@@ -41,6 +41,9 @@ MIN_GRIPPER_STD_M = 0.005
 # chunk (see build_contract), not of the absolute targets.
 MIN_JOINT_DELTA_STD_RAD = 0.005
 IMAGE_STD_FLOOR = 0.05
+# Units of the target-position head: metres from the middle of the object region, per 0.1 m.
+TARGET_CENTRE_M = np.array([0.45, 0.0, 0.05])
+TARGET_SCALE_M = 0.1
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,12 @@ class TrainConfig:
     aux_weight: float = 0.5
     state_noise: float = 0.0
     film: bool = False
+    grounding: bool = False
+    grounding_weight: float = 0.2
+    grounding_sigma: float = 1.0
+    target_position: bool = False
+    target_weight: float = 1.0
+    stem_channels: int = 0
     action_scale: str = 'absolute'
     contract_name: str = 'pick_place_lrmate'
 
@@ -86,6 +95,16 @@ class TrainConfig:
             raise ConfigError(f'action_scale={self.action_scale!r}: allowed: absolute, delta')
         if not (math.isfinite(self.state_noise) and self.state_noise >= 0.0):
             raise ConfigError(f'state_noise={self.state_noise!r}: must be >= 0')
+        if self.target_position and not self.grounding:
+            raise ConfigError('target_position=True needs grounding=True')
+        if not (math.isfinite(self.target_weight) and self.target_weight >= 0.0):
+            raise ConfigError(f'target_weight={self.target_weight!r}: must be >= 0')
+        if not (math.isfinite(self.grounding_weight) and self.grounding_weight >= 0.0):
+            raise ConfigError(f'grounding_weight={self.grounding_weight!r}: must be >= 0')
+        if not (math.isfinite(self.grounding_sigma) and self.grounding_sigma > 0.0):
+            raise ConfigError(f'grounding_sigma={self.grounding_sigma!r}: must be > 0')
+        if self.stem_channels < 0:
+            raise ConfigError(f'stem_channels={self.stem_channels!r}: must be >= 0')
         if not (math.isfinite(self.aux_weight) and self.aux_weight >= 0.0):
             raise ConfigError(f'aux_weight={self.aux_weight!r}: must be >= 0')
         if not 0.0 <= self.ema_decay < 1.0:
@@ -208,6 +227,63 @@ class TrainingSamples:
         self.chunk_rows = np.minimum(np.arange(len(data))[:, None] + offsets, last[:, None])
         self.bounds = bounds
         self.key_poses = self._key_poses(data, bounds, action, state_spec)
+        self.target_pixels = self._target_pixels(data)
+        self.target_position = self._target_position(data)
+
+    @staticmethod
+    def _target_position(data: LoadedDataset) -> np.ndarray | None:
+        """(N, 3) base-frame position of the instructed object in the units the model's
+        target head predicts ((p - TARGET_CENTRE_M) / TARGET_SCALE_M), or None."""
+        if data.environment_state is None:
+            return None
+        names = data.names('observation.environment_state')
+        keys = ('target_x', 'target_y', 'target_z')
+        if not all(k in names for k in keys):
+            return None
+        position = data.environment_state[:, [names.index(k) for k in keys]].astype(np.float64)
+        return ((position - TARGET_CENTRE_M) / TARGET_SCALE_M).astype(np.float32)
+
+    def _target_pixels(self, data: LoadedDataset) -> dict[str, np.ndarray]:
+        """Camera -> (N, 2) native pixel (u, v) of the instructed object, for the cameras whose
+        columns the dataset's observation.environment_state has (grounding targets)."""
+        if data.environment_state is None:
+            return {}
+        names = data.names('observation.environment_state')
+        out = {}
+        for spec in self.image_specs:
+            keys = (f'target_u_{spec.camera}', f'target_v_{spec.camera}')
+            if all(k in names for k in keys):
+                out[spec.camera] = data.environment_state[:, [names.index(k) for k in keys]]
+        return out
+
+    def grounding_targets(self, rows: np.ndarray, shifts: list[np.ndarray],
+                          sigma: float) -> list[tuple[np.ndarray, np.ndarray] | None]:
+        """Per camera: (soft target over the feature grid [B, h*w], valid mask [B]) or None.
+
+        The object's native pixel moves with the augmentation shift, is mapped into the resized
+        model input (stretch) and then onto the stride-4 feature grid, whose cell j is centred
+        on input pixel 4 j. The target is a Gaussian of `sigma` cells around it.
+        """
+        out: list[tuple[np.ndarray, np.ndarray] | None] = []
+        for spec, shift in zip(self.image_specs, shifts):
+            pixels = self.target_pixels.get(spec.camera)
+            if pixels is None:
+                out.append(None)
+                continue
+            native_h, native_w = self.data.images[spec.camera].shape[1:3]
+            uv = pixels[rows].astype(np.float64) + shift
+            valid = ((uv[:, 0] >= 0) & (uv[:, 0] <= native_w - 1) & (uv[:, 1] >= 0)
+                     & (uv[:, 1] <= native_h - 1))
+            grid_u = ((uv[:, 0] + 0.5) * spec.width / native_w - 0.5) / 4.0
+            grid_v = ((uv[:, 1] + 0.5) * spec.height / native_h - 0.5) / 4.0
+            feat_h, feat_w = (spec.height + 3) // 4, (spec.width + 3) // 4
+            cols = np.arange(feat_w)[None, None, :]
+            lines = np.arange(feat_h)[None, :, None]
+            d2 = ((cols - grid_u[:, None, None]) ** 2 + (lines - grid_v[:, None, None]) ** 2)
+            weights = np.exp(-0.5 * d2 / sigma ** 2).reshape(len(rows), -1)
+            weights /= np.maximum(weights.sum(axis=1, keepdims=True), 1e-12)
+            out.append((weights.astype(np.float32), valid))
+        return out
 
     @staticmethod
     def _key_poses(data: LoadedDataset, bounds: np.ndarray, action: Any,
@@ -235,32 +311,39 @@ class TrainingSamples:
         return len(self.data)
 
     def images(self, rows: np.ndarray, rng: np.random.Generator | None,
-               shift: int) -> list[np.ndarray]:
-        """Float32 [B, C, H, W] per camera; a random shift of up to `shift` px when rng given."""
+               shift: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """(float32 [B, C, H, W] per camera, per camera the [B, 2] (du, dv) native-pixel
+        displacement of the content); a random shift of up to `shift` px when rng given."""
         from noetra_ros.core.policy.preprocess import image_to_tensor
 
-        out = []
+        out, moves = [], []
         for spec in self.image_specs:
             frames = self.data.images[spec.camera]
             h, w = frames.shape[1:3]
             batch = np.empty((len(rows),) + spec.shape[1:], dtype=np.float32)
+            move = np.zeros((len(rows), 2))
             for i, row in enumerate(rows):
                 frame = frames[row]
                 if rng is not None and shift > 0:
                     padded = np.pad(frame, ((shift, shift), (shift, shift), (0, 0)), mode='edge')
                     dy, dx = rng.integers(0, 2 * shift + 1, size=2)
                     frame = padded[dy:dy + h, dx:dx + w]
+                    move[i] = (shift - dx, shift - dy)
                 image_to_tensor(np.ascontiguousarray(frame), w, h, 'rgb8', spec,
                                 out=batch[i:i + 1])
             out.append(batch)
-        return out
+            moves.append(move)
+        return out, moves
 
     def batch(self, rows: np.ndarray, rng: np.random.Generator | None = None,
-              shift: int = 0) -> tuple[list[np.ndarray], np.ndarray]:
-        """(model inputs in contract order, normalised target chunks [B, T, A])."""
-        inputs = self.images(rows, rng, shift)
+              shift: int = 0, with_moves: bool = False):
+        """(model inputs in contract order, normalised target chunks [B, T, A]) and, with
+        `with_moves`, the per-camera image shifts (for grounding_targets)."""
+        inputs, moves = self.images(rows, rng, shift)
         inputs.append(self.state[rows])
         inputs.append(self.task_tokens[self.data.task_index[rows]])
+        if with_moves:
+            return inputs, self.action[self.chunk_rows[rows]], moves
         return inputs, self.action[self.chunk_rows[rows]]
 
 
@@ -296,7 +379,8 @@ def make_policy(contract: Any, config: TrainConfig):
         keypoints=config.keypoints, hidden=config.hidden,
         residual_joints=joints.size if joints is not None else 0,
         aux_dim=2 * joints.size if joints is not None and config.aux_weight > 0 else 0,
-        film=config.film)
+        film=config.film, grounding=config.grounding, stem_channels=config.stem_channels,
+        target_position=config.target_position)
     return VisuomotorPolicy(policy_config)
 
 
@@ -316,6 +400,61 @@ def seed_everything(seed: int, threads: int) -> None:
     torch.manual_seed(seed)
     torch.set_num_threads(threads)
     torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def grounding_loss(logits: list[Any], targets: list[tuple[np.ndarray, np.ndarray] | None]):
+    """Cross-entropy of each camera's grounding map against its soft target, over the samples
+    where the object is in view; 0 when no camera has a target."""
+    import torch
+
+    total = torch.zeros(())
+    for camera_logits, target in zip(logits, targets):
+        if camera_logits is None or target is None or not target[1].any():
+            continue
+        weights, valid = target
+        mask = torch.from_numpy(valid)
+        log_p = torch.log_softmax(camera_logits.flatten(1), dim=1)[mask]
+        total = total - (torch.from_numpy(weights)[mask] * log_p).sum(dim=1).mean()
+    return total
+
+
+def perception_errors(model: Any, samples: 'TrainingSamples', rows: np.ndarray,
+                      batch_size: int = 128) -> dict[str, float]:
+    """How well the policy knows where the instructed object is, over `rows`: per camera the
+    median distance (native pixels) between its grounding position and the object's true pixel
+    (where in view), and 'target_mm', the median error of the target-position head."""
+    import torch
+
+    if len(rows) == 0 or not model.config.grounding:
+        return {}
+    errors: dict[str, list[np.ndarray]] = {}
+    model.eval()
+    with torch.no_grad():
+        for start in range(0, len(rows), batch_size):
+            chunk = rows[start:start + batch_size]
+            inputs, _ = samples.batch(chunk)
+            _, extras = model.forward_with_aux(*[torch.from_numpy(x) for x in inputs])
+            for spec, camera_logits in zip(samples.image_specs, extras['grounding']):
+                pixels = samples.target_pixels.get(spec.camera)
+                if camera_logits is None or pixels is None:
+                    continue
+                native_h, native_w = samples.data.images[spec.camera].shape[1:3]
+                feat_h, feat_w = camera_logits.shape[2:]
+                prob = torch.softmax(camera_logits.flatten(1), dim=1).reshape(-1, feat_h, feat_w)
+                gu = (prob.sum(dim=1) * torch.arange(feat_w)).sum(dim=1).numpy()
+                gv = (prob.sum(dim=2) * torch.arange(feat_h)).sum(dim=1).numpy()
+                u = (gu * 4.0 + 0.5) * native_w / spec.width - 0.5
+                v = (gv * 4.0 + 0.5) * native_h / spec.height - 0.5
+                truth = pixels[chunk]
+                inside = ((truth[:, 0] >= 0) & (truth[:, 0] <= native_w - 1) & (truth[:, 1] >= 0)
+                          & (truth[:, 1] <= native_h - 1))
+                errors.setdefault(f'{spec.camera}_px', []).append(
+                    np.hypot(u - truth[:, 0], v - truth[:, 1])[inside])
+            estimate = extras['target_position']
+            if estimate is not None and samples.target_position is not None:
+                miss = (estimate.numpy() - samples.target_position[chunk]) * TARGET_SCALE_M
+                errors.setdefault('target_mm', []).append(1000.0 * np.linalg.norm(miss, axis=1))
+    return {name: float(np.median(np.concatenate(e))) for name, e in errors.items()}
 
 
 def evaluate_loss(model: Any, samples: TrainingSamples, rows: np.ndarray,
@@ -342,7 +481,7 @@ def load_datasets(dataset: str | Path | Sequence[str | Path]) -> LoadedDataset:
         paths = [p for p in str(dataset).split(',') if p]
     else:
         paths = [str(p) for p in dataset]
-    return concat_datasets([read_dataset(p) for p in paths])
+    return concat_datasets([read_dataset(p) for p in paths], release_images=True)
 
 
 def train(dataset: str | Path | Sequence[str | Path], output: str | Path,
@@ -395,7 +534,7 @@ def train(dataset: str | Path | Sequence[str | Path], output: str | Path,
             cursor = 0
         rows = epoch_order[cursor:cursor + config.batch_size]
         cursor += config.batch_size
-        inputs, target = samples.batch(rows, rng, config.shift_pixels)
+        inputs, target, moves = samples.batch(rows, rng, config.shift_pixels, with_moves=True)
         if config.state_noise > 0:
             # Perturbed proprioception (targets unchanged): the arm's own position cannot tell
             # the policy where the object is, so it has to look.
@@ -405,11 +544,19 @@ def train(dataset: str | Path | Sequence[str | Path], output: str | Path,
         model.train()
         for group in optimiser.param_groups:
             group['lr'] = lr_at(step)
-        pred, aux = model.forward_with_aux(*[torch.from_numpy(x) for x in inputs])
+        pred, extras = model.forward_with_aux(*[torch.from_numpy(x) for x in inputs])
         loss = torch.abs(pred - torch.from_numpy(target)).mean()
+        aux, grounding = extras['key_poses'], extras['grounding']
+        if extras['target_position'] is not None and samples.target_position is not None:
+            truth = torch.from_numpy(samples.target_position[rows])
+            loss = loss + config.target_weight * torch.abs(extras['target_position']
+                                                           - truth).mean()
         if aux is not None:
             aux_target = torch.from_numpy(samples.key_poses[rows])
             loss = loss + config.aux_weight * torch.abs(aux - aux_target).mean()
+        if config.grounding and config.grounding_weight > 0:
+            loss = loss + config.grounding_weight * grounding_loss(
+                grounding, samples.grounding_targets(rows, moves, config.grounding_sigma))
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
@@ -424,11 +571,15 @@ def train(dataset: str | Path | Sequence[str | Path], output: str | Path,
         running = 0.98 * running + 0.02 * loss_value if step else loss_value
         if (step + 1) % config.val_every == 0 or step + 1 == config.steps:
             val = evaluate_loss(ema, samples, val_probe)
-            entry = {'step': step + 1, 'train_l1': running, 'val_l1': val,
+            entry = {'step': step + 1, 'train_loss': running, 'val_l1': val,
                      'lr': lr_at(step), 'elapsed_s': time.monotonic() - start}
+            perception = perception_errors(ema, samples, val_probe)
+            for name, err in perception.items():
+                entry[f'val_{name}'] = err
             history.append(entry)
-            log(f'\nstep {step + 1}: train L1 {running:.4f}  val L1 (EMA) {val:.4f}  '
-                f'lr {entry["lr"]:.2e}  {entry["elapsed_s"]:.0f} s')
+            grounding_text = ''.join(f'  {name} {err:.1f}' for name, err in perception.items())
+            log(f'\nstep {step + 1}: train loss {running:.4f}  val L1 (EMA) {val:.4f}'
+                f'{grounding_text}  lr {entry["lr"]:.2e}  {entry["elapsed_s"]:.0f} s')
     train_time = time.monotonic() - start
     checkpoint = {
         'format': 'noetra_ros.learning checkpoint v1',

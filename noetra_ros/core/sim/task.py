@@ -29,6 +29,10 @@ SHAPE_SIZES: dict[str, tuple[float, float, float]] = {
     'block': (0.065, 0.032, 0.032),
 }
 SHAPE_MASSES_KG: dict[str, float] = {'cube': 0.08, 'cylinder': 0.07, 'block': 0.07}
+# Smallest turn about z that maps each shape's grasp onto an equivalent one (0 = any turn). A
+# grasp planner that ignores this picks between grasps that look identical in an image, which
+# makes its demonstrations impossible to imitate from pixels.
+GRASP_SYMMETRY_RAD: dict[str, float] = {'cube': np.pi / 2, 'cylinder': 0.0, 'block': np.pi}
 
 MAX_DISTRACTORS = 3
 # Thresholds of the success checker.
@@ -142,6 +146,12 @@ def instruction_text(colour: str, shape: str, place: str) -> str:
             f'instruction: ({colour!r}, {shape!r}, {place!r}) outside the vocabulary '
             f'{COLOURS} x {SHAPES} x {PLACES}')
     return INSTRUCTION_TEMPLATE.format(colour=colour, shape=shape, place=place)
+
+
+def shape_in_instruction(text: str) -> str | None:
+    """The vocabulary shape named in an instruction, or None if it names none (or several)."""
+    named = [shape for shape in SHAPES if shape in text.lower().split()]
+    return named[0] if len(named) == 1 else None
 
 
 def sample_task(rng: np.random.Generator, min_distractors: int = 1,

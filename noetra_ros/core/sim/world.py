@@ -781,6 +781,18 @@ class SimWorld:
         pos, quat = pb.multiplyTransforms(link_pos, link_quat, spec.offset_xyz, offset_quat)
         return np.array(pos), np.array(quat)
 
+    def project(self, name: str, point: Sequence[float]) -> np.ndarray:
+        """Pixel (u, v) of a world point in a camera's image (ROS pixel-centre convention);
+        (nan, nan) when the point is behind the camera. May lie outside the image."""
+        spec = self._camera(name)
+        pos, quat = self.camera_pose(name)
+        rot = np.array(pb.getMatrixFromQuaternion(quat)).reshape(3, 3)
+        x, y, z = rot.T @ (np.asarray(point, dtype=float) - pos)
+        if z <= spec.near:
+            return np.array([np.nan, np.nan])
+        fx, fy, cx, cy = spec.intrinsics()
+        return np.array([fx * x / z + cx, fy * y / z + cy])
+
     def camera_info(self, name: str) -> CameraInfo:
         """Intrinsics of a camera, matching render()."""
         spec = self._camera(name)
