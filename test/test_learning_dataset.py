@@ -255,3 +255,22 @@ def test_recorder_stores_the_expert_episode(tmp_path):
     assert 0.0 < env[0, 2] < 0.05 and env[:, 2].max() > 0.1
     assert 0 <= env[0, 3] <= 127 and 0 <= env[0, 4] <= 95
     assert 0 <= env[0, 5] <= 127 and 0 <= env[0, 6] <= 95
+
+
+def test_noise_injected_only_in_the_named_phases(tmp_path):
+    """Offsets during the free-space approach push the arm off the expert's path (the stored
+    action is the clean command that leads back); outside the named phases they decay, so the
+    arm grasps, carries and releases on the expert's path."""
+    pytest.importorskip('pybullet')
+    from noetra_ros.learning.record import RecordConfig, record
+
+    with pytest.raises(ConfigError, match='noise_phases'):
+        RecordConfig(action_noise_rad=0.04, noise_phases=('wander',))
+    summary = record(RecordConfig(episodes=1, first_seed=3, action_noise_rad=0.04,
+                                  noise_phases=('approach',)), tmp_path / 'noisy')
+    assert summary.kept == 1, summary.describe()
+    data = read_dataset(tmp_path / 'noisy')
+    gap = np.abs(data.state[:, :6] - data.action[:, :6]).max(axis=1)
+    closes = int(np.flatnonzero(data.action[:, 6] > 0.02)[0])
+    assert gap[:closes].max() > 0.03  # off the path while approaching
+    assert gap[-3:].max() < 0.005  # back on it (settled) at the end

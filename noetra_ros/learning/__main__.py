@@ -70,7 +70,6 @@ def cmd_record(args: argparse.Namespace) -> int:
     config = RecordConfig(robot=args.robot, episodes=args.episodes, first_seed=args.first_seed,
                           cameras=tuple(args.cameras.split(',')),
                           action_noise_rad=args.action_noise,
-                          driver_model=args.driver_model or '',
                           noise_phases=tuple(p for p in args.noise_phases.split(',') if p))
     print(record(config, args.output).describe())
     return 0
@@ -222,8 +221,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help='std (rad) of the offset added to the executed arm command')
     p.add_argument('--noise-phases', default='',
                    help='expert phases with injected noise, e.g. approach,transfer (default all)')
-    p.add_argument('--driver-model', default=None,
-                   help='ONNX policy that drives the arm while the expert labels (DAgger)')
     p.set_defaults(func=cmd_record)
 
     p = sub.add_parser('train', help='train a policy on a dataset')

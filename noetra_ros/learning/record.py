@@ -13,9 +13,7 @@ the command is applied:
 * where the instructed object is (``observation.environment_state``: base-frame position and its
   pixel in each camera) - privileged simulator state, used only as a training target.
 
-Only episodes the task checker judges successful are kept; the others are counted and reported
-(with a policy driving the arm, see `driver` below, every episode the expert did not give up on
-is kept).
+Only episodes the task checker judges successful are kept; the others are counted and reported.
 
 Optional noise injection (``action_noise_rad`` > 0, DART-style): the arm executes the expert's
 joint targets plus a slowly varying, seeded random offset, while the dataset stores the expert's
@@ -77,8 +75,6 @@ class RecordConfig:
     # away within a few steps, so e.g. large offsets in free-space moves are gone before the
     # expert's grasp.
     noise_phases: tuple[str, ...] = ()
-    driver_model: str = ''  # ONNX policy that drives the arm while the expert labels (DAgger)
-    driver_replan_every: int = 5
 
     def __post_init__(self) -> None:
         if not isinstance(self.episodes, int) or self.episodes <= 0:
@@ -96,11 +92,6 @@ class RecordConfig:
         unknown = [p for p in self.noise_phases if p not in PHASES]
         if unknown:
             raise ConfigError(f'noise_phases: {unknown} are not expert phases {PHASES}')
-        if self.driver_model and self.action_noise_rad > 0.0:
-            raise ConfigError('driver_model and action_noise_rad: choose one way of leaving '
-                              'the demonstrated path')
-        if self.driver_model and not Path(self.driver_model).is_file():
-            raise ConfigError(f'driver_model={self.driver_model!r}: no such file')
         if not self.noise_correlation_s > 0.0:
             raise ConfigError(f'noise_correlation_s={self.noise_correlation_s!r}: must be > 0')
 
@@ -118,8 +109,8 @@ class RecordSummary:
 
     def describe(self) -> str:
         """One paragraph for the CLI."""
-        text = (f'recorded {self.kept} expert-labelled episodes ({self.frames} frames) into '
-                f'{self.output}; {self.failed} episode(s) were discarded '
+        text = (f'recorded {self.kept} successful expert episodes ({self.frames} frames) into '
+                f'{self.output}; {self.failed} episode(s) failed and were discarded '
                 f'[{self.wall_time_s:.0f} s]')
         for seed, why in self.failures:
             text += f'\n  seed {seed}: {why}'
@@ -130,8 +121,12 @@ class PolicyDriver:
     """An ONNX policy acting in a SimWorld the way policy_node does: every `replan_every`
     control steps a new chunk from the raw camera frames, joint state and instruction goes into
     an ActionQueue (strategy `blend`), and each step takes the queue's action for the sim time.
-    Used by the closed-loop evaluation and by DAgger-style recording (the policy drives the arm
-    while the expert labels the states it reaches)."""
+    Used by the closed-loop evaluation.
+
+    (Tried and dropped: letting it drive the arm while the scripted expert labels the states
+    it reaches, DAgger-style. The expert follows its own timed plan, so its labels drifted
+    0.4 rad (median) from the policy-driven arm; they need an expert that replans from the
+    measured state.)"""
 
     def __init__(self, model_path: str | Path, joint_names: Sequence[str],
                  replan_every: int = 5, blend: str = 'replace', threads: int = 1) -> None:
@@ -195,7 +190,6 @@ class PolicyDriver:
 def record_episode(world: Any, expert: Any, seed: int, cameras: Sequence[str],
                    linger_s: float = 1.0, action_noise_rad: float = 0.0,
                    noise_correlation_s: float = 0.5,
-                   driver: PolicyDriver | None = None,
                    noise_phases: Sequence[str] = ()) -> tuple[Episode, bool, str]:
     """Run one expert episode for `seed` and return (episode, success, explanation).
 
@@ -203,11 +197,8 @@ def record_episode(world: Any, expert: Any, seed: int, cameras: Sequence[str],
     t-th command and that command as its action. With `action_noise_rad` > 0 the executed arm
     command gets an Ornstein-Uhlenbeck offset of that stationary std (correlation time
     `noise_correlation_s`, seeded by `seed`); the stored action stays the expert's.
-
-    With a `driver` (DAgger-style relabelling), the policy's arm command is executed instead
-    of the expert's, and the expert - fed the states the policy reaches - provides the stored
-    actions: its command is where its plan says the arm should be, so states off the
-    demonstrated path get the command that leads back. The gripper stays the expert's.
+    With `noise_phases`, the offset is injected only while the expert is in those phases and
+    decays (NOISE_DECAY_PER_STEP) in the others.
     """
     from noetra_ros.core.expert import run_episode
 
@@ -220,14 +211,9 @@ def record_episode(world: Any, expert: Any, seed: int, cameras: Sequence[str],
     offset = np.zeros(len(world.joint_names))
     keep = float(np.exp(-world.control_period / noise_correlation_s))
 
-    if driver is not None:
-        driver.reset()
-    latest: dict[str, Any] = {}
-
     def on_step(obs: Any, action: Any) -> None:
         for cam in cameras:
             images[cam].append(world.render(cam))
-        latest['obs'] = obs
         states.append(np.append(obs.joint_positions, obs.gripper_position))
         wrenches.append(world.wrench())
         environment.append(target_environment_state(world, cameras))
@@ -235,12 +221,6 @@ def record_episode(world: Any, expert: Any, seed: int, cameras: Sequence[str],
 
     def executed(action: Any) -> np.ndarray:
         nonlocal offset
-        if driver is not None:
-            obs = latest['obs']
-            frames = {cam: images[cam][-1] for cam in cameras}
-            commanded = driver.act(frames, obs.joint_positions, obs.gripper_position,
-                                   world.episode.instruction, world.sim_time)
-            return action.joint_positions if commanded is None else commanded[0]
         if action_noise_rad <= 0.0:
             return action.joint_positions
         if noise_phases and action.phase not in noise_phases:
@@ -292,11 +272,7 @@ def record(config: RecordConfig, output: str | Path) -> RecordSummary:
     """Record `config.episodes` seeded expert episodes into a new dataset at `output`."""
     start = time.monotonic()
     world, expert = make_world_and_expert(config.robot)
-    driver = None
     try:
-        if config.driver_model:
-            driver = PolicyDriver(config.driver_model, world.joint_names,
-                                  config.driver_replan_every)
         unknown = [cam for cam in config.cameras if cam not in world.camera_names]
         if unknown:
             raise ConfigError(f'cameras: {unknown} not in the world (have '
@@ -308,7 +284,6 @@ def record(config: RecordConfig, output: str | Path) -> RecordSummary:
             'action_noise_rad': config.action_noise_rad,
             'noise_correlation_s': config.noise_correlation_s,
             'noise_phases': list(config.noise_phases),
-            'driver_model': config.driver_model,
             'state': 'measured arm joint positions (rad) + gripper finger position (m)',
             'action': 'expert command: arm joint position targets (rad) + gripper target (m)',
         })
@@ -317,10 +292,8 @@ def record(config: RecordConfig, output: str | Path) -> RecordSummary:
         for seed in progress(seeds, total=config.episodes, desc='recording'):
             episode, success, why = record_episode(
                 world, expert, seed, config.cameras, config.linger_s, config.action_noise_rad,
-                config.noise_correlation_s, driver, config.noise_phases)
-            # Driven by a policy, an episode's labels are worth keeping even if the policy
-            # failed the task (its recoveries are the point), unless the expert gave up.
-            if success or (driver is not None and not expert.failed):
+                config.noise_correlation_s, config.noise_phases)
+            if success:
                 writer.add_episode(episode)
                 summary.kept += 1
                 summary.frames += episode.length
@@ -331,8 +304,6 @@ def record(config: RecordConfig, output: str | Path) -> RecordSummary:
             raise ConfigError('no expert episode succeeded; nothing to write')
         writer.close()
     finally:
-        if driver is not None:
-            driver.close()
         world.close()
         expert.close()
     summary.wall_time_s = time.monotonic() - start
