@@ -144,6 +144,8 @@ def eval_cell(args: argparse.Namespace) -> dict:
                                 for q in ('p50', 'p90', 'p99') if f'inference_ms_{q}' in policy},
         'policy_end_to_end_ms': {q: float(policy[f'end_to_end_ms_{q}'])
                                  for q in ('p50', 'p90', 'p99') if f'end_to_end_ms_{q}' in policy},
+        'episode_results': [{key: e[key] for key in ('seed', 'success', 'reason', 'duration_s')}
+                            for e in episodes],
     }
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)

@@ -1,8 +1,9 @@
 """The shipped ONNX policy closes the loop: in-process, and through the deployed ROS 2 graph.
 
-The shipped model is weak (models/MODEL_CARD.md: 14 % of held-out seeds in-process), so these
-tests use held-out seeds it does complete; lockstep makes each run repeat exactly, so a seed
-that succeeds keeps succeeding unless the policy, the runtime, the sim or the supervisor change.
+The shipped model completes about 4 in 5 held-out episodes (models/MODEL_CARD.md), so these
+tests use held-out seeds it completed in its evaluation; lockstep makes each run repeat exactly
+on one machine. Another CPU can round onnxruntime's float sums differently, so the in-process
+test allows one of its five seeds to flip.
 """
 from __future__ import annotations
 
@@ -17,7 +18,9 @@ from noetra_ros.learning.record import evaluate_policy
 from ros_harness import ros_env
 
 MODEL = share_dir() / 'models' / 'pick_place_lrmate.onnx'
-SEED = 10003  # held out from training (seeds 0..319); completed by the shipped policy
+# Held out from training (seeds 0..559); completed by the shipped policy in its evaluation.
+SEEDS = [10000, 10001, 10003, 10004, 10005]
+GRAPH_SEED = 10001
 
 
 @pytest.fixture(autouse=True)
@@ -25,16 +28,17 @@ def _children_import_this_tree(monkeypatch):
     monkeypatch.setenv('PYTHONPATH', ros_env()['PYTHONPATH'])
 
 
-def test_shipped_policy_completes_an_episode_in_process():
-    result = evaluate_policy(MODEL, [SEED])
-    assert result.successes == [True], result.explanations
+def test_shipped_policy_completes_episodes_in_process():
+    # The evaluated setting: a new chunk every 2 steps, temporal ensembling.
+    result = evaluate_policy(MODEL, SEEDS, replan_every=2, blend='ensemble')
+    assert sum(result.successes) >= len(SEEDS) - 1, result.explanations
 
 
 def test_shipped_policy_completes_an_episode_through_the_supervisor(tmp_path):
     # sim_node + policy_node + safety_node as three processes over Fast DDS, lockstep.
     out = tmp_path / 'run'
     code = noetra_main(['eval', 'pick_place_lrmate_policy', '--episodes', '1', '--seed',
-                        str(SEED), '--out', str(out), '--quiet', '--no-video', '--timeout',
+                        str(GRAPH_SEED), '--out', str(out), '--quiet', '--no-video', '--timeout',
                         '180', '--json', str(tmp_path / 'eval.json')])
     report = json.loads((out / 'report.json').read_text())
     logs = {p.name: p.read_text()[-1500:] for p in out.glob('*.log')}

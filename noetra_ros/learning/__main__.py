@@ -122,21 +122,29 @@ def _record_one(config, output: Path) -> str:
 
 
 def cmd_all(args: argparse.Namespace) -> int:
-    """The shipped model's recipe in one command: record the clean and the noise-injected
-    demonstrations (skipping a dataset that is already there), train, export."""
+    """The shipped model's recipe in one command: record the three demonstration sets
+    (skipping a dataset that is already there), train, optionally fine-tune, export."""
     from concurrent.futures import ProcessPoolExecutor
+    from dataclasses import replace
 
     from noetra_ros.learning.export import export_policy
     from noetra_ros.learning.record import RecordConfig
     from noetra_ros.learning.train import train
 
     workdir = Path(args.workdir)
-    plans = [(workdir / 'clean', RecordConfig(robot=args.robot, episodes=args.episodes,
-                                              first_seed=args.first_seed))]
-    if args.noisy_episodes > 0:
-        plans.append((workdir / 'noisy', RecordConfig(
-            robot=args.robot, episodes=args.noisy_episodes,
-            first_seed=args.first_seed + args.episodes, action_noise_rad=args.action_noise)))
+    seed = args.first_seed
+    plans = []
+    for name, episodes, noise, phases in (
+            ('clean', args.episodes, 0.0, ()),
+            # small offsets everywhere (DART-style) ...
+            ('noisy', args.noisy_episodes, args.action_noise, ()),
+            # ... and large ones in the free-space moves only, gone before the grasp.
+            ('wide', args.wide_episodes, args.wide_noise, ('approach', 'transfer'))):
+        if episodes > 0:
+            plans.append((workdir / name, RecordConfig(
+                robot=args.robot, episodes=episodes, first_seed=seed, action_noise_rad=noise,
+                noise_phases=phases)))
+        seed += episodes
     todo = [(path, config) for path, config in plans
             if not (path / 'meta' / 'info.json').exists()]
     if todo:
@@ -145,8 +153,18 @@ def cmd_all(args: argparse.Namespace) -> int:
             for text in pool.map(_record_one, [c for _, c in todo], [p for p, _ in todo]):
                 print(text)
     datasets = [path for path, _ in plans]
+    config = _train_config(args)
     checkpoint = workdir / 'checkpoint.pt'
-    train(datasets, checkpoint, _train_config(args))
+    train(datasets, checkpoint, config)
+    if args.finetune_steps > 0:
+        # Second stage: the same data, a lower learning rate, and the grounding loss pushed
+        # onto the hardest scenes (a distractor of the named object's colour).
+        tuned = workdir / 'checkpoint_finetuned.pt'
+        train(datasets, tuned, replace(
+            config, init_checkpoint=str(checkpoint), steps=args.finetune_steps,
+            learning_rate=config.learning_rate / 2, warmup_steps=100,
+            grounding_hard_fraction=args.finetune_hard_fraction))
+        checkpoint = tuned
     print(export_policy(checkpoint, args.model, dataset=datasets[0]).describe())
     return 0
 
@@ -243,9 +261,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--episodes', type=int, default=240, help='clean expert episodes')
     p.add_argument('--noisy-episodes', type=int, default=160,
                    help='noise-injected episodes, seeded after the clean ones')
+    p.add_argument('--wide-episodes', type=int, default=160,
+                   help='episodes with large offsets in the free-space moves only')
     p.add_argument('--first-seed', type=int, default=0)
     p.add_argument('--action-noise', type=float, default=0.015,
                    help='std (rad) of the noise-injected episodes\' executed-command offset')
+    p.add_argument('--wide-noise', type=float, default=0.04,
+                   help='std (rad) of the offset in the wide episodes\' approach / transfer')
+    p.add_argument('--finetune-steps', type=int, default=0,
+                   help='second training stage (0 = none)')
+    p.add_argument('--finetune-hard-fraction', type=float, default=0.25)
     p.add_argument('--jobs', type=int, default=2, help='recordings run in parallel')
     _add_train_options(p)
     p.set_defaults(func=cmd_all)
@@ -254,8 +279,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--model', default=str(SHIPPED_MODEL))
     p.add_argument('--robot', default='fanuc_lrmate200id')
     p.add_argument('--seeds', default=HELD_OUT_SEEDS, help="'a:b' (range) or 'a,b,c'")
-    p.add_argument('--replan-every', type=int, default=5)
-    p.add_argument('--blend', default='replace', choices=('replace', 'crossfade', 'ensemble'))
+    # Defaults: the shipped policy cell's setting (config/cells/pick_place_lrmate_policy.yaml).
+    p.add_argument('--replan-every', type=int, default=2)
+    p.add_argument('--blend', default='ensemble', choices=('replace', 'crossfade', 'ensemble'))
     p.add_argument('--expert', action='store_true', help='also run the expert on the seeds')
     p.add_argument('--json', default=None, help='write the results to this file')
     p.add_argument('--verbose', action='store_true')

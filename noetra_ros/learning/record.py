@@ -129,7 +129,7 @@ class PolicyDriver:
     measured state.)"""
 
     def __init__(self, model_path: str | Path, joint_names: Sequence[str],
-                 replan_every: int = 5, blend: str = 'replace', threads: int = 1) -> None:
+                 replan_every: int = 2, blend: str = 'ensemble', threads: int = 1) -> None:
         from noetra_ros.core.policy.runtime import PolicyRuntime
 
         self.runtime = PolicyRuntime(model_path, intra_op_threads=threads)
@@ -355,8 +355,8 @@ def evaluate_expert(seeds: Sequence[int], robot: str = 'fanuc_lrmate200id') -> E
 
 
 def evaluate_policy(model_path: str | Path, seeds: Sequence[int],
-                    robot: str = 'fanuc_lrmate200id', replan_every: int = 5,
-                    blend: str = 'replace', threads: int = 1) -> EvalResult:
+                    robot: str = 'fanuc_lrmate200id', replan_every: int = 2,
+                    blend: str = 'ensemble', threads: int = 1) -> EvalResult:
     """Closed-loop success of an ONNX policy run through ``PolicyRuntime`` in a SimWorld.
 
     Every `replan_every` control steps the cameras are rendered, the runtime builds the inputs

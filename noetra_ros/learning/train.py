@@ -59,8 +59,8 @@ class TrainConfig:
     ema_decay: float = 0.999
     chunk_length: int = 10
     max_tokens: int = 16
-    image_width: int = 64
-    image_height: int = 48
+    image_width: int = 128
+    image_height: int = 96
     shift_pixels: int = 4
     val_fraction: float = 0.05
     val_every: int = 500
@@ -72,14 +72,16 @@ class TrainConfig:
     aux_weight: float = 0.5
     state_noise: float = 0.0
     film: bool = False
-    grounding: bool = False
-    grounding_weight: float = 0.2
+    grounding: bool = True
+    grounding_weight: float = 1.0
     grounding_sigma: float = 1.0
-    target_position: bool = False
+    grounding_hard_fraction: float = 0.0
+    target_position: bool = True
     target_weight: float = 1.0
-    stem_channels: int = 0
+    stem_channels: int = 16
     action_scale: str = 'absolute'
     contract_name: str = 'pick_place_lrmate'
+    init_checkpoint: str = ''  # continue from this checkpoint (same cameras / joints)
 
     def __post_init__(self) -> None:
         for name in ('steps', 'batch_size', 'chunk_length', 'max_tokens', 'val_every', 'threads',
@@ -97,6 +99,9 @@ class TrainConfig:
             raise ConfigError(f'state_noise={self.state_noise!r}: must be >= 0')
         if self.target_position and not self.grounding:
             raise ConfigError('target_position=True needs grounding=True')
+        if not 0.0 <= self.grounding_hard_fraction <= 1.0:
+            raise ConfigError(f'grounding_hard_fraction={self.grounding_hard_fraction!r}: '
+                              'must be in [0, 1]')
         if not (math.isfinite(self.target_weight) and self.target_weight >= 0.0):
             raise ConfigError(f'target_weight={self.target_weight!r}: must be >= 0')
         if not (math.isfinite(self.grounding_weight) and self.grounding_weight >= 0.0):
@@ -402,9 +407,13 @@ def seed_everything(seed: int, threads: int) -> None:
     torch.use_deterministic_algorithms(True, warn_only=True)
 
 
-def grounding_loss(logits: list[Any], targets: list[tuple[np.ndarray, np.ndarray] | None]):
+def grounding_loss(logits: list[Any], targets: list[tuple[np.ndarray, np.ndarray] | None],
+                   hard_fraction: float = 0.0):
     """Cross-entropy of each camera's grounding map against its soft target, over the samples
-    where the object is in view; 0 when no camera has a target."""
+    where the object is in view; 0 when no camera has a target. With `hard_fraction` > 0 the
+    mean over that fraction of the batch with the highest loss is added: the scenes where the
+    colour alone does not name the object (a distractor shares it) are rare and hard, and the
+    plain mean lets them sit at a map split between the look-alikes."""
     import torch
 
     total = torch.zeros(())
@@ -414,7 +423,11 @@ def grounding_loss(logits: list[Any], targets: list[tuple[np.ndarray, np.ndarray
         weights, valid = target
         mask = torch.from_numpy(valid)
         log_p = torch.log_softmax(camera_logits.flatten(1), dim=1)[mask]
-        total = total - (torch.from_numpy(weights)[mask] * log_p).sum(dim=1).mean()
+        per_sample = -(torch.from_numpy(weights)[mask] * log_p).sum(dim=1)
+        total = total + per_sample.mean()
+        if hard_fraction > 0.0:
+            k = max(1, int(round(hard_fraction * len(per_sample))))
+            total = total + torch.topk(per_sample, k).values.mean()
     return total
 
 
@@ -496,7 +509,12 @@ def train(dataset: str | Path | Sequence[str | Path], output: str | Path,
     data = load_datasets(dataset)
     log(f'loaded {len(data.episodes)} episodes, {len(data)} frames in '
         f'{time.monotonic() - t0:.0f} s')
-    contract = build_contract(data, config)
+    if config.init_checkpoint:
+        # Fine-tuning keeps the checkpoint's contract: its weights assume its normalisation.
+        model, contract, _ = load_checkpoint(config.init_checkpoint)
+        log(f'continuing from {config.init_checkpoint} (its contract and weights)')
+    else:
+        contract = build_contract(data, config)
     samples = TrainingSamples(data, contract, config.chunk_length)
     train_eps, val_eps = split_episodes(len(data.episodes), config.val_fraction, config.seed)
     train_rows = _rows_of(samples.bounds, train_eps)
@@ -506,8 +524,10 @@ def train(dataset: str | Path | Sequence[str | Path], output: str | Path,
                  if len(val_rows) else val_rows)
     val_probe.sort()
 
-    model = make_policy(contract, config)
-    _set_residual(model, contract)
+    if not config.init_checkpoint:
+        model = make_policy(contract, config)
+        _set_residual(model, contract)
+    model.train()
     ema = copy.deepcopy(model)
     for p in ema.parameters():
         p.requires_grad_(False)
@@ -554,9 +574,10 @@ def train(dataset: str | Path | Sequence[str | Path], output: str | Path,
         if aux is not None:
             aux_target = torch.from_numpy(samples.key_poses[rows])
             loss = loss + config.aux_weight * torch.abs(aux - aux_target).mean()
-        if config.grounding and config.grounding_weight > 0:
+        if model.config.grounding and config.grounding_weight > 0:
             loss = loss + config.grounding_weight * grounding_loss(
-                grounding, samples.grounding_targets(rows, moves, config.grounding_sigma))
+                grounding, samples.grounding_targets(rows, moves, config.grounding_sigma),
+                config.grounding_hard_fraction)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
