@@ -291,3 +291,29 @@ def test_grounded_policy_learns_where_the_object_is_and_exports(tmp_path):
                            dataset=tmp_path / 'ds', parity_samples=8)
     assert report.parity_max_abs_diff < 1e-4
     assert torch.is_tensor(next(model.parameters()))
+
+
+def test_all_records_the_three_sets_trains_fine_tunes_and_exports(tmp_path):
+    """`python -m noetra_ros.learning all`, the shipped recipe's one command, at toy size."""
+    pytest.importorskip('torch')
+    import json
+
+    from noetra_ros.core.policy.contract import load_contract
+    from noetra_ros.learning.__main__ import main
+
+    work, model = tmp_path / 'flywheel', tmp_path / 'policy.onnx'
+    assert main(['all', '--workdir', str(work), '--model', str(model), '--episodes', '1',
+                 '--noisy-episodes', '1', '--wide-episodes', '1', '--first-seed', '7',
+                 '--steps', '2', '--batch-size', '4', '--val-every', '2', '--threads', '1',
+                 '--finetune-steps', '1']) == 0
+    infos = {name: json.loads((work / name / 'meta' / 'info.json').read_text())['noetra']
+             for name in ('clean', 'noisy', 'wide')}
+    # Consecutive seeds; no noise, small noise everywhere, large noise in free-space moves.
+    assert [infos[n]['first_seed'] for n in ('clean', 'noisy', 'wide')] == [7, 8, 9]
+    assert infos['clean']['action_noise_rad'] == 0.0
+    assert infos['noisy']['action_noise_rad'] == 0.015 and infos['noisy']['noise_phases'] == []
+    assert infos['wide']['action_noise_rad'] == 0.04
+    assert infos['wide']['noise_phases'] == ['approach', 'transfer']
+    assert (work / 'checkpoint_finetuned.pt').is_file()
+    contract = load_contract(model)
+    assert [s.height for s in contract.image_inputs] == [96, 96]  # the recipe's 128x96

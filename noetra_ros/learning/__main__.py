@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import fields
 import json
+import multiprocessing
 from pathlib import Path
 import sys
 from typing import Sequence
@@ -115,12 +116,6 @@ def cmd_evalcheck(args: argparse.Namespace) -> int:
     return 0
 
 
-def _record_one(config, output: Path) -> str:
-    from noetra_ros.learning.record import record
-
-    return record(config, output).describe()
-
-
 def cmd_all(args: argparse.Namespace) -> int:
     """The shipped model's recipe in one command: record the three demonstration sets
     (skipping a dataset that is already there), train, optionally fine-tune, export."""
@@ -128,7 +123,7 @@ def cmd_all(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from noetra_ros.learning.export import export_policy
-    from noetra_ros.learning.record import RecordConfig
+    from noetra_ros.learning.record import record_and_describe, RecordConfig
     from noetra_ros.learning.train import train
 
     workdir = Path(args.workdir)
@@ -149,8 +144,11 @@ def cmd_all(args: argparse.Namespace) -> int:
             if not (path / 'meta' / 'info.json').exists()]
     if todo:
         # One PyBullet world per process: the recordings are independent and CPU bound.
-        with ProcessPoolExecutor(max_workers=max(1, min(args.jobs, len(todo)))) as pool:
-            for text in pool.map(_record_one, [c for _, c in todo], [p for p, _ in todo]):
+        # 'spawn': a fork of a process that may already run torch / OpenMP threads can hang.
+        with ProcessPoolExecutor(max_workers=max(1, min(args.jobs, len(todo))),
+                                 mp_context=multiprocessing.get_context('spawn')) as pool:
+            configs, outputs = [c for _, c in todo], [p for p, _ in todo]
+            for text in pool.map(record_and_describe, configs, outputs):
                 print(text)
     datasets = [path for path, _ in plans]
     config = _train_config(args)

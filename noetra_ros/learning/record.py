@@ -193,8 +193,8 @@ def record_episode(world: Any, expert: Any, seed: int, cameras: Sequence[str],
                    noise_phases: Sequence[str] = ()) -> tuple[Episode, bool, str]:
     """Run one expert episode for `seed` and return (episode, success, explanation).
 
-    Runs ``noetra_ros.core.expert.run_episode`` with a recorder attached; frame t holds the observation before the
-    t-th command and that command as its action. With `action_noise_rad` > 0 the executed arm
+    Runs ``noetra_ros.core.expert.run_episode`` with a recorder attached; frame t holds the
+    observation before the t-th command and that command as its action. With `action_noise_rad` > 0 the executed arm
     command gets an Ornstein-Uhlenbeck offset of that stationary std (correlation time
     `noise_correlation_s`, seeded by `seed`); the stored action stays the expert's.
     With `noise_phases`, the offset is injected only while the expert is in those phases and
@@ -308,6 +308,12 @@ def record(config: RecordConfig, output: str | Path) -> RecordSummary:
         expert.close()
     summary.wall_time_s = time.monotonic() - start
     return summary
+
+
+def record_and_describe(config: RecordConfig, output: str | Path) -> str:
+    """record() and its one-paragraph summary: a module-level function, so a process pool
+    started with 'spawn' can run it."""
+    return record(config, output).describe()
 
 
 @dataclass
