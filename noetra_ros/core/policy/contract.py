@@ -216,6 +216,34 @@ class ImageInput:
                 'mean': list(self.mean), 'std': list(self.std)}
 
 
+def _check_joints_and_axes(component: Any, kind: str, axes_kind: str,
+                           allowed_axes: Sequence[str], default_axes: Sequence[str] = ()) -> None:
+    """Shared rule of state and action components, by their source / meaning `kind`: joint
+    kinds name joints and have no axes, `axes_kind` names axes from `allowed_axes` (default
+    `default_axes`) and has no joints, the rest (gripper_position) has neither. Normalises
+    both fields to tuples on the frozen dataclass."""
+    _set(component, 'joints', tuple(component.joints or ()))
+    _set(component, 'axes', tuple(component.axes or ()))
+    if kind in ('joint_positions', 'joint_velocities'):
+        _set(component, 'joints', tuple(_check_names(component.joints, 'joints')))
+        if component.axes:
+            _fail('axes', f'only {axes_kind} components have axes, not {kind}')
+    elif kind == axes_kind:
+        if component.joints:
+            _fail('joints', f'a {axes_kind} component has no joints')
+        axes = component.axes if component.axes else tuple(default_axes)
+        _set(component, 'axes', tuple(_check_names(axes, 'axes', allowed=allowed_axes)))
+    else:
+        if component.joints:
+            _fail('joints', f'a {kind} component has no joints')
+        if component.axes:
+            _fail('axes', f'a {kind} component has no axes')
+
+
+def _component_size(kind: str, joints: Sequence[str], axes: Sequence[str]) -> int:
+    return 1 if kind == 'gripper_position' else (len(joints) if joints else len(axes))
+
+
 @dataclass(frozen=True)
 class StateComponent:
     """One block of the state vector: joint positions / velocities (by name), gripper, wrench."""
@@ -225,32 +253,13 @@ class StateComponent:
     axes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        _set(self, 'joints', self.joints or ())
-        _set(self, 'axes', self.axes or ())
         _check_choice(self.source, 'source', STATE_SOURCES)
-        if self.source in ('joint_positions', 'joint_velocities'):
-            _set(self, 'joints', _check_names(self.joints, 'joints'))
-            if self.axes:
-                _fail('axes', f'only wrench components have axes, not {self.source}')
-        elif self.source == 'wrench':
-            if self.joints:
-                _fail('joints', 'a wrench component has no joints')
-            axes = self.axes if self.axes else WRENCH_AXES
-            _set(self, 'axes', _check_names(axes, 'axes', allowed=WRENCH_AXES))
-        else:
-            if self.joints:
-                _fail('joints', 'a gripper_position component has no joints')
-            if self.axes:
-                _fail('axes', 'a gripper_position component has no axes')
-        _set(self, 'joints', tuple(self.joints))
-        _set(self, 'axes', tuple(self.axes))
+        _check_joints_and_axes(self, self.source, 'wrench', WRENCH_AXES, WRENCH_AXES)
 
     @property
     def size(self) -> int:
         """Number of values this component contributes."""
-        if self.source == 'gripper_position':
-            return 1
-        return len(self.joints) if self.joints else len(self.axes)
+        return _component_size(self.source, self.joints, self.axes)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form; keys that do not apply to the source are left out."""
@@ -377,35 +386,17 @@ class ActionComponent:
     axes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        _set(self, 'joints', self.joints or ())
-        _set(self, 'axes', self.axes or ())
         _check_choice(self.meaning, 'meaning', ACTION_MEANINGS)
         _check_choice(self.mode, 'mode', ACTION_MODES)
         if self.mode == 'delta' and self.meaning not in ('joint_positions', 'gripper_position'):
             _fail('mode', f'delta is only defined for joint_positions and gripper_position, '
                   f'not {self.meaning}')
-        if self.meaning in ('joint_positions', 'joint_velocities'):
-            _set(self, 'joints', _check_names(self.joints, 'joints'))
-            if self.axes:
-                _fail('axes', f'only base_twist components have axes, not {self.meaning}')
-        elif self.meaning == 'base_twist':
-            if self.joints:
-                _fail('joints', 'a base_twist component has no joints')
-            _set(self, 'axes', _check_names(self.axes, 'axes', allowed=TWIST_AXES))
-        else:
-            if self.joints:
-                _fail('joints', 'a gripper_position component has no joints')
-            if self.axes:
-                _fail('axes', 'a gripper_position component has no axes')
-        _set(self, 'joints', tuple(self.joints))
-        _set(self, 'axes', tuple(self.axes))
+        _check_joints_and_axes(self, self.meaning, 'base_twist', TWIST_AXES)
 
     @property
     def size(self) -> int:
         """Number of values this component contributes to each action row."""
-        if self.meaning == 'gripper_position':
-            return 1
-        return len(self.joints) if self.joints else len(self.axes)
+        return _component_size(self.meaning, self.joints, self.axes)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form; keys that do not apply to the meaning are left out."""
