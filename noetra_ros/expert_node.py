@@ -61,6 +61,7 @@ class ExpertNode(Node):
         self.controller_joints, self._from_world = controller_order(p['controller_joints'],
                                                                     self.arm_joints)
         self.episode = None
+        self.grasp_symmetry = math.pi
         # Status and poses are stamped with the step they belong to; acting on a mix of steps
         # would make lockstep episodes irreproducible.
         self.sync = ExactStampSync(('joints', 'target', 'place', 'status'))
@@ -99,17 +100,18 @@ class ExpertNode(Node):
         if status.get('episode') != self.episode:
             self.episode = status.get('episode')
             self.expert.reset()
+            # The instruction names the shape; its symmetry lets the expert pick the grasp
+            # that looks the same in every demonstration (a half turn holds for any shape).
+            shape = shape_in_instruction(status.get('instruction', ''))
+            self.grasp_symmetry = GRASP_SYMMETRY_RAD[shape] if shape else math.pi
         joints: JointState = step['joints']
         try:
             positions = dict(zip(joints.name, joints.position))
             q = np.array([positions[j] for j in self.arm_joints])
             gripper = float(np.mean([positions[j] for j in self.expert.gripper_joint_names]))
             target, place = _pose(step['target']), _pose(step['place'])
-            # The instruction names the shape; its symmetry lets the expert pick the grasp
-            # that looks the same in every demonstration (a half turn holds for any shape).
-            shape = shape_in_instruction(status.get('instruction', ''))
-            symmetry = GRASP_SYMMETRY_RAD[shape] if shape else math.pi
-            action = self.expert.act(q, gripper, target, place, grasp_symmetry_rad=symmetry)
+            action = self.expert.act(q, gripper, target, place,
+                                     grasp_symmetry_rad=self.grasp_symmetry)
         except (KeyError, NoetraError) as exc:
             # Hold: answer with the measured pose so a lockstep sim steps without motion.
             self.get_logger().error(f'expert cannot act on this step, holding: {exc}',

@@ -103,7 +103,7 @@ class PolicyNode(LifecycleNode):
         self.counters = {'commands': 0, 'inferences': 0, 'no_command_stale': 0,
                          'input_errors': 0, 'inference_errors': 0, 'non_finite_blocked': 0}
         self.last_problem = ''
-        self.problems: dict[str, str] = {}  # counter -> the latest reason, for diagnostics
+        self.problems: dict[str, str] = {}  # counter -> its latest reason (diagnostics)
         self.inference_ms: deque[float] = deque(maxlen=2000)
         self.preprocess_ms: deque[float] = deque(maxlen=2000)
         self.e2e_ms: deque[float] = deque(maxlen=2000)
@@ -416,21 +416,28 @@ class PolicyNode(LifecycleNode):
                 'plan_ms': percentiles(self.plan_ms),
                 'end_to_end_ms': percentiles(self.e2e_ms), **self.counters}
 
+    def diagnostic_values(self) -> dict:
+        """The key / values of the node's diagnostic status: counters, latency percentiles as
+        <name>_p50 / _p90 / _p99 / _n, and the latest reason behind each problem counter."""
+        values = {}
+        for key, value in self.stats().items():
+            if isinstance(value, dict):
+                values.update({f'{key}_{q}': (f'{v:.3f}' if q != 'n' else v)
+                               for q, v in value.items()})
+            else:
+                values[key] = value
+        # What and where, not only how often.
+        values.update({f'{counter}_reason': reason for counter, reason in self.problems.items()})
+        return values
+
     def _publish_diagnostics(self) -> None:
-        stats = self.stats()
         level = DiagnosticStatus.OK
         message = 'commanding'
         if not self.active:
             level, message = DiagnosticStatus.WARN, 'inactive'
         elif self.counters['commands'] == 0 or self.last_problem:
             level, message = DiagnosticStatus.WARN, self.last_problem or 'no command yet'
-        values = {}
-        for key, value in stats.items():
-            if isinstance(value, dict):  # percentiles -> <name>_p50 / _p90 / _p99 / _n
-                values.update({f'{key}_{q}': (f'{v:.3f}' if q != 'n' else v)
-                               for q, v in value.items()})
-            else:
-                values[key] = value
+        values = self.diagnostic_values()
         status = DiagnosticStatus(
             level=level, name=f'{self.get_name()}: policy', message=message,
             hardware_id=self.p['robot'],

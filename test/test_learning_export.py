@@ -317,3 +317,23 @@ def test_all_records_the_three_sets_trains_fine_tunes_and_exports(tmp_path):
     assert (work / 'checkpoint_finetuned.pt').is_file()
     contract = load_contract(model)
     assert [s.height for s in contract.image_inputs] == [96, 96]  # the recipe's 128x96
+
+
+def test_fine_tuning_needs_a_matching_checkpoint(tiny_dataset, tmp_path):
+    pytest.importorskip('torch')
+    from noetra_ros.core.errors import ConfigError
+    from noetra_ros.learning.train import load_checkpoint, train
+
+    quiet = dict(log=lambda *a: None)
+    with pytest.raises(ConfigError, match='no such file'):
+        train(tiny_dataset, tmp_path / 'a.pt',
+              _tiny_config(init_checkpoint=str(tmp_path / 'missing.pt')), **quiet)
+    train(tiny_dataset, tmp_path / 'base.pt', _tiny_config(), **quiet)
+    continued = train(tiny_dataset, tmp_path / 'more.pt',
+                      _tiny_config(init_checkpoint=str(tmp_path / 'base.pt')), **quiet)
+    # The checkpoint's contract (its normalisation) is kept, not rebuilt from the data.
+    assert continued['contract'] == load_checkpoint(tmp_path / 'base.pt')[2]['contract']
+    _grounding_dataset(tmp_path / 'one_camera')  # scene_camera only
+    with pytest.raises(ConfigError, match='do not match the dataset'):
+        train(tmp_path / 'one_camera', tmp_path / 'b.pt',
+              _tiny_config(init_checkpoint=str(tmp_path / 'base.pt')), **quiet)

@@ -160,6 +160,7 @@ def test_nan_state_and_wrong_encoding_give_no_command(ros_context, tmp_path):
     assert len(feeder.commands) == 0, 'a command was built from an unsupported image'
     assert node.counters['input_errors'] > errors
     assert 'yuv422' in node.problems['input_errors']
+    assert 'yuv422' in node.diagnostic_values()['input_errors_reason']
 
 
 def test_chunk_boundaries_stay_continuous(ros_context, tmp_path):

@@ -19,6 +19,7 @@ import argparse
 import json
 import pathlib
 import sys
+import tempfile
 
 import numpy as np
 
@@ -54,14 +55,17 @@ def first_frame_grounding(checkpoint: pathlib.Path, world: SimWorld, seeds: list
     from noetra_ros.core.policy.preprocess import ImageFrame
     from noetra_ros.core.policy.runtime import PolicyRuntime
     from noetra_ros.learning.export import export_onnx
-    from noetra_ros.learning.train import load_checkpoint
+    from noetra_ros.learning.train import (
+        grid_to_native, grounding_cells, load_checkpoint, pixels_in_image)
 
     model, contract, _ = load_checkpoint(checkpoint)
     if not model.config.grounding:
         raise SystemExit(f'{checkpoint}: the model has no grounding maps')
-    onnx_path = pathlib.Path('/tmp') / f'{checkpoint.stem}.breakdown.onnx'
-    export_onnx(model, contract, onnx_path)
-    runtime = PolicyRuntime(onnx_path)  # the deployment pre-processing builds the tensors
+    with tempfile.TemporaryDirectory() as tmp:
+        # The runtime's build_inputs is the deployment pre-processing; it needs a model file.
+        onnx_path = pathlib.Path(tmp) / 'policy.onnx'
+        export_onnx(model, contract, onnx_path)
+        runtime = PolicyRuntime(onnx_path)
     out = {}
     for seed in seeds:
         episode = world.reset(seed)
@@ -79,16 +83,11 @@ def first_frame_grounding(checkpoint: pathlib.Path, world: SimWorld, seeds: list
         target, _ = world.target_object_pose()
         errors = []
         for spec, logits in zip(contract.image_inputs, extras['grounding']):
-            native_h, native_w = frames[spec.camera].height, frames[spec.camera].width
-            feat_h, feat_w = logits.shape[2:]
-            prob = torch.softmax(logits[0, 0].flatten(), 0).reshape(feat_h, feat_w)
-            gu = float((prob.sum(0) * torch.arange(feat_w)).sum())
-            gv = float((prob.sum(1) * torch.arange(feat_h)).sum())
-            u = (gu * 4.0 + 0.5) * native_w / spec.width - 0.5
-            v = (gv * 4.0 + 0.5) * native_h / spec.height - 0.5
-            tu, tv = world.project(spec.camera, target)
-            inside = 0 <= tu <= native_w - 1 and 0 <= tv <= native_h - 1
-            errors.append(float(np.hypot(u - tu, v - tv)) if inside else float('nan'))
+            native_w, native_h = frames[spec.camera].width, frames[spec.camera].height
+            found = grid_to_native(grounding_cells(logits), spec, native_w, native_h)[0]
+            truth = world.project(spec.camera, target)
+            inside = bool(pixels_in_image(truth[None, :], native_w, native_h)[0])
+            errors.append(float(np.linalg.norm(found - truth)) if inside else float('nan'))
         out[seed] = errors
     runtime.close()
     return contract.cameras, out

@@ -675,11 +675,9 @@ def concat_datasets(parts: Sequence[LoadedDataset],
     def cat(name: str) -> np.ndarray:
         return np.concatenate([getattr(p, name) for p in parts])
 
-    def environment_names(part: LoadedDataset) -> list[str] | None:
-        return part.info['features'].get(ENVIRONMENT_KEY, {}).get('names')
-
-    same_environment = (all(p.environment_state is not None for p in parts)
-                        and all(environment_names(p) == environment_names(first) for p in parts))
+    def cat_optional(name: str) -> np.ndarray | None:
+        # Same features in every part (checked above), so one part tells for all.
+        return cat(name) if getattr(first, name) is not None else None
 
     merged = LoadedDataset(
         root=first.root, info=dict(first.info), stats={}, tasks=tasks, episodes=episodes,
@@ -688,8 +686,7 @@ def concat_datasets(parts: Sequence[LoadedDataset],
         episode_index=np.concatenate([p.episode_index + sum(len(q.episodes) for q in parts[:i])
                                       for i, p in enumerate(parts)]),
         index=np.arange(frame_offset, dtype=np.int64), task_index=np.concatenate(task_index),
-        wrench=cat('wrench') if all(p.wrench is not None for p in parts) else None,
-        environment_state=(cat('environment_state') if same_environment else None),
+        wrench=cat_optional('wrench'), environment_state=cat_optional('environment_state'),
         images={cam: _concat_frames(parts, cam, release_images)
                 for cam in list(first.images) if all(cam in p.images for p in parts)})
     merged.info['total_episodes'] = len(episodes)

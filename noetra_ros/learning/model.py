@@ -125,6 +125,12 @@ def _conv_block(c_in: int, c_out: int, kernel: int, stride: int) -> nn.Sequentia
     )
 
 
+def _apply_film(features: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+    """FiLM: `params` [B, 2C] = per-channel (gamma, beta); features * (1 + gamma) + beta."""
+    gamma, beta = params.unsqueeze(-1).unsqueeze(-1).chunk(2, dim=1)
+    return features * (1.0 + gamma) + beta
+
+
 class CameraEncoder(nn.Module):
     """Small CNN + spatial softmax for one camera; optionally grounded on the instruction.
 
@@ -149,7 +155,6 @@ class CameraEncoder(nn.Module):
         out_h, out_w = height, width
         for _ in range(2):
             out_h, out_w = (out_h + 1) // 2, (out_w + 1) // 2
-        self.feature_size = (out_h, out_w)
         self.keypoint_maps = nn.Conv2d(2 * channels, keypoints, 1)
         self.spatial_softmax = SpatialSoftmax(out_h, out_w)
         self.grounding_film = nn.Linear(text_dim, 4 * channels) if grounding else None
@@ -162,16 +167,15 @@ class CameraEncoder(nn.Module):
                 text: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         features = self.body(image)
         if film is not None:
-            # FiLM: scale / shift each channel from the instruction, so the keypoint maps can
-            # light up on the object the instruction names rather than on every object.
-            gamma, beta = film.unsqueeze(-1).unsqueeze(-1).chunk(2, dim=1)
-            features = features * (1.0 + gamma) + beta
+            # Scale / shift each channel from the instruction, so the keypoint maps can light
+            # up on the object the instruction names rather than on every object.
+            features = _apply_film(features, film)
         points = self.spatial_softmax(self.keypoint_maps(features))
         pooled = features.mean(dim=(2, 3))
         if self.grounding_film is None or self.grounding_map is None or text is None:
             return torch.cat([points, pooled], dim=1), None
-        gamma, beta = self.grounding_film(text).unsqueeze(-1).unsqueeze(-1).chunk(2, dim=1)
-        logits = self.grounding_map(torch.relu(features * (1.0 + gamma) + beta))
+        logits = self.grounding_map(torch.relu(_apply_film(features,
+                                                           self.grounding_film(text))))
         target = self.spatial_softmax(logits)
         return torch.cat([points, pooled, target], dim=1), logits
 

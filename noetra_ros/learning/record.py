@@ -33,6 +33,10 @@ from noetra_ros.core.errors import ConfigError
 from noetra_ros.learning.dataset import DatasetSpec, DatasetWriter, Episode, progress
 
 GRIPPER_STATE_NAME = 'gripper_position'
+DEFAULT_CAMERAS = ('scene_camera', 'wrist_camera')
+# Cross-fade into a new set of chunks, as the shipped policy cell sets it
+# (config/cells/pick_place_lrmate_policy.yaml: blend_window_s).
+EVAL_BLEND_WINDOW_S = 0.1
 # Outside RecordConfig.noise_phases the injected offset shrinks by this factor per control step
 # (to 1 % in about 0.5 s at 20 Hz): the arm converges back onto the expert's path smoothly.
 NOISE_DECAY_PER_STEP = 0.8
@@ -57,7 +61,6 @@ def target_environment_state(world: Any, cameras: Sequence[str]) -> np.ndarray:
         uv = world.project(cam, position)
         row += [BEHIND_CAMERA_PX] * 2 if not np.all(np.isfinite(uv)) else [float(v) for v in uv]
     return np.asarray(row, dtype=np.float32)
-DEFAULT_CAMERAS = ('scene_camera', 'wrist_camera')
 
 
 @dataclass(frozen=True)
@@ -140,6 +143,14 @@ class PolicyDriver:
             raise ConfigError(f'replan_every={replan_every!r}: must be an integer in '
                               f'[1, chunk length {chunk_length}]')
         self.joint_names = tuple(joint_names)
+        # Fixed by the contract: maps the action's joint order onto `joint_names`, once.
+        positions = self.contract.action.component('joint_positions')
+        if positions is None:
+            self.runtime.close()
+            raise ConfigError(f'{model_path}: the in-process driver commands joint position '
+                              'targets; this model outputs none (run it through policy_node)')
+        action_joints = positions.joints
+        self._to_robot = np.array([action_joints.index(n) for n in self.joint_names])
         self.replan_every = replan_every
         self.blend = blend
         self.reset()
@@ -148,7 +159,8 @@ class PolicyDriver:
         """Forget the queued actions (call at every episode start)."""
         from noetra_ros.core.policy.chunking import ActionQueue, BlendConfig
 
-        self.queue = ActionQueue(BlendConfig(strategy=self.blend, blend_window_s=0.1))
+        self.queue = ActionQueue(BlendConfig(strategy=self.blend,
+                                             blend_window_s=EVAL_BLEND_WINDOW_S))
         self.steps = 0
 
     @property
@@ -180,8 +192,7 @@ class PolicyDriver:
         if action is None:
             return None
         parts = self.contract.action.split(action)
-        order = [parts.joint_names.index(n) for n in self.joint_names]
-        return np.asarray(parts.joint_positions)[order], float(parts.gripper_position)
+        return np.asarray(parts.joint_positions)[self._to_robot], float(parts.gripper_position)
 
     def close(self) -> None:
         self.runtime.close()
@@ -371,9 +382,10 @@ def evaluate_policy(model_path: str | Path, seeds: Sequence[int],
     is commanded (joint position targets + gripper), as the policy node does. An episode ends
     when the task checker says success or failure (including its timeout).
     """
+    from noetra_ros.core.sim.world import SimWorld, WorldConfig
+
     start = time.monotonic()
-    world, expert = make_world_and_expert(robot)
-    expert.close()
+    world = SimWorld(WorldConfig(robot=robot))
     joint_names = world.joint_names
     try:
         driver = PolicyDriver(model_path, joint_names, replan_every, blend, threads)

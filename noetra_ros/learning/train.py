@@ -44,6 +44,37 @@ IMAGE_STD_FLOOR = 0.05
 # Units of the target-position head: metres from the middle of the object region, per 0.1 m.
 TARGET_CENTRE_M = np.array([0.45, 0.0, 0.05])
 TARGET_SCALE_M = 0.1
+# Input pixels per grounding-map cell: model.CameraEncoder's two stride-2 convs (padding k // 2)
+# put cell j's centre on input pixel 4 j.
+GROUNDING_STRIDE = 4
+
+
+def pixels_in_image(uv: np.ndarray, width: int, height: int) -> np.ndarray:
+    """[N] bool: which (u, v) rows (pixel-centre convention) lie inside a width x height image."""
+    return (uv[:, 0] >= 0) & (uv[:, 0] <= width - 1) & (uv[:, 1] >= 0) & (uv[:, 1] <= height - 1)
+
+
+def native_to_grid(uv: np.ndarray, spec: Any, native_w: int, native_h: int) -> np.ndarray:
+    """Native camera pixels -> grounding-map cells of an image input `spec` (stretch resize)."""
+    scale = np.array([spec.width / native_w, spec.height / native_h])
+    return ((np.asarray(uv, dtype=np.float64) + 0.5) * scale - 0.5) / GROUNDING_STRIDE
+
+
+def grid_to_native(grid: np.ndarray, spec: Any, native_w: int, native_h: int) -> np.ndarray:
+    """Inverse of native_to_grid."""
+    scale = np.array([native_w / spec.width, native_h / spec.height])
+    return (np.asarray(grid, dtype=np.float64) * GROUNDING_STRIDE + 0.5) * scale - 0.5
+
+
+def grounding_cells(logits: Any) -> np.ndarray:
+    """[B, 2] expected (column, row) cell of grounding logits [B, 1, h, w] (spatial softmax)."""
+    import torch
+
+    feat_h, feat_w = logits.shape[2:]
+    prob = torch.softmax(logits.flatten(1), dim=1).reshape(-1, feat_h, feat_w)
+    column = (prob.sum(dim=1) * torch.arange(feat_w)).sum(dim=1)
+    row = (prob.sum(dim=2) * torch.arange(feat_h)).sum(dim=1)
+    return torch.stack([column, row], dim=1).detach().numpy().astype(np.float64)
 
 
 @dataclass(frozen=True)
@@ -265,9 +296,8 @@ class TrainingSamples:
                           sigma: float) -> list[tuple[np.ndarray, np.ndarray] | None]:
         """Per camera: (soft target over the feature grid [B, h*w], valid mask [B]) or None.
 
-        The object's native pixel moves with the augmentation shift, is mapped into the resized
-        model input (stretch) and then onto the stride-4 feature grid, whose cell j is centred
-        on input pixel 4 j. The target is a Gaussian of `sigma` cells around it.
+        The object's native pixel moves with the augmentation shift and is mapped onto the
+        grounding map (native_to_grid). The target is a Gaussian of `sigma` cells around it.
         """
         out: list[tuple[np.ndarray, np.ndarray] | None] = []
         for spec, shift in zip(self.image_specs, shifts):
@@ -277,14 +307,13 @@ class TrainingSamples:
                 continue
             native_h, native_w = self.data.images[spec.camera].shape[1:3]
             uv = pixels[rows].astype(np.float64) + shift
-            valid = ((uv[:, 0] >= 0) & (uv[:, 0] <= native_w - 1) & (uv[:, 1] >= 0)
-                     & (uv[:, 1] <= native_h - 1))
-            grid_u = ((uv[:, 0] + 0.5) * spec.width / native_w - 0.5) / 4.0
-            grid_v = ((uv[:, 1] + 0.5) * spec.height / native_h - 0.5) / 4.0
-            feat_h, feat_w = (spec.height + 3) // 4, (spec.width + 3) // 4
+            valid = pixels_in_image(uv, native_w, native_h)
+            grid = native_to_grid(uv, spec, native_w, native_h)
+            feat_h = -(-spec.height // GROUNDING_STRIDE)
+            feat_w = -(-spec.width // GROUNDING_STRIDE)
             cols = np.arange(feat_w)[None, None, :]
             lines = np.arange(feat_h)[None, :, None]
-            d2 = ((cols - grid_u[:, None, None]) ** 2 + (lines - grid_v[:, None, None]) ** 2)
+            d2 = ((cols - grid[:, 0, None, None]) ** 2 + (lines - grid[:, 1, None, None]) ** 2)
             weights = np.exp(-0.5 * d2 / sigma ** 2).reshape(len(rows), -1)
             weights /= np.maximum(weights.sum(axis=1, keepdims=True), 1e-12)
             out.append((weights.astype(np.float32), valid))
@@ -452,17 +481,11 @@ def perception_errors(model: Any, samples: 'TrainingSamples', rows: np.ndarray,
                 if camera_logits is None or pixels is None:
                     continue
                 native_h, native_w = samples.data.images[spec.camera].shape[1:3]
-                feat_h, feat_w = camera_logits.shape[2:]
-                prob = torch.softmax(camera_logits.flatten(1), dim=1).reshape(-1, feat_h, feat_w)
-                gu = (prob.sum(dim=1) * torch.arange(feat_w)).sum(dim=1).numpy()
-                gv = (prob.sum(dim=2) * torch.arange(feat_h)).sum(dim=1).numpy()
-                u = (gu * 4.0 + 0.5) * native_w / spec.width - 0.5
-                v = (gv * 4.0 + 0.5) * native_h / spec.height - 0.5
+                found = grid_to_native(grounding_cells(camera_logits), spec, native_w, native_h)
                 truth = pixels[chunk]
-                inside = ((truth[:, 0] >= 0) & (truth[:, 0] <= native_w - 1) & (truth[:, 1] >= 0)
-                          & (truth[:, 1] <= native_h - 1))
+                inside = pixels_in_image(truth, native_w, native_h)
                 errors.setdefault(f'{spec.camera}_px', []).append(
-                    np.hypot(u - truth[:, 0], v - truth[:, 1])[inside])
+                    np.linalg.norm(found - truth, axis=1)[inside])
             estimate = extras['target_position']
             if estimate is not None and samples.target_position is not None:
                 miss = (estimate.numpy() - samples.target_position[chunk]) * TARGET_SCALE_M
@@ -510,8 +533,16 @@ def train(dataset: str | Path | Sequence[str | Path], output: str | Path,
     log(f'loaded {len(data.episodes)} episodes, {len(data)} frames in '
         f'{time.monotonic() - t0:.0f} s')
     if config.init_checkpoint:
+        if not Path(config.init_checkpoint).is_file():
+            raise ConfigError(f'init_checkpoint={config.init_checkpoint!r}: no such file')
         # Fine-tuning keeps the checkpoint's contract: its weights assume its normalisation.
         model, contract, _ = load_checkpoint(config.init_checkpoint)
+        missing = [cam for cam in contract.cameras if cam not in data.cameras]
+        joints = list(contract.state_input.components[0].joints)
+        if missing or data.names('observation.state')[:len(joints)] != joints:
+            raise ConfigError(f'init_checkpoint={config.init_checkpoint!r}: its cameras '
+                              f'{list(contract.cameras)} / joints {joints} do not match the '
+                              f'dataset ({data.cameras} / {data.names("observation.state")})')
         log(f'continuing from {config.init_checkpoint} (its contract and weights)')
     else:
         contract = build_contract(data, config)
