@@ -1530,7 +1530,12 @@ def scenario_c20_fuzz_commands(rig: SafetyRig, examples: int = 40) -> list[Resul
     alive = all(p.running() for p in rig.procs)
     outs = rig.outputs[start:]
     q = np.array([o.q for o in outs])
-    outside = int(np.count_nonzero((q < lim.safe_lower - 1e-9) | (q > lim.safe_upper + 1e-9)))
+    beyond = np.maximum(lim.safe_lower - q, q - lim.safe_upper)
+    outside = int(np.count_nonzero(beyond > 1e-9))
+    # Where and how far, so an intermittent excursion can be traced (sample, joint, mrad).
+    worst = np.unravel_index(int(np.argmax(beyond)), beyond.shape)
+    excursion = (f'; worst {1e3 * beyond[worst]:.3f} mrad beyond the band, joint '
+                 f'{worst[1] + 1}, sample {worst[0]} of {len(outs)}' if outside else '')
     v_ratio, a_ratio = limit_ratios(stream_steps(outs), lim, restarts=armed_clocks(rig))
     box_out, tool_ratio = lim.tool_checks(outs)
     after = rig.counters()
@@ -1546,7 +1551,7 @@ def scenario_c20_fuzz_commands(rig: SafetyRig, examples: int = 40) -> list[Resul
                f'nodes alive: {alive}; re-armed {stats["armed"]} times', also=alive),
         result('C20', 'fuzzed commands: samples outside [min+m, max-m] or tool outside the '
                'workspace box', outside + box_out, 0, f'of {q.size}',
-               f'joint samples {outside}, tool samples {box_out}'),
+               f'joint samples {outside}, tool samples {box_out}{excursion}'),
         result('C20', 'fuzzed commands: max |dq|/(v_max dt) and tool speed / max_tool_speed',
                max(v_ratio, tool_ratio), 1.0, '',
                f'joint {v_ratio:.3f}, tool {tool_ratio:.3f} over {len(outs)} cycles; '
