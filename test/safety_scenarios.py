@@ -1492,14 +1492,6 @@ def _fuzz_message(kind_and_args: tuple, clock: float):
     return 'trajectory', trajectory(joint_names, points, stamp, velocities)
 
 
-def _live_fuzz_settings(examples: int):
-    """Hypothesis settings for fuzzing a live node: reproducible (derandomized, no example
-    database), no per-example deadline (each example waits for control ticks), and no health
-    checks (slow examples are the point)."""
-    return settings(max_examples=examples, deadline=None, derandomize=True, database=None,
-                    suppress_health_check=list(HealthCheck))
-
-
 def scenario_c20_fuzz_commands(rig: SafetyRig, examples: int = 40) -> list[Result]:
     """C20: Hypothesis-generated commands on every command input of the live node."""
     lim = rig.limits
@@ -1507,7 +1499,8 @@ def scenario_c20_fuzz_commands(rig: SafetyRig, examples: int = 40) -> list[Resul
 
     # Built before arming: this process is the node's clock source, so it must not block
     # while the arm is live.
-    @_live_fuzz_settings(examples)
+    @settings(max_examples=examples, deadline=None, derandomize=True, database=None,
+              suppress_health_check=list(HealthCheck))
     @given(example=_fuzz_strategies(rig.names, rig.home))
     def run(example):
         stats['examples'] += 1
@@ -1586,7 +1579,8 @@ def scenario_c20_fuzz_joint_states(rig: SafetyRig, examples: int = 30) -> list[R
     lim = rig.limits
     stats = {'examples': 0, 'plausible': 0}
 
-    @_live_fuzz_settings(examples)
+    @settings(max_examples=examples, deadline=None, derandomize=True, database=None,
+              suppress_health_check=list(HealthCheck))
     @given(example=_fuzz_joint_states(rig.names, rig.home))
     def run(example):
         kind, joint_names, positions, velocities, offset = example
