@@ -233,7 +233,7 @@ def test_recorder_stores_the_expert_episode(tmp_path):
     assert summary.kept + summary.failed == 1
     assert summary.kept == 1, summary.describe()
     data = read_dataset(tmp_path / 'expert')
-    assert data.cameras == list(CAMERAS)
+    assert data.cameras == ['workspace_camera', 'wrist_camera']
     assert data.names('observation.state')[-1] == 'gripper_position'
     n = len(data)
     assert n == summary.frames > 40
@@ -243,18 +243,40 @@ def test_recorder_stores_the_expert_episode(tmp_path):
     assert gripper_cmd[-1] == pytest.approx(0.0)
     # The measured state follows the commanded targets (lag of a few steps at most).
     assert np.max(np.abs(data.state[-1, :6] - data.action[-1, :6])) < 0.05
-    assert data.images['scene_camera'].shape[1:] == (96, 128, 3)
+    assert data.images['workspace_camera'].shape[1:] == (96, 128, 3)
     assert data.tasks[0].startswith('pick the ')
     # Where the named object is (training target of the grounding head): base-frame position
     # on the table at the start, lifted later, and its pixel inside both images at frame 0.
     names = data.names('observation.environment_state')
-    assert names == ['target_x', 'target_y', 'target_z', 'target_u_scene_camera',
-                     'target_v_scene_camera', 'target_u_wrist_camera', 'target_v_wrist_camera']
+    assert names[:7] == ['target_x', 'target_y', 'target_z', 'target_u_workspace_camera',
+                         'target_v_workspace_camera', 'target_u_wrist_camera',
+                         'target_v_wrist_camera']
     env = data.environment_state
-    assert env.shape == (n, 7) and np.all(np.isfinite(env))
+    assert env.shape == (n, 7 + 4 * 6) and np.all(np.isfinite(env))
     assert 0.0 < env[0, 2] < 0.05 and env[:, 2].max() > 0.1
+    # The zoomed workspace camera shows the whole object region at the start.
     assert 0 <= env[0, 3] <= 127 and 0 <= env[0, 4] <= 95
     assert 0 <= env[0, 5] <= 127 and 0 <= env[0, 6] <= 95
+    # One slot per object, the named one first: its colour / shape indices name the
+    # instruction's words, its pixel is the target's; empty slots are -1 and off-image.
+    from noetra_ros.core.sim.task import COLOURS, SHAPES
+    column = {name: env[:, i] for i, name in enumerate(names)}
+    words = data.tasks[0].split()
+    assert COLOURS[int(column['object0_colour'][0])] == words[2]
+    assert SHAPES[int(column['object0_shape'][0])] == words[3]
+    np.testing.assert_array_equal(column['object0_u_workspace_camera'],
+                                  column['target_u_workspace_camera'])
+    present = [slot for slot in range(4) if column[f'object{slot}_colour'][0] >= 0]
+    assert 2 <= len(present) <= 4 and present == list(range(len(present)))
+    pairs = {(column[f'object{s}_colour'][0], column[f'object{s}_shape'][0]) for s in present}
+    assert len(pairs) == len(present)  # every object is a distinct colour / shape pair
+    for slot in present[1:]:
+        # Distractors stand still in the fixed camera unless touched.
+        u = column[f'object{slot}_u_workspace_camera']
+        assert 0 <= u[0] <= 127 and abs(u[-1] - u[0]) < 2.0
+    for slot in range(len(present), 4):
+        assert column[f'object{slot}_shape'][0] == -1
+        assert column[f'object{slot}_u_wrist_camera'][0] == -1000.0
 
 
 def test_noise_injected_only_in_the_named_phases(tmp_path):

@@ -211,20 +211,27 @@ def test_key_poses_and_action_scale_come_from_the_demonstrations(tmp_path):
     assert absolute.action.std[3] == pytest.approx(0.05)
 
 
+def _write_scene_camera_episode(root, environment_names, images, env, rng):
+    """One episode on one camera ('scene_camera'), random state / action, the red cube named."""
+    from noetra_ros.learning.dataset import DatasetSpec, DatasetWriter, Episode
+
+    names = JOINTS + ('gripper_position',)
+    spec = DatasetSpec(fps=20, robot_type='fanuc_lrmate200id', state_names=names,
+                       action_names=names, cameras=('scene_camera',),
+                       image_height=images.shape[1], image_width=images.shape[2],
+                       with_wrench=False, environment_names=tuple(environment_names))
+    writer = DatasetWriter(root, spec)
+    state = rng.normal(size=(len(images), 7)).astype(np.float32)
+    writer.add_episode(Episode('pick the red cube and place it in the left bin', state,
+                               state.copy(), {'scene_camera': images}, environment_state=env))
+    writer.close()
+
+
 def _grounding_dataset(root, n=12, size=(48, 64)):
     """One camera; each frame a dark image with a bright 4x4 square at a random pixel, which
     the environment state names as the target."""
-    from noetra_ros.learning.dataset import DatasetSpec, DatasetWriter, Episode
-
     rng = np.random.default_rng(5)
     h, w = size
-    names = JOINTS + ('gripper_position',)
-    spec = DatasetSpec(fps=20, robot_type='fanuc_lrmate200id', state_names=names,
-                       action_names=names, cameras=('scene_camera',), image_height=h,
-                       image_width=w, with_wrench=False,
-                       environment_names=('target_x', 'target_y', 'target_z',
-                                          'target_u_scene_camera', 'target_v_scene_camera'))
-    writer = DatasetWriter(root, spec)
     images = np.full((n, h, w, 3), 20, np.uint8)
     env = np.zeros((n, 5), np.float32)
     for t in range(n):
@@ -233,10 +240,9 @@ def _grounding_dataset(root, n=12, size=(48, 64)):
         env[t, 3:] = (u - 0.5, v - 0.5)  # centre of the 4x4 square, pixel-centre convention
         env[t, :3] = (0.3 + u / 200.0, v / 200.0 - 0.1, 0.02)  # a 'table' position for it
     env[-1, 3:] = (-1000.0, -1000.0)  # the last frame: target out of view
-    state = rng.normal(size=(n, 7)).astype(np.float32)
-    writer.add_episode(Episode('pick the red cube and place it in the left bin', state,
-                               state.copy(), {'scene_camera': images}, environment_state=env))
-    writer.close()
+    _write_scene_camera_episode(root, ('target_x', 'target_y', 'target_z',
+                                       'target_u_scene_camera', 'target_v_scene_camera'),
+                                images, env, rng)
     return env
 
 
@@ -291,6 +297,82 @@ def test_grounded_policy_learns_where_the_object_is_and_exports(tmp_path):
                            dataset=tmp_path / 'ds', parity_samples=8)
     assert report.parity_max_abs_diff < 1e-4
     assert torch.is_tensor(next(model.parameters()))
+
+
+def _two_object_dataset(root, n=48, size=(48, 64)):
+    """One camera; each frame a red and a green 4x4 square at random pixels. Every instruction
+    names the red cube; the green cube is only a distractor in the object slots (slot 2 empty),
+    so only the object-grounding loss can teach the map where 'the green cube' is."""
+    from noetra_ros.core.sim.task import COLOURS, SHAPES
+
+    rng = np.random.default_rng(11)
+    h, w = size
+    env_names = ['target_x', 'target_y', 'target_z', 'target_u_scene_camera',
+                 'target_v_scene_camera']
+    for slot in range(3):
+        env_names += [f'object{slot}_colour', f'object{slot}_shape',
+                      f'object{slot}_u_scene_camera', f'object{slot}_v_scene_camera']
+    images = np.full((n, h, w, 3), 20, np.uint8)
+    env = np.zeros((n, len(env_names)), np.float32)
+    cube = float(SHAPES.index('cube'))
+    for t in range(n):
+        while True:
+            red = rng.integers([4, 4], [w - 4, h - 4])
+            green = rng.integers([4, 4], [w - 4, h - 4])
+            if np.abs(red - green).max() > 10:
+                break
+        images[t, red[1] - 2:red[1] + 2, red[0] - 2:red[0] + 2] = (250, 20, 20)
+        images[t, green[1] - 2:green[1] + 2, green[0] - 2:green[0] + 2] = (20, 250, 20)
+        env[t, :3] = (0.3 + red[0] / 200.0, red[1] / 200.0 - 0.1, 0.02)
+        env[t, 3:5] = red - 0.5
+        env[t, 5:9] = (COLOURS.index('red'), cube, *(red - 0.5))
+        env[t, 9:13] = (COLOURS.index('green'), cube, *(green - 0.5))
+        env[t, 13:17] = (-1.0, -1.0, -1000.0, -1000.0)
+    _write_scene_camera_episode(root, env_names, images, env, rng)
+    return env
+
+
+def test_object_grounding_finds_objects_the_instructions_never_name(tmp_path):
+    """The training-only object queries: one per distractor slot, its instruction built from
+    the slot's colour and shape, masked where the slot is empty; trained with them, the map
+    finds the green cube although no recorded instruction names it."""
+    torch = pytest.importorskip('torch')
+    from noetra_ros.core.policy.tokenizer import Tokenizer
+    from noetra_ros.learning.dataset import read_dataset
+    from noetra_ros.learning.train import (
+        build_contract, grid_to_native, grounding_cells, load_checkpoint, train,
+        TrainingSamples)
+
+    env = _two_object_dataset(tmp_path / 'ds')
+    data = read_dataset(tmp_path / 'ds')
+    config = _tiny_config(steps=300, batch_size=16, val_every=300, image_width=64,
+                          image_height=48, grounding=True, target_position=False,
+                          object_grounding_weight=1.0, shift_pixels=2, learning_rate=3e-3)
+    contract = build_contract(data, config)
+    samples = TrainingSamples(data, contract, config.chunk_length)
+    rows = np.arange(len(data))
+    zero = [np.zeros((len(rows), 2))]
+    (tokens, targets), (_, empty_targets) = samples.object_queries(rows, zero, sigma=1.0)
+    green = Tokenizer(contract.instruction_input).encode(
+        'pick the green cube and place it in the left bin').ids[0]
+    np.testing.assert_array_equal(tokens, np.tile(green, (len(rows), 1)))
+    assert targets[0][1].all() and not empty_targets[0][1].any()
+    assert not samples.shared_colour_rows(rows).any()
+
+    train(tmp_path / 'ds', tmp_path / 'ckpt.pt', config, log=lambda *a: None)
+    model, contract, _ = load_checkpoint(tmp_path / 'ckpt.pt')
+    samples = TrainingSamples(data, contract, config.chunk_length)
+    inputs, _ = samples.batch(rows)
+    with torch.no_grad():
+        _, extras = model.forward_with_aux(*[torch.from_numpy(x) for x in inputs],
+                                           queries=(torch.from_numpy(tokens),))
+    spec = contract.image_inputs[0]
+    found = grid_to_native(grounding_cells(extras['query_grounding'][0][0]), spec, 64, 48)
+    miss = np.linalg.norm(found - env[:, 11:13], axis=1)
+    assert np.median(miss) < 4.0, miss
+    # The instruction's own map still finds the red cube, not the green one.
+    own = grid_to_native(grounding_cells(extras['grounding'][0]), spec, 64, 48)
+    assert np.median(np.linalg.norm(own - env[:, 3:5], axis=1)) < 4.0
 
 
 def test_all_records_the_three_sets_trains_fine_tunes_and_exports(tmp_path):

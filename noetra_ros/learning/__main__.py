@@ -22,6 +22,7 @@ import sys
 from typing import Sequence
 
 import numpy as np
+from noetra_ros.learning.record import DEFAULT_CAMERAS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SHIPPED_MODEL = REPO_ROOT / 'models' / 'pick_place_lrmate.onnx'
@@ -232,7 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--robot', default='fanuc_lrmate200id')
     p.add_argument('--episodes', type=int, default=200)
     p.add_argument('--first-seed', type=int, default=0)
-    p.add_argument('--cameras', default='scene_camera,wrist_camera')
+    p.add_argument('--cameras', default=','.join(DEFAULT_CAMERAS))
     p.add_argument('--action-noise', type=float, default=0.0,
                    help='std (rad) of the offset added to the executed arm command')
     p.add_argument('--noise-phases', default='',

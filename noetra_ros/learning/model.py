@@ -164,7 +164,12 @@ class CameraEncoder(nn.Module):
         self.out_dim = 2 * keypoints + 2 * channels + (2 if grounding else 0)
 
     def forward(self, image: torch.Tensor, film: torch.Tensor | None = None,
-                text: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+                text: torch.Tensor | None = None,
+                queries: list[torch.Tensor] | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(features, grounding logits of `text`); with `queries` (training only: other
+        instructions' embeddings) the second item is instead a list: the logits of `text`
+        followed by one map per query, all from the same conv features."""
         features = self.body(image)
         if film is not None:
             # Scale / shift each channel from the instruction, so the keypoint maps can light
@@ -174,10 +179,17 @@ class CameraEncoder(nn.Module):
         pooled = features.mean(dim=(2, 3))
         if self.grounding_film is None or self.grounding_map is None or text is None:
             return torch.cat([points, pooled], dim=1), None
-        logits = self.grounding_map(torch.relu(_apply_film(features,
-                                                           self.grounding_film(text))))
+        logits = self.ground(features, text)
         target = self.spatial_softmax(logits)
+        if queries is not None:
+            return (torch.cat([points, pooled, target], dim=1),
+                    [logits] + [self.ground(features, query) for query in queries])
         return torch.cat([points, pooled, target], dim=1), logits
+
+    def ground(self, features: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        """Grounding logits [B, 1, h, w] of the object an instruction embedding names."""
+        assert self.grounding_film is not None and self.grounding_map is not None
+        return self.grounding_map(torch.relu(_apply_film(features, self.grounding_film(text))))
 
 
 class VisuomotorPolicy(nn.Module):
@@ -240,8 +252,11 @@ class VisuomotorPolicy(nn.Module):
         summed = (self.word_embedding(tokens) * mask).sum(dim=1)
         return summed / mask.sum(dim=1).clamp(min=1.0)
 
-    def _features(self, inputs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, dict]:
-        """(fused features, training outputs: 'grounding' logits per camera, 'target_position')."""
+    def _features(self, inputs: tuple[torch.Tensor, ...],
+                  queries: tuple[torch.Tensor, ...] = ()) -> tuple[torch.Tensor, dict]:
+        """(fused features, training outputs: 'grounding' logits per camera, 'target_position'
+        and, for `queries` (token tensors of other instructions), 'query_grounding': per query
+        the logits per camera)."""
         n_cam = len(self.config.cameras)
         if len(inputs) != n_cam + 2:
             raise ValueError(f'expected {n_cam} images + state + instruction, got {len(inputs)}')
@@ -249,11 +264,23 @@ class VisuomotorPolicy(nn.Module):
         text = self.encode_instruction(tokens)
         films = ([film(text) for film in self.film] if self.film is not None
                  else [None] * n_cam)
-        encoded = [enc(img, film, text) for enc, img, film in zip(self.encoders, images, films)]
+        query_texts = [self.encode_instruction(q) for q in queries] if queries else None
+        encoded = [enc(img, film, text, query_texts)
+                   for enc, img, film in zip(self.encoders, images, films)]
+        query_grounding = None
+        if query_texts is not None:
+            # Each grounded encoder returned [own logits, query 1, ...]; regroup by query.
+            maps = [logits if logits is not None else [None] * (len(queries) + 1)
+                    for _, logits in encoded]
+            encoded = [(features, camera_maps[0]) for (features, _), camera_maps
+                       in zip(encoded, maps)]
+            query_grounding = [[camera_maps[1 + q] for camera_maps in maps]
+                               for q in range(len(queries))]
         parts = [features for features, _ in encoded]
         parts.append(self.state_mlp(state))
         parts.append(text)
-        extras: dict = {'grounding': [logits for _, logits in encoded], 'target_position': None}
+        extras: dict = {'grounding': [logits for _, logits in encoded], 'target_position': None,
+                        'query_grounding': query_grounding}
         if self.target_mlp is not None:
             # A grounded encoder's last two features are the object's image position.
             pixels = [features[:, -2:] for features, _ in encoded]
@@ -262,11 +289,14 @@ class VisuomotorPolicy(nn.Module):
             parts.append(target)
         return torch.cat(parts, dim=1), extras
 
-    def forward_with_aux(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, dict]:
+    def forward_with_aux(self, *inputs: torch.Tensor,
+                         queries: tuple[torch.Tensor, ...] = ()) -> tuple[torch.Tensor, dict]:
         """(actions, training outputs) - the training entry point. The dict holds 'key_poses'
-        (or None), 'grounding' (per camera: logits [B, 1, h, w] or None) and
-        'target_position' (normalised, or None)."""
-        features, extras = self._features(inputs)
+        (or None), 'grounding' (per camera: logits [B, 1, h, w] or None), 'target_position'
+        (normalised, or None) and 'query_grounding' (per entry of `queries`, instruction
+        tokens [B, L] naming other objects of the scene: logits per camera; None without
+        queries)."""
+        features, extras = self._features(inputs, queries)
         extras['key_poses'] = self.aux_head(features) if self.aux_head is not None else None
         return self._actions(features, inputs[len(self.config.cameras)]), extras
 

@@ -30,10 +30,14 @@ from typing import Any, Sequence
 import numpy as np
 
 from noetra_ros.core.errors import ConfigError
+from noetra_ros.core.sim.task import COLOURS, MAX_DISTRACTORS, SHAPES
 from noetra_ros.learning.dataset import DatasetSpec, DatasetWriter, Episode, progress
 
 GRIPPER_STATE_NAME = 'gripper_position'
-DEFAULT_CAMERAS = ('scene_camera', 'wrist_camera')
+# The policy's views: the workspace camera (zoomed on the pick area) and the wrist camera.
+DEFAULT_CAMERAS = ('workspace_camera', 'wrist_camera')
+# Object slots in observation.environment_state: the target + task.MAX_DISTRACTORS.
+MAX_SCENE_OBJECTS = MAX_DISTRACTORS + 1
 # Cross-fade into a new set of chunks, as the shipped policy cell sets it
 # (config/cells/pick_place_lrmate_policy.yaml: blend_window_s).
 EVAL_BLEND_WINDOW_S = 0.1
@@ -46,11 +50,23 @@ BEHIND_CAMERA_PX = -1000.0
 
 def environment_names(cameras: Sequence[str]) -> tuple[str, ...]:
     """Columns of observation.environment_state: where the named object is, in the base frame
-    and as a pixel in each camera (the training targets of the policy's grounding head)."""
+    and as a pixel in each camera (the training targets of the policy's grounding head), then
+    one slot per object of the scene (the named one first): its colour and shape as indices into
+    task.COLOURS / task.SHAPES (-1: no object in this slot) and its pixel in each camera - the
+    targets of the training-only "find any object by its name" grounding loss."""
     names = ['target_x', 'target_y', 'target_z']
     for cam in cameras:
         names += [f'target_u_{cam}', f'target_v_{cam}']
+    for slot in range(MAX_SCENE_OBJECTS):
+        names += [f'object{slot}_colour', f'object{slot}_shape']
+        for cam in cameras:
+            names += [f'object{slot}_u_{cam}', f'object{slot}_v_{cam}']
     return tuple(names)
+
+
+def _pixel(world: Any, camera: str, point: np.ndarray) -> list[float]:
+    uv = world.project(camera, point)
+    return [BEHIND_CAMERA_PX] * 2 if not np.all(np.isfinite(uv)) else [float(v) for v in uv]
 
 
 def target_environment_state(world: Any, cameras: Sequence[str]) -> np.ndarray:
@@ -58,8 +74,18 @@ def target_environment_state(world: Any, cameras: Sequence[str]) -> np.ndarray:
     position, _ = world.target_object_pose()
     row = [float(v) for v in position]
     for cam in cameras:
-        uv = world.project(cam, position)
-        row += [BEHIND_CAMERA_PX] * 2 if not np.all(np.isfinite(uv)) else [float(v) for v in uv]
+        row += _pixel(world, cam, position)
+    episode = world.episode
+    objects = sorted(episode.objects, key=lambda o: o.name != episode.target_object)
+    for slot in range(MAX_SCENE_OBJECTS):
+        if slot >= len(objects):
+            row += [-1.0, -1.0] + [BEHIND_CAMERA_PX] * (2 * len(cameras))
+            continue
+        spec = objects[slot]
+        row += [float(COLOURS.index(spec.colour)), float(SHAPES.index(spec.shape))]
+        centre, _ = world.object_pose(spec.name)
+        for cam in cameras:
+            row += _pixel(world, cam, centre)
     return np.asarray(row, dtype=np.float32)
 
 

@@ -30,6 +30,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from noetra_ros.core.errors import ConfigError
+from noetra_ros.core.sim.task import COLOURS, instruction_text, PLACES, SHAPES
 from noetra_ros.learning.dataset import (
     concat_datasets, episode_bounds, LoadedDataset, progress, read_dataset)
 
@@ -107,6 +108,10 @@ class TrainConfig:
     grounding_weight: float = 1.0
     grounding_sigma: float = 1.0
     grounding_hard_fraction: float = 0.0
+    # Weight of "find the other objects by their names": per frame, the grounding map is also
+    # asked for each distractor (instruction built from its colour and shape), supervised with
+    # its recorded pixel. Needs the object columns of observation.environment_state.
+    object_grounding_weight: float = 1.0
     target_position: bool = True
     target_weight: float = 1.0
     stem_channels: int = 16
@@ -137,6 +142,10 @@ class TrainConfig:
             raise ConfigError(f'target_weight={self.target_weight!r}: must be >= 0')
         if not (math.isfinite(self.grounding_weight) and self.grounding_weight >= 0.0):
             raise ConfigError(f'grounding_weight={self.grounding_weight!r}: must be >= 0')
+        if not (math.isfinite(self.object_grounding_weight)
+                and self.object_grounding_weight >= 0.0):
+            raise ConfigError(f'object_grounding_weight={self.object_grounding_weight!r}: '
+                              'must be >= 0')
         if not (math.isfinite(self.grounding_sigma) and self.grounding_sigma > 0.0):
             raise ConfigError(f'grounding_sigma={self.grounding_sigma!r}: must be > 0')
         if self.stem_channels < 0:
@@ -154,7 +163,6 @@ class TrainConfig:
 def task_vocabulary() -> tuple[str, ...]:
     """Word vocabulary of every instruction the task can produce (from sim/task.py)."""
     from noetra_ros.core.policy.tokenizer import build_vocabulary
-    from noetra_ros.core.sim.task import COLOURS, PLACES, SHAPES, instruction_text
 
     texts = [instruction_text(c, s, p) for c in COLOURS for s in SHAPES for p in PLACES]
     return build_vocabulary(texts)
@@ -265,6 +273,69 @@ class TrainingSamples:
         self.key_poses = self._key_poses(data, bounds, action, state_spec)
         self.target_pixels = self._target_pixels(data)
         self.target_position = self._target_position(data)
+        self.objects = self._scene_objects(data)
+        # Tokens of every (colour, shape) instruction, for the object-grounding queries.
+        self.object_tokens = np.stack([
+            np.stack([tokenizer.encode(instruction_text(colour, shape, PLACES[0])).ids[0]
+                      for shape in SHAPES]) for colour in COLOURS])
+
+    def _scene_objects(self, data: LoadedDataset) -> dict[str, Any] | None:
+        """The recorded object slots (record.environment_names): 'colour' / 'shape' [N, S]
+        indices (-1 = empty slot) and per camera 'pixels' [N, S, 2]; None without them."""
+        if data.environment_state is None:
+            return None
+        names = data.names('observation.environment_state')
+        slots = 0
+        while f'object{slots}_colour' in names:
+            slots += 1
+        if slots == 0:
+            return None
+        env = data.environment_state
+        column = lambda key: env[:, names.index(key)]  # noqa: E731
+        out: dict[str, Any] = {
+            'colour': np.stack([column(f'object{i}_colour') for i in range(slots)], 1
+                               ).astype(np.int64),
+            'shape': np.stack([column(f'object{i}_shape') for i in range(slots)], 1
+                              ).astype(np.int64),
+            'pixels': {}}
+        for spec in self.image_specs:
+            keys = [(f'object{i}_u_{spec.camera}', f'object{i}_v_{spec.camera}')
+                    for i in range(slots)]
+            if all(k in names for pair in keys for k in pair):
+                out['pixels'][spec.camera] = np.stack(
+                    [np.stack([column(u), column(v)], 1) for u, v in keys], 1)
+        return out
+
+    def shared_colour_rows(self, rows: np.ndarray) -> np.ndarray:
+        """[len(rows)] bool: scenes where a distractor has the named object's colour (slot 0
+        is the named object), the scenes only its shape tells apart."""
+        if self.objects is None:
+            return np.zeros(len(rows), dtype=bool)
+        colour = self.objects['colour'][rows]
+        return (colour[:, 1:] == colour[:, :1]).any(axis=1)
+
+    def object_queries(self, rows: np.ndarray, shifts: list[np.ndarray], sigma: float
+                       ) -> list[tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray] | None]]]:
+        """Per distractor slot: (instruction tokens [B, L] naming that slot's object, per camera
+        (soft target, valid mask) as grounding_targets gives them). Empty slots are masked."""
+        if self.objects is None:
+            return []
+        out = []
+        for slot in range(1, self.objects['colour'].shape[1]):
+            colour = self.objects['colour'][rows, slot]
+            shape = self.objects['shape'][rows, slot]
+            present = colour >= 0
+            tokens = self.object_tokens[np.maximum(colour, 0), np.maximum(shape, 0)]
+            targets = []
+            for spec, shift in zip(self.image_specs, shifts):
+                pixels = self.objects['pixels'].get(spec.camera)
+                if pixels is None:
+                    targets.append(None)
+                    continue
+                weights, valid = self._soft_targets(pixels[rows, slot], shift, spec, sigma)
+                targets.append((weights, valid & present))
+            out.append((tokens, targets))
+        return out
 
     @staticmethod
     def _target_position(data: LoadedDataset) -> np.ndarray | None:
@@ -305,19 +376,25 @@ class TrainingSamples:
             if pixels is None:
                 out.append(None)
                 continue
-            native_h, native_w = self.data.images[spec.camera].shape[1:3]
-            uv = pixels[rows].astype(np.float64) + shift
-            valid = pixels_in_image(uv, native_w, native_h)
-            grid = native_to_grid(uv, spec, native_w, native_h)
-            feat_h = -(-spec.height // GROUNDING_STRIDE)
-            feat_w = -(-spec.width // GROUNDING_STRIDE)
-            cols = np.arange(feat_w)[None, None, :]
-            lines = np.arange(feat_h)[None, :, None]
-            d2 = ((cols - grid[:, 0, None, None]) ** 2 + (lines - grid[:, 1, None, None]) ** 2)
-            weights = np.exp(-0.5 * d2 / sigma ** 2).reshape(len(rows), -1)
-            weights /= np.maximum(weights.sum(axis=1, keepdims=True), 1e-12)
-            out.append((weights.astype(np.float32), valid))
+            out.append(self._soft_targets(pixels[rows], shift, spec, sigma))
         return out
+
+    def _soft_targets(self, pixels: np.ndarray, shift: np.ndarray, spec: Any,
+                      sigma: float) -> tuple[np.ndarray, np.ndarray]:
+        """(Gaussian of `sigma` cells around each shifted native pixel on the grounding grid
+        [B, h*w], [B] mask of the pixels inside the image)."""
+        native_h, native_w = self.data.images[spec.camera].shape[1:3]
+        uv = pixels.astype(np.float64) + shift
+        valid = pixels_in_image(uv, native_w, native_h)
+        grid = native_to_grid(uv, spec, native_w, native_h)
+        feat_h = -(-spec.height // GROUNDING_STRIDE)
+        feat_w = -(-spec.width // GROUNDING_STRIDE)
+        cols = np.arange(feat_w)[None, None, :]
+        lines = np.arange(feat_h)[None, :, None]
+        d2 = ((cols - grid[:, 0, None, None]) ** 2 + (lines - grid[:, 1, None, None]) ** 2)
+        weights = np.exp(-0.5 * d2 / sigma ** 2).reshape(len(pixels), -1)
+        weights /= np.maximum(weights.sum(axis=1, keepdims=True), 1e-12)
+        return weights.astype(np.float32), valid
 
     @staticmethod
     def _key_poses(data: LoadedDataset, bounds: np.ndarray, action: Any,
@@ -484,13 +561,17 @@ def perception_errors(model: Any, samples: 'TrainingSamples', rows: np.ndarray,
                 found = grid_to_native(grounding_cells(camera_logits), spec, native_w, native_h)
                 truth = pixels[chunk]
                 inside = pixels_in_image(truth, native_w, native_h)
-                errors.setdefault(f'{spec.camera}_px', []).append(
-                    np.linalg.norm(found - truth, axis=1)[inside])
+                miss = np.linalg.norm(found - truth, axis=1)
+                errors.setdefault(f'{spec.camera}_px', []).append(miss[inside])
+                if samples.objects is not None:
+                    shared = inside & samples.shared_colour_rows(chunk)
+                    errors.setdefault(f'{spec.camera}_shared_colour_px', []).append(miss[shared])
             estimate = extras['target_position']
             if estimate is not None and samples.target_position is not None:
                 miss = (estimate.numpy() - samples.target_position[chunk]) * TARGET_SCALE_M
                 errors.setdefault('target_mm', []).append(1000.0 * np.linalg.norm(miss, axis=1))
-    return {name: float(np.median(np.concatenate(e))) for name, e in errors.items()}
+    return {name: float(np.median(np.concatenate(e))) for name, e in errors.items()
+            if sum(len(part) for part in e)}
 
 
 def evaluate_loss(model: Any, samples: TrainingSamples, rows: np.ndarray,
@@ -595,8 +676,14 @@ def train(dataset: str | Path | Sequence[str | Path], output: str | Path,
         model.train()
         for group in optimiser.param_groups:
             group['lr'] = lr_at(step)
-        pred, extras = model.forward_with_aux(*[torch.from_numpy(x) for x in inputs])
+        queries = (samples.object_queries(rows, moves, config.grounding_sigma)
+                   if model.config.grounding and config.object_grounding_weight > 0 else [])
+        pred, extras = model.forward_with_aux(
+            *[torch.from_numpy(x) for x in inputs],
+            queries=tuple(torch.from_numpy(tokens) for tokens, _ in queries))
         loss = torch.abs(pred - torch.from_numpy(target)).mean()
+        for (_, targets), logits in zip(queries, extras['query_grounding'] or []):
+            loss = loss + config.object_grounding_weight * grounding_loss(logits, targets)
         aux, grounding = extras['key_poses'], extras['grounding']
         if extras['target_position'] is not None and samples.target_position is not None:
             truth = torch.from_numpy(samples.target_position[rows])

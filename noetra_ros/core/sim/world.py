@@ -152,7 +152,8 @@ class CameraInfo:
 
 
 def default_cameras() -> tuple[CameraSpec, ...]:
-    """The scene camera (in front of the table, looking back at the robot) and a wrist camera.
+    """The scene camera (in front of the table, looking back at the robot), a workspace camera
+    on the same mount zoomed on the pick area, and a wrist camera.
 
     The wrist camera sits beside the gripper on tool0's -x side, its optical axis tilted 30 deg
     from tool0 z towards +x so it looks at the TCP region; image x runs along tool0 y (the finger
@@ -161,6 +162,11 @@ def default_cameras() -> tuple[CameraSpec, ...]:
     return (
         CameraSpec(name='scene_camera', width=128, height=96, fov_deg=48.0, mount='fixed',
                    eye=(0.88, 0.0, 0.72), target=(0.44, 0.0, 0.0)),
+        # Same mount, zoomed on the pick area (OBJECT_REGION_X/Y): about twice the pixels per
+        # object, so a 40 mm cube and cylinder of one colour differ by shape at 128x96 (the
+        # policy's view; scene_camera keeps the whole cell, bins included, for people).
+        CameraSpec(name='workspace_camera', width=128, height=96, fov_deg=24.0, mount='fixed',
+                   eye=(0.88, 0.0, 0.72), target=(0.45, 0.0, 0.0)),
         CameraSpec(name='wrist_camera', width=128, height=96, fov_deg=75.0, mount='link',
                    link=TOOL_LINK, offset_xyz=(-0.085, 0.0, 0.06),
                    offset_rpy=(math.radians(30.0), 0.0, math.radians(90.0))),
