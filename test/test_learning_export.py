@@ -358,6 +358,9 @@ def test_object_grounding_finds_objects_the_instructions_never_name(tmp_path):
     np.testing.assert_array_equal(tokens, np.tile(green, (len(rows), 1)))
     assert targets[0][1].all() and not empty_targets[0][1].any()
     assert not samples.shared_colour_rows(rows).any()
+    # Queries can be limited to some cameras (object_grounding_cameras): others get no target.
+    (_, only_other), _ = samples.object_queries(rows, zero, sigma=1.0, cameras=('wrist_camera',))
+    assert only_other == [None]
 
     train(tmp_path / 'ds', tmp_path / 'ckpt.pt', config, log=lambda *a: None)
     model, contract, _ = load_checkpoint(tmp_path / 'ckpt.pt')

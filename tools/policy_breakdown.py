@@ -5,7 +5,7 @@ A scene is 'shared colour' when a distractor has the target's colour (so only it
 them apart) and 'unique colour' otherwise. For each group it prints:
 
 * with --eval-json (written by `python -m noetra_ros.learning evalcheck --json` or
-  `noetra eval --json`): successes / episodes;
+  `noetra eval --json`): successes / episodes, also split by the named object's shape;
 * with --checkpoint (a training checkpoint; needs torch): the median distance, in native
   pixels, between each camera's instruction-grounded position and the true pixel of the named
   object on the episode's first frame (arm at its ready pose), and how many are off by > 5 px.
@@ -106,10 +106,13 @@ def main() -> int:
     names = sorted(set(groups.values()))
     if args.eval_json:
         outcomes = eval_outcomes(args.eval_json)
-        for name in names:
-            members = [s for s in seeds if groups[s] == name and s in outcomes]
-            wins = sum(outcomes[s] for s in members)
-            print(f'{name:14s} success {wins:3d} / {len(members):3d}')
+        # The named object's shape: a block (65 x 32 mm) needs the most exact grasp.
+        shapes = {seed: world.reset(seed).objects[0].shape for seed in seeds}
+        for split, keys in ((groups, names), (shapes, sorted(set(shapes.values())))):
+            for name in keys:
+                members = [s for s in seeds if split[s] == name and s in outcomes]
+                wins = sum(outcomes[s] for s in members)
+                print(f'{name:14s} success {wins:3d} / {len(members):3d}')
     if args.checkpoint:
         cameras, errors = first_frame_grounding(args.checkpoint, world, seeds)
         for name in names:

@@ -112,6 +112,8 @@ class TrainConfig:
     # asked for each distractor (instruction built from its colour and shape), supervised with
     # its recorded pixel. Needs the object columns of observation.environment_state.
     object_grounding_weight: float = 1.0
+    # Cameras whose map gets those queries (comma-separated; '' = every camera).
+    object_grounding_cameras: str = ''
     target_position: bool = True
     target_weight: float = 1.0
     stem_channels: int = 16
@@ -314,10 +316,12 @@ class TrainingSamples:
         colour = self.objects['colour'][rows]
         return (colour[:, 1:] == colour[:, :1]).any(axis=1)
 
-    def object_queries(self, rows: np.ndarray, shifts: list[np.ndarray], sigma: float
+    def object_queries(self, rows: np.ndarray, shifts: list[np.ndarray], sigma: float,
+                       cameras: Sequence[str] = ()
                        ) -> list[tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray] | None]]]:
         """Per distractor slot: (instruction tokens [B, L] naming that slot's object, per camera
-        (soft target, valid mask) as grounding_targets gives them). Empty slots are masked."""
+        (soft target, valid mask) as grounding_targets gives them, None for a camera outside
+        `cameras` when that is given). Empty slots are masked."""
         if self.objects is None:
             return []
         out = []
@@ -329,7 +333,7 @@ class TrainingSamples:
             targets = []
             for spec, shift in zip(self.image_specs, shifts):
                 pixels = self.objects['pixels'].get(spec.camera)
-                if pixels is None:
+                if pixels is None or (cameras and spec.camera not in cameras):
                     targets.append(None)
                     continue
                 weights, valid = self._soft_targets(pixels[rows, slot], shift, spec, sigma)
@@ -660,6 +664,11 @@ def train(dataset: str | Path | Sequence[str | Path], output: str | Path,
     start = time.monotonic()
     epoch_order = rng.permutation(train_rows)
     cursor = 0
+    query_cameras = tuple(c for c in config.object_grounding_cameras.split(',') if c)
+    unknown = [c for c in query_cameras if c not in contract.cameras]
+    if unknown:
+        raise ConfigError(f'object_grounding_cameras: {unknown} not among the policy cameras '
+                          f'{list(contract.cameras)}')
     for step in progress(range(config.steps), total=config.steps, desc='training'):
         if cursor + config.batch_size > len(epoch_order):
             epoch_order = rng.permutation(train_rows)
@@ -676,7 +685,7 @@ def train(dataset: str | Path | Sequence[str | Path], output: str | Path,
         model.train()
         for group in optimiser.param_groups:
             group['lr'] = lr_at(step)
-        queries = (samples.object_queries(rows, moves, config.grounding_sigma)
+        queries = (samples.object_queries(rows, moves, config.grounding_sigma, query_cameras)
                    if model.config.grounding and config.object_grounding_weight > 0 else [])
         pred, extras = model.forward_with_aux(
             *[torch.from_numpy(x) for x in inputs],
