@@ -153,7 +153,7 @@ def test_shipped_model_reproduces_its_stored_reference():
     assert runtime.contract_origin == 'metadata'
     joint_names = [str(n) for n in ref['joint_names']]
     runtime.validate_robot(joint_names, has_gripper=True)
-    assert runtime.contract.cameras == ('scene_camera', 'wrist_camera')
+    assert runtime.contract.cameras == ('workspace_camera', 'wrist_camera')
     frames = {}
     for cam in (str(c) for c in ref['cameras']):
         image = ref[f'image.{cam}']
