@@ -1,7 +1,7 @@
 """Command line of the learning pipeline (needs the optional torch==2.13.0 for train / export).
 
     python -m noetra_ros.learning record    --output DATASET [--episodes 200] [--first-seed 0]
-    python -m noetra_ros.learning train     --dataset DATASET --output CKPT [--steps 6000] ...
+    python -m noetra_ros.learning train     --dataset DATASET --output CKPT [--steps 9000] ...
     python -m noetra_ros.learning export    --checkpoint CKPT --output MODEL.onnx [--dataset DS]
     python -m noetra_ros.learning all       --workdir DIR --model MODEL.onnx   (the shipped recipe)
     python -m noetra_ros.learning evalcheck --model MODEL.onnx [--seeds 10000:10050] [--expert]

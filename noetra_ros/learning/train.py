@@ -3,7 +3,7 @@
 Reproducible command (the one behind models/pick_place_lrmate.onnx, see models/MODEL_CARD.md):
 
     python -m noetra_ros.learning train --dataset <clean dir>,<noisy dir> \
-        --output <checkpoint.pt> --steps 6000 --threads 1
+        --output <checkpoint.pt> --steps 9000 --threads 1
 
 Training-time pre-processing goes through the deployment code path: the policy contract is built
 first (from the dataset statistics and the task vocabulary) and every image, state and instruction
@@ -82,7 +82,7 @@ def grounding_cells(logits: Any) -> np.ndarray:
 class TrainConfig:
     """Hyper-parameters of one training run (all stored in the checkpoint)."""
 
-    steps: int = 6000
+    steps: int = 9000
     batch_size: int = 64
     learning_rate: float = 1e-3
     weight_decay: float = 1e-4
