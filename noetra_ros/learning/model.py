@@ -166,7 +166,7 @@ class CameraEncoder(nn.Module):
     def forward(self, image: torch.Tensor, film: torch.Tensor | None = None,
                 text: torch.Tensor | None = None,
                 queries: list[torch.Tensor] | None = None
-                ) -> tuple[torch.Tensor, torch.Tensor | None]:
+                ) -> tuple[torch.Tensor, torch.Tensor | list[torch.Tensor] | None]:
         """(features, grounding logits of `text`); with `queries` (training only: other
         instructions' embeddings) the second item is instead a list: the logits of `text`
         followed by one map per query, all from the same conv features."""

@@ -11,7 +11,8 @@ the command is applied:
 * the flange wrench (``observation.wrench``; recorded for completeness, not used by the policy),
 * the action = the expert's command for this step: arm joint position target + gripper target,
 * where the instructed object is (``observation.environment_state``: base-frame position and its
-  pixel in each camera) - privileged simulator state, used only as a training target.
+  pixel in each camera) and, per object of the scene, its colour, shape and pixel in each
+  camera - privileged simulator state, used only as training targets.
 
 Only episodes the task checker judges successful are kept; the others are counted and reported.
 
