@@ -669,6 +669,9 @@ def train(dataset: str | Path | Sequence[str | Path], output: str | Path,
     if unknown:
         raise ConfigError(f'object_grounding_cameras: {unknown} not among the policy cameras '
                           f'{list(contract.cameras)}')
+    if config.object_grounding_weight > 0 and samples.objects is None:
+        log('object queries off: the dataset has no object columns in '
+            'observation.environment_state (recorded before they existed)')
     for step in progress(range(config.steps), total=config.steps, desc='training'):
         if cursor + config.batch_size > len(epoch_order):
             epoch_order = rng.permutation(train_rows)
