@@ -252,7 +252,7 @@ def test_recorder_stores_the_expert_episode(tmp_path):
                          'target_v_workspace_camera', 'target_u_wrist_camera',
                          'target_v_wrist_camera']
     env = data.environment_state
-    assert env.shape == (n, 7 + 4 * 6) and np.all(np.isfinite(env))
+    assert env.shape == (n, 7 + 4 * 6 + 1) and np.all(np.isfinite(env))
     assert 0.0 < env[0, 2] < 0.05 and env[:, 2].max() > 0.1
     # The zoomed workspace camera shows the whole object region at the start.
     assert 0 <= env[0, 3] <= 127 and 0 <= env[0, 4] <= 95
@@ -277,6 +277,26 @@ def test_recorder_stores_the_expert_episode(tmp_path):
     for slot in range(len(present), 4):
         assert column[f'object{slot}_shape'][0] == -1
         assert column[f'object{slot}_u_wrist_camera'][0] == -1000.0
+    # Last, the named object's yaw: at frame 0 the yaw the seed laid it down with (the layout
+    # comes from the same generator calls as SimWorld.reset), a heading the policy must see.
+    from noetra_ros.core.sim import scene
+    from noetra_ros.core.sim.task import sample_layout, sample_task
+    rng = np.random.default_rng(0)
+    task = sample_task(rng)
+    layout = sample_layout(rng, len(task.objects), scene.OBJECT_REGION_X, scene.OBJECT_REGION_Y,
+                           scene.OBJECT_MIN_SPACING_M)
+    assert names[-1] == 'target_yaw'
+    assert column['target_yaw'][0] == pytest.approx(layout[0, 2], abs=1e-3)
+
+
+def test_yaw_of_reads_the_heading_about_z():
+    from noetra_ros.learning.record import yaw_of
+
+    for yaw in (-3.0, -1.2, 0.0, 0.4, 2.9):
+        quaternion = (0.0, 0.0, np.sin(yaw / 2), np.cos(yaw / 2))
+        assert yaw_of(quaternion) == pytest.approx(yaw, abs=1e-9)
+    # A half turn about x (upside down) leaves the local x axis, so the heading, in place.
+    assert yaw_of((1.0, 0.0, 0.0, 0.0)) == pytest.approx(0.0, abs=1e-9)
 
 
 def test_noise_injected_only_in_the_named_phases(tmp_path):

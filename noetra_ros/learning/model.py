@@ -33,6 +33,9 @@ from torch import nn
 
 from noetra_ros.core.errors import ConfigError
 
+# Heading features of the named object: cos / sin of 2 yaw and of 4 yaw (see target_heading).
+HEADING_DIM = 4
+
 
 @dataclass(frozen=True)
 class PolicyConfig:
@@ -59,6 +62,14 @@ class PolicyConfig:
     # Regress the named object's 3-D position from the grounded pixels + arm state and give
     # it to the action head (needs grounding; trained against the recorded position).
     target_position: bool = False
+    # Per grounded camera, the conv features averaged under the grounding map's attention: what
+    # the named object looks like (its outline, so its orientation), not only where it is. The
+    # global average and the keypoint positions lose a 20-pixel object's heading.
+    glimpse: bool = False
+    # Regress the named object's heading (cos / sin of 2 x yaw and 4 x yaw, the forms a block's
+    # and a cube's symmetry leave unchanged) from the glimpses + arm state and give it to the
+    # action head (needs glimpse; trained against the recorded target_yaw).
+    target_heading: bool = False
 
     def __post_init__(self) -> None:
         if not self.cameras:
@@ -78,6 +89,10 @@ class PolicyConfig:
         if self.target_position and not self.grounding:
             raise ConfigError('target_position=True needs grounding=True (it reads the '
                               'grounded pixels)')
+        if self.glimpse and not self.grounding:
+            raise ConfigError('glimpse=True needs grounding=True (it pools under the map)')
+        if self.target_heading and not self.glimpse:
+            raise ConfigError('target_heading=True needs glimpse=True (it reads the glimpses)')
         limit = min(self.state_dim, self.action_dim)
         if not isinstance(self.aux_dim, int) or self.aux_dim < 0:
             raise ConfigError(f'aux_dim={self.aux_dim!r}: must be an integer >= 0')
@@ -143,7 +158,8 @@ class CameraEncoder(nn.Module):
     """
 
     def __init__(self, height: int, width: int, channels: int, keypoints: int,
-                 text_dim: int = 0, grounding: bool = False, stem_channels: int = 0) -> None:
+                 text_dim: int = 0, grounding: bool = False, stem_channels: int = 0,
+                 glimpse: bool = False) -> None:
         super().__init__()
         stem = stem_channels or channels
         self.body = nn.Sequential(
@@ -161,7 +177,10 @@ class CameraEncoder(nn.Module):
         self.grounding_map = (nn.Sequential(nn.Conv2d(2 * channels, channels, 1),
                                             nn.ReLU(inplace=True), nn.Conv2d(channels, 1, 1))
                               if grounding else None)
-        self.out_dim = 2 * keypoints + 2 * channels + (2 if grounding else 0)
+        self.glimpse = glimpse and grounding
+        self.glimpse_dim = 2 * channels if self.glimpse else 0
+        self.out_dim = (2 * keypoints + 2 * channels + (2 if grounding else 0)
+                        + self.glimpse_dim)
 
     def forward(self, image: torch.Tensor, film: torch.Tensor | None = None,
                 text: torch.Tensor | None = None,
@@ -181,10 +200,16 @@ class CameraEncoder(nn.Module):
             return torch.cat([points, pooled], dim=1), None
         logits = self.ground(features, text)
         target = self.spatial_softmax(logits)
+        parts = [points, pooled, target]
+        if self.glimpse:
+            # Features under the grounding attention [B, C]: one MatMul per batch.
+            b, c, h, w = features.shape
+            attention = torch.softmax(logits.reshape(b, h * w), dim=-1).unsqueeze(-1)
+            parts.insert(2, torch.matmul(features.reshape(b, c, h * w), attention).squeeze(-1))
         if queries is not None:
-            return (torch.cat([points, pooled, target], dim=1),
+            return (torch.cat(parts, dim=1),
                     [logits] + [self.ground(features, query) for query in queries])
-        return torch.cat([points, pooled, target], dim=1), logits
+        return torch.cat(parts, dim=1), logits
 
     def ground(self, features: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
         """Grounding logits [B, 1, h, w] of the object an instruction embedding names."""
@@ -206,7 +231,7 @@ class VisuomotorPolicy(nn.Module):
         self.encoders = nn.ModuleList([
             CameraEncoder(config.image_height, config.image_width, config.conv_channels,
                           config.keypoints, config.text_dim, config.grounding,
-                          config.stem_channels) for _ in config.cameras])
+                          config.stem_channels, config.glimpse) for _ in config.cameras])
         self.state_mlp = nn.Sequential(
             nn.Linear(config.state_dim, config.state_hidden), nn.ReLU(inplace=True),
             nn.Linear(config.state_hidden, config.state_hidden), nn.ReLU(inplace=True))
@@ -220,8 +245,14 @@ class VisuomotorPolicy(nn.Module):
             nn.Linear(2 * len(config.cameras) + config.state_dim, 128), nn.ReLU(inplace=True),
             nn.Linear(128, 128), nn.ReLU(inplace=True), nn.Linear(128, 3))
             if config.target_position else None)
+        glimpse_total = sum(e.glimpse_dim for e in self.encoders)
+        self.heading_mlp = (nn.Sequential(
+            nn.Linear(glimpse_total + config.state_dim, 128), nn.ReLU(inplace=True),
+            nn.Linear(128, 128), nn.ReLU(inplace=True), nn.Linear(128, HEADING_DIM))
+            if config.target_heading else None)
         fused = (sum(e.out_dim for e in self.encoders) + config.state_hidden + config.text_dim
-                 + (3 if config.target_position else 0))
+                 + (3 if config.target_position else 0)
+                 + (HEADING_DIM if config.target_heading else 0))
         self.head = nn.Sequential(
             nn.Linear(fused, config.hidden), nn.ReLU(inplace=True),
             nn.Linear(config.hidden, config.hidden), nn.ReLU(inplace=True),
@@ -287,6 +318,14 @@ class VisuomotorPolicy(nn.Module):
             target = self.target_mlp(torch.cat(pixels + [state], dim=1))
             extras['target_position'] = target
             parts.append(target)
+        extras['target_heading'] = None
+        if self.heading_mlp is not None:
+            # A glimpsing encoder's glimpse sits just before the last two (position) features.
+            glimpses = [features[:, -2 - enc.glimpse_dim:-2]
+                        for enc, (features, _) in zip(self.encoders, encoded)]
+            heading = self.heading_mlp(torch.cat(glimpses + [state], dim=1))
+            extras['target_heading'] = heading
+            parts.append(heading)
         return torch.cat(parts, dim=1), extras
 
     def forward_with_aux(self, *inputs: torch.Tensor,

@@ -24,6 +24,7 @@ path together with the command that leads back to it - the states a cloned polic
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+import math
 from pathlib import Path
 import time
 from typing import Any, Sequence
@@ -54,7 +55,9 @@ def environment_names(cameras: Sequence[str]) -> tuple[str, ...]:
     and as a pixel in each camera (the training targets of the policy's grounding head), then
     one slot per object of the scene (the named one first): its colour and shape as indices into
     task.COLOURS / task.SHAPES (-1: no object in this slot) and its pixel in each camera - the
-    targets of the training-only "find any object by its name" grounding loss."""
+    targets of the training-only "find any object by its name" grounding loss. Last, the named
+    object's yaw (rad, about the base z axis, of its local x axis): the target of the
+    training-only heading head (a block has to be gripped across its short side)."""
     names = ['target_x', 'target_y', 'target_z']
     for cam in cameras:
         names += [f'target_u_{cam}', f'target_v_{cam}']
@@ -62,6 +65,7 @@ def environment_names(cameras: Sequence[str]) -> tuple[str, ...]:
         names += [f'object{slot}_colour', f'object{slot}_shape']
         for cam in cameras:
             names += [f'object{slot}_u_{cam}', f'object{slot}_v_{cam}']
+    names.append('target_yaw')
     return tuple(names)
 
 
@@ -72,7 +76,7 @@ def _pixel(world: Any, camera: str, point: np.ndarray) -> list[float]:
 
 def target_environment_state(world: Any, cameras: Sequence[str]) -> np.ndarray:
     """The values named by environment_names() for the world's current state."""
-    position, _ = world.target_object_pose()
+    position, quaternion = world.target_object_pose()
     row = [float(v) for v in position]
     for cam in cameras:
         row += _pixel(world, cam, position)
@@ -87,7 +91,15 @@ def target_environment_state(world: Any, cameras: Sequence[str]) -> np.ndarray:
         centre, _ = world.object_pose(spec.name)
         for cam in cameras:
             row += _pixel(world, cam, centre)
+    row.append(yaw_of(quaternion))
     return np.asarray(row, dtype=np.float32)
+
+
+def yaw_of(quaternion: np.ndarray) -> float:
+    """Heading (rad, in (-pi, pi]) of a body's local x axis about the base z axis, from its
+    quaternion (x, y, z, w): the z-y-x Euler yaw, well defined while the body is upright."""
+    x, y, z, w = (float(v) for v in quaternion)
+    return math.atan2(2.0 * (w * z + x * y), 1.0 - 2.0 * (y * y + z * z))
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,10 @@ IMAGE_STD_FLOOR = 0.05
 # Units of the target-position head: metres from the middle of the object region, per 0.1 m.
 TARGET_CENTRE_M = np.array([0.45, 0.0, 0.05])
 TARGET_SCALE_M = 0.1
+# Shapes whose heading the target-heading head learns (see TrainingSamples._target_heading):
+# a block (2-fold symmetric about its vertical axis) gives 2 yaw and 4 yaw, a cube (4-fold) 4 yaw.
+HEADING_HALF_TURN_SHAPES = ('block',)
+HEADING_QUARTER_TURN_SHAPES = ('cube',)
 # Input pixels per grounding-map cell: model.CameraEncoder's two stride-2 convs (padding k // 2)
 # put cell j's centre on input pixel 4 j.
 GROUNDING_STRIDE = 4
@@ -116,6 +120,12 @@ class TrainConfig:
     object_grounding_cameras: str = ''
     target_position: bool = True
     target_weight: float = 1.0
+    # Pool each camera's features under its grounding map (model.PolicyConfig.glimpse).
+    glimpse: bool = False
+    # Regress the named object's symmetric heading from the glimpses (needs glimpse and the
+    # recorded target_yaw column; model.PolicyConfig.target_heading), weighted by heading_weight.
+    target_heading: bool = False
+    heading_weight: float = 1.0
     stem_channels: int = 16
     action_scale: str = 'absolute'
     contract_name: str = 'pick_place_lrmate'
@@ -137,6 +147,12 @@ class TrainConfig:
             raise ConfigError(f'state_noise={self.state_noise!r}: must be >= 0')
         if self.target_position and not self.grounding:
             raise ConfigError('target_position=True needs grounding=True')
+        if self.glimpse and not self.grounding:
+            raise ConfigError('glimpse=True needs grounding=True')
+        if self.target_heading and not self.glimpse:
+            raise ConfigError('target_heading=True needs glimpse=True')
+        if not (math.isfinite(self.heading_weight) and self.heading_weight >= 0.0):
+            raise ConfigError(f'heading_weight={self.heading_weight!r}: must be >= 0')
         if not 0.0 <= self.grounding_hard_fraction <= 1.0:
             raise ConfigError(f'grounding_hard_fraction={self.grounding_hard_fraction!r}: '
                               'must be in [0, 1]')
@@ -276,6 +292,7 @@ class TrainingSamples:
         self.target_pixels = self._target_pixels(data)
         self.target_position = self._target_position(data)
         self.objects = self._scene_objects(data)
+        self.target_heading = self._target_heading(data)
         # Tokens of every (colour, shape) instruction, for the object-grounding queries.
         self.object_tokens = np.stack([
             np.stack([tokenizer.encode(instruction_text(colour, shape, PLACES[0])).ids[0]
@@ -340,6 +357,28 @@ class TrainingSamples:
                 targets.append((weights, valid & present))
             out.append((tokens, targets))
         return out
+
+    @staticmethod
+    def _target_heading(data: LoadedDataset) -> tuple[np.ndarray, np.ndarray] | None:
+        """((N, 4) cos / sin of 2 yaw and 4 yaw of the named object, (N, 4) mask), or None
+        without the target_yaw and object0_shape columns. A block looks the same after a half
+        turn and a cube after a quarter turn, so only those multiples of its yaw are defined:
+        both pairs for a block, the 4-yaw pair for a cube, nothing for a cylinder."""
+        if data.environment_state is None:
+            return None
+        names = data.names('observation.environment_state')
+        if 'target_yaw' not in names or 'object0_shape' not in names:
+            return None
+        yaw = data.environment_state[:, names.index('target_yaw')].astype(np.float64)
+        shape = data.environment_state[:, names.index('object0_shape')].astype(np.int64)
+        value = np.stack([np.cos(2 * yaw), np.sin(2 * yaw), np.cos(4 * yaw), np.sin(4 * yaw)],
+                         axis=1)
+        quarter_turn = {SHAPES.index(s) for s in HEADING_QUARTER_TURN_SHAPES}
+        half_turn = {SHAPES.index(s) for s in HEADING_HALF_TURN_SHAPES}
+        two = np.isin(shape, list(half_turn))
+        four = two | np.isin(shape, list(quarter_turn))
+        mask = np.stack([two, two, four, four], axis=1)
+        return value.astype(np.float32), mask.astype(np.float32)
 
     @staticmethod
     def _target_position(data: LoadedDataset) -> np.ndarray | None:
@@ -495,7 +534,8 @@ def make_policy(contract: Any, config: TrainConfig):
         residual_joints=joints.size if joints is not None else 0,
         aux_dim=2 * joints.size if joints is not None and config.aux_weight > 0 else 0,
         film=config.film, grounding=config.grounding, stem_channels=config.stem_channels,
-        target_position=config.target_position)
+        target_position=config.target_position, glimpse=config.glimpse,
+        target_heading=config.target_heading)
     return VisuomotorPolicy(policy_config)
 
 
@@ -570,6 +610,15 @@ def perception_errors(model: Any, samples: 'TrainingSamples', rows: np.ndarray,
                 if samples.objects is not None:
                     shared = inside & samples.shared_colour_rows(chunk)
                     errors.setdefault(f'{spec.camera}_shared_colour_px', []).append(miss[shared])
+            heading = extras.get('target_heading')
+            if heading is not None and samples.target_heading is not None:
+                value, mask = (a[chunk] for a in samples.target_heading)
+                blocks = mask[:, 0] > 0
+                # The block's yaw modulo a half turn: half the angle of (cos 2 yaw, sin 2 yaw).
+                guess = np.arctan2(heading.numpy()[:, 1], heading.numpy()[:, 0])
+                truth = np.arctan2(value[:, 1], value[:, 0])
+                miss = np.abs((guess - truth + np.pi) % (2 * np.pi) - np.pi) / 2
+                errors.setdefault('block_heading_deg', []).append(np.degrees(miss[blocks]))
             estimate = extras['target_position']
             if estimate is not None and samples.target_position is not None:
                 miss = (estimate.numpy() - samples.target_position[chunk]) * TARGET_SCALE_M
@@ -669,6 +718,10 @@ def train(dataset: str | Path | Sequence[str | Path], output: str | Path,
     if unknown:
         raise ConfigError(f'object_grounding_cameras: {unknown} not among the policy cameras '
                           f'{list(contract.cameras)}')
+    if config.target_heading and samples.target_heading is None:
+        raise ConfigError('target_heading=True: the dataset has no target_yaw / object0_shape '
+                          'columns in observation.environment_state (recorded before they '
+                          'existed); record it again or train with --target-heading false')
     if config.object_grounding_weight > 0 and samples.objects is None:
         log('object queries off: the dataset has no object columns in '
             'observation.environment_state (recorded before they existed)')
@@ -701,6 +754,10 @@ def train(dataset: str | Path | Sequence[str | Path], output: str | Path,
             truth = torch.from_numpy(samples.target_position[rows])
             loss = loss + config.target_weight * torch.abs(extras['target_position']
                                                            - truth).mean()
+        if extras['target_heading'] is not None and samples.target_heading is not None:
+            value, mask = (torch.from_numpy(a[rows]) for a in samples.target_heading)
+            miss = torch.abs(extras['target_heading'] - value) * mask
+            loss = loss + config.heading_weight * miss.sum() / mask.sum().clamp(min=1.0)
         if aux is not None:
             aux_target = torch.from_numpy(samples.key_poses[rows])
             loss = loss + config.aux_weight * torch.abs(aux - aux_target).mean()
