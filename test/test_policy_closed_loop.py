@@ -19,7 +19,7 @@ from ros_harness import ros_env
 
 MODEL = share_dir() / 'models' / 'pick_place_lrmate.onnx'
 # Held out from training (seeds 0..559); completed by the shipped policy in its evaluation.
-SEEDS = [10000, 10001, 10003, 10004, 10005]
+SEEDS = [10000, 10001, 10002, 10003, 10004]
 GRAPH_SEED = 10001
 
 

@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
-"""Latency of one policy network in PyTorch eager vs onnxruntime (CPU, batch 1).
+"""Latency of a policy in PyTorch eager vs onnxruntime (CPU, batch 1).
 
-    python tools/bench_torch_vs_ort.py [--checkpoint models/pick_place_lrmate.pt]
-                                       [--repeats 300] [--threads 1]
+    python tools/bench_torch_vs_ort.py [--checkpoint a.pt[,b.pt]] [--repeats 300] [--threads 1]
 
-The torch side is the checkpoint's VisuomotorPolicy (or, with --random, a freshly initialised
-network of the same shape); the onnxruntime side is that very network exported to ONNX by the
-pipeline's exporter, so both run the same weights. Inputs are seeded random tensors of the
+The torch side is the checkpoints' VisuomotorPolicy (several: the mean of their outputs, as the
+shipped two-member model computes it; default: the shipped model's members), or with --random
+freshly initialised networks of the same shape; the onnxruntime side is the same network(s)
+exported by the pipeline's exporter (several: merged by `ensemble_onnx`, as shipped), so both
+run the same weights. Inputs are seeded random tensors of the
 contract's shapes. Prints p50 / p90 / p99 in ms and the torch / onnxruntime ratio. Needs torch.
 """
 from __future__ import annotations
@@ -24,7 +25,9 @@ sys.path.insert(0, str(REPO))
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--checkpoint', default=str(REPO / 'models' / 'pick_place_lrmate.pt'))
+    parser.add_argument('--checkpoint', default=','.join(
+        str(REPO / 'models' / f'pick_place_lrmate_{m}.pt')
+        for m in ('member_heading', 'member_no_heading')))
     parser.add_argument('--random', action='store_true',
                         help='use a randomly initialised network of the default shape')
     parser.add_argument('--repeats', type=int, default=300)
@@ -34,40 +37,57 @@ def main(argv: list[str] | None = None) -> int:
     import onnxruntime as ort
     import torch
 
-    from noetra_ros.learning.export import export_onnx, parity, random_inputs, time_calls
+    from noetra_ros.learning.export import (
+        ensemble_onnx, export_onnx, random_inputs, time_calls)
     from noetra_ros.learning.train import load_checkpoint
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    model, contract, _ = load_checkpoint(args.checkpoint)
-    if args.random:
-        from noetra_ros.learning.model import VisuomotorPolicy
-        model = VisuomotorPolicy(model.config).eval()
+    models, contract = [], None
+    for checkpoint in [c for c in args.checkpoint.split(',') if c]:
+        model, contract, _ = load_checkpoint(checkpoint)
+        if args.random:
+            from noetra_ros.learning.model import VisuomotorPolicy
+            model = VisuomotorPolicy(model.config).eval()
+        models.append(model)
+
+    def forward(*tensors):
+        outputs = [m(*tensors) for m in models]
+        return outputs[0] if len(outputs) == 1 else torch.stack(outputs).mean(dim=0)
+
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / 'bench.onnx'
-        export_onnx(model, contract, path)
+        paths = [Path(tmp) / f'member{i}.onnx' for i in range(len(models))]
+        for model, member_path in zip(models, paths):
+            export_onnx(model, contract, member_path)
+        path = paths[0]
+        if len(paths) > 1:
+            path = Path(tmp) / 'bench.onnx'
+            ensemble_onnx(paths, path)
         options = ort.SessionOptions()
         options.intra_op_num_threads = args.threads
         options.inter_op_num_threads = 1
         session = ort.InferenceSession(str(path), sess_options=options,
                                        providers=['CPUExecutionProvider'])
         inputs = random_inputs(contract, batch=1, seed=0)
-        diff = parity(model, path, inputs, contract.input_names)
         feed = dict(zip(contract.input_names, inputs))
         tensors = [torch.from_numpy(x) for x in inputs]
         output = [contract.action.name]
+        with torch.inference_mode():
+            diff = float(np.max(np.abs(session.run(output, feed)[0].astype(np.float64)
+                                       - forward(*tensors).numpy().astype(np.float64))))
 
         def run_torch() -> None:
             with torch.inference_mode():
-                model(*tensors)
+                forward(*tensors)
 
         def run_ort() -> None:
             session.run(output, feed)
 
         results = {'torch eager': time_calls(run_torch, args.repeats),
                    'onnxruntime': time_calls(run_ort, args.repeats)}
-    params = sum(p.numel() for p in model.parameters())
-    print(f'network: {contract.name} ({params} parameters), batch 1, {args.threads} thread(s), '
+    params = sum(p.numel() for m in models for p in m.parameters())
+    print(f'network: {contract.name} ({len(models)} member(s), {params} parameters), batch 1, '
+          f'{args.threads} thread(s), '
           f'{args.repeats} runs each; max |torch - ort| = {diff:.2e}')
     print(f'{"runtime":<14} {"p50 ms":>8} {"p90 ms":>8} {"p99 ms":>8}')
     percentiles = {}

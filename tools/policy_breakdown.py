@@ -11,7 +11,7 @@ them apart) and 'unique colour' otherwise. For each group it prints:
   object on the episode's first frame (arm at its ready pose), and how many are off by > 5 px.
 
     python tools/policy_breakdown.py --eval-json runs/policy.json \
-        --checkpoint models/pick_place_lrmate.pt --seeds 10000:10050
+        --checkpoint models/pick_place_lrmate_member_heading.pt --seeds 10000:10050
 """
 from __future__ import annotations
 

@@ -19,7 +19,7 @@ import json
 import multiprocessing
 from pathlib import Path
 import sys
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 from noetra_ros.learning.record import DEFAULT_CAMERAS
@@ -123,9 +123,8 @@ def cmd_all(args: argparse.Namespace) -> int:
     from concurrent.futures import ProcessPoolExecutor
     from dataclasses import replace
 
-    from noetra_ros.learning.export import export_policy
+    from noetra_ros.learning.export import ensemble_onnx, export_policy
     from noetra_ros.learning.record import record_and_describe, RecordConfig
-    from noetra_ros.learning.train import train
 
     workdir = Path(args.workdir)
     seed = args.first_seed
@@ -153,18 +152,59 @@ def cmd_all(args: argparse.Namespace) -> int:
                 print(text)
     datasets = [path for path, _ in plans]
     config = _train_config(args)
-    checkpoint = workdir / 'checkpoint.pt'
+    if not args.ensemble:
+        checkpoint = _train_member(datasets, workdir, 'checkpoint', config, args.finetune_steps,
+                                   args.finetune_hard_fraction)
+        print(export_policy(checkpoint, args.model, dataset=datasets[0]).describe())
+        return 0
+    # Two members that differ only in the heading head, trained side by side (one process
+    # each: set --threads 1 on 2 cores), shipped as the mean of their actions.
+    members = [('member_heading', config),
+               ('member_no_heading', replace(config, target_heading=False))]
+    with ProcessPoolExecutor(max_workers=len(members),
+                             mp_context=multiprocessing.get_context('spawn')) as pool:
+        futures = [pool.submit(_train_member, datasets, workdir, name, member_config,
+                               args.finetune_steps, args.finetune_hard_fraction)
+                   for name, member_config in members]
+        checkpoints = [future.result() for future in futures]
+    onnx_paths = []
+    for checkpoint in checkpoints:
+        onnx_paths.append(checkpoint.with_suffix('.onnx'))
+        print(export_policy(checkpoint, onnx_paths[-1], dataset=datasets[0]).describe())
+    contract = ensemble_onnx(onnx_paths, args.model)
+    print(f'wrote {args.model}: mean of {len(onnx_paths)} members '
+          f'({contract.info.get("parameters")} parameters)')
+    return 0
+
+
+def _train_member(datasets: list[Path], workdir: Path, name: str, config: Any,
+                  finetune_steps: int, hard_fraction: float) -> Path:
+    """Train (and optionally fine-tune) one network; returns its final checkpoint."""
+    from dataclasses import replace
+
+    from noetra_ros.learning.train import train
+
+    checkpoint = workdir / f'{name}.pt'
     train(datasets, checkpoint, config)
-    if args.finetune_steps > 0:
+    if finetune_steps > 0:
         # Second stage: the same data, a lower learning rate, and the grounding loss pushed
         # onto the hardest scenes (a distractor of the named object's colour).
-        tuned = workdir / 'checkpoint_finetuned.pt'
+        tuned = workdir / f'{name}_finetuned.pt'
         train(datasets, tuned, replace(
-            config, init_checkpoint=str(checkpoint), steps=args.finetune_steps,
+            config, init_checkpoint=str(checkpoint), steps=finetune_steps,
             learning_rate=config.learning_rate / 2, warmup_steps=100,
-            grounding_hard_fraction=args.finetune_hard_fraction))
+            grounding_hard_fraction=hard_fraction))
         checkpoint = tuned
-    print(export_policy(checkpoint, args.model, dataset=datasets[0]).describe())
+    return checkpoint
+
+
+def cmd_ensemble(args: argparse.Namespace) -> int:
+    from noetra_ros.learning.export import ensemble_onnx
+
+    members = [m for m in args.models.split(',') if m]
+    contract = ensemble_onnx(members, args.output)
+    print(f'wrote {args.output}: mean of {len(members)} members '
+          f'({contract.info.get("parameters")} parameters)')
     return 0
 
 
@@ -271,8 +311,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help='second training stage (0 = none)')
     p.add_argument('--finetune-hard-fraction', type=float, default=0.25)
     p.add_argument('--jobs', type=int, default=2, help='recordings run in parallel')
+    p.add_argument('--ensemble', type=_boolean, default=True,
+                   help='train a second network without the heading head alongside and ship '
+                        'the mean of the two (default true: the shipped recipe)')
     _add_train_options(p)
     p.set_defaults(func=cmd_all)
+
+    p = sub.add_parser('ensemble', help='one ONNX model averaging models of one contract')
+    p.add_argument('--models', required=True, help='comma-separated ONNX files')
+    p.add_argument('--output', required=True)
+    p.set_defaults(func=cmd_ensemble)
 
     p = sub.add_parser('evalcheck', help='closed-loop success of an ONNX policy in the sim')
     p.add_argument('--model', default=str(SHIPPED_MODEL))

@@ -20,7 +20,7 @@ import warnings
 
 import numpy as np
 
-from noetra_ros.core.errors import ContractError
+from noetra_ros.core.errors import ConfigError, ContractError
 
 OPSET = 17
 PARITY_TOLERANCE = 1e-4
@@ -191,3 +191,63 @@ def time_calls(fn, repeats: int, warmup: int = 10) -> np.ndarray:
         fn()
         times[i] = (time.perf_counter() - start) * 1e3
     return times
+
+
+def ensemble_onnx(members: Sequence[str | Path], output: str | Path) -> Any:
+    """One ONNX model whose action output is the mean of `members`' outputs; returns its
+    contract.
+
+    The members must share their contract (inputs, normalisation, outputs, joints; only `info`
+    may differ): they then read the same tensors, and averaging their normalised outputs is
+    averaging their actions. Independently trained behaviour-cloning policies make partly
+    different mistakes, so the mean makes fewer of them; the price is one forward pass per
+    member. The graph is the members' graphs side by side (weights and node names prefixed
+    `m<i>_`) feeding one Mean node, so any onnxruntime build runs it.
+    """
+    import onnx
+    from onnx import compose, helper
+
+    from noetra_ros.core.policy.contract import embed_contract, load_contract
+
+    if len(members) < 2:
+        raise ConfigError(f'ensemble: {len(members)} member(s); give at least two models')
+    contracts = [load_contract(path) for path in members]
+    reference = {k: v for k, v in contracts[0].to_dict().items() if k != 'info'}
+    for path, contract in zip(members[1:], contracts[1:]):
+        data = {k: v for k, v in contract.to_dict().items() if k != 'info'}
+        different = sorted(k for k in reference if reference[k] != data.get(k))
+        if different:
+            raise ContractError(f'ensemble: {path} differs from {members[0]} in contract '
+                                f'field(s) {different}; members must share inputs, '
+                                'normalisation and outputs')
+    protos = [onnx.load(str(path)) for path in members]
+    inputs = set(contracts[0].input_names)
+    action = contracts[0].action.name
+    graph = helper.make_graph([], 'ensemble', list(protos[0].graph.input),
+                              list(protos[0].graph.output))
+    for index, proto in enumerate(protos):
+        prefix = f'm{index}_'
+        renamed = compose.add_prefix(proto, prefix)
+        for node in renamed.graph.node:
+            # Every member reads the shared inputs, not prefixed copies of them.
+            for k, name in enumerate(node.input):
+                if name.startswith(prefix) and name[len(prefix):] in inputs:
+                    node.input[k] = name[len(prefix):]
+            graph.node.append(node)
+        graph.initializer.extend(renamed.graph.initializer)
+    graph.node.append(helper.make_node('Mean', [f'm{i}_{action}' for i in range(len(protos))],
+                                       [action], name='ensemble_mean'))
+    model = helper.make_model(graph, opset_imports=protos[0].opset_import,
+                              ir_version=protos[0].ir_version)
+    model.producer_name = 'noetra_ros.learning.export (ensemble)'
+    onnx.checker.check_model(model, full_check=True)
+    parameters = sum(int(c.info.get('parameters', 0)) for c in contracts)
+    contract = contract_with_info(contracts[0], {
+        'ensemble_members': len(members),
+        'ensemble_of': ','.join(Path(p).name for p in members),
+        'parameters': parameters})
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    model.doc_string = contract.description
+    embed_contract(model, contract, output, validate=True)
+    return contract

@@ -121,10 +121,10 @@ class TrainConfig:
     target_position: bool = True
     target_weight: float = 1.0
     # Pool each camera's features under its grounding map (model.PolicyConfig.glimpse).
-    glimpse: bool = False
+    glimpse: bool = True
     # Regress the named object's symmetric heading from the glimpses (needs glimpse and the
     # recorded target_yaw column; model.PolicyConfig.target_heading), weighted by heading_weight.
-    target_heading: bool = False
+    target_heading: bool = True
     heading_weight: float = 1.0
     stem_channels: int = 16
     action_scale: str = 'absolute'
@@ -719,9 +719,9 @@ def train(dataset: str | Path | Sequence[str | Path], output: str | Path,
         raise ConfigError(f'object_grounding_cameras: {unknown} not among the policy cameras '
                           f'{list(contract.cameras)}')
     if config.target_heading and samples.target_heading is None:
-        raise ConfigError('target_heading=True: the dataset has no target_yaw / object0_shape '
-                          'columns in observation.environment_state (recorded before they '
-                          'existed); record it again or train with --target-heading false')
+        log('heading head untrained: the dataset has no target_yaw / object0_shape columns in '
+            'observation.environment_state (recorded before they existed); record it again or '
+            'train with --target-heading false')
     if config.object_grounding_weight > 0 and samples.objects is None:
         log('object queries off: the dataset has no object columns in '
             'observation.environment_state (recorded before they existed)')
