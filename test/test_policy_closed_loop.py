@@ -1,6 +1,6 @@
 """The shipped ONNX policy closes the loop: in-process, and through the deployed ROS 2 graph.
 
-The shipped model completes about 4 in 5 held-out episodes (models/MODEL_CARD.md), so these
+The shipped model completes about 7 in 8 held-out episodes (models/MODEL_CARD.md), so these
 tests use held-out seeds it completed in its evaluation; lockstep makes each run repeat exactly
 on one machine. Another CPU can round onnxruntime's float sums differently, so the in-process
 test allows one of its five seeds to flip.
