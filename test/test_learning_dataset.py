@@ -290,7 +290,7 @@ def test_recorder_stores_the_expert_episode(tmp_path):
 
 
 def test_yaw_of_reads_the_heading_about_z():
-    from noetra_ros.learning.record import yaw_of
+    from noetra_ros.core.expert import yaw_of
 
     for yaw in (-3.0, -1.2, 0.0, 0.4, 2.9):
         quaternion = (0.0, 0.0, np.sin(yaw / 2), np.cos(yaw / 2))

@@ -12,22 +12,14 @@ import math
 import pathlib
 import sys
 
-import numpy as np
-import pybullet as pb
-
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
+from noetra_ros.core.expert import yaw_of  # noqa: E402
 from noetra_ros.core.sim.world import SimWorld, WorldConfig  # noqa: E402
 from noetra_ros.learning.record import PolicyDriver  # noqa: E402
 
 CLOSED_M = 0.015     # finger position that counts as closed on the object
 MAX_STEPS = 120      # 6 s at 20 Hz: the expert closes after about 2 s
-
-
-def heading(quat) -> float:
-    """Heading (rad) of a frame's x axis in the base xy plane."""
-    rot = np.array(pb.getMatrixFromQuaternion(quat)).reshape(3, 3)
-    return math.atan2(rot[1, 0], rot[0, 0])
 
 
 def main() -> int:
@@ -55,8 +47,8 @@ def main() -> int:
             if world.gripper_position() > CLOSED_M:
                 closed = True
                 break
-        tool = heading(world.tcp_pose()[1])
-        yaw = heading(object_quat)
+        tool = yaw_of(world.tcp_pose()[1])
+        yaw = yaw_of(object_quat)
         off = (tool - yaw + math.pi / 2) % math.pi - math.pi / 2
         print(f'{seed} {episode.objects[0].shape:8s} object yaw {math.degrees(yaw):7.1f}  '
               f'tool heading {math.degrees(tool):7.1f}  off the axis (mod 180) '

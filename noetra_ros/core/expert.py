@@ -151,7 +151,9 @@ def _wrap(angle: float) -> float:
     return (angle + math.pi) % (2 * math.pi) - math.pi
 
 
-def _yaw_of(quaternion: np.ndarray) -> float:
+def yaw_of(quaternion: np.ndarray) -> float:
+    """Heading (rad, in (-pi, pi]) of a body's local x axis about the base z axis, from its
+    quaternion (x, y, z, w): the z-y-x Euler yaw, well defined while the body is upright."""
     x, y, z, w = (float(v) for v in quaternion)
     return math.atan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z))
 
@@ -509,7 +511,7 @@ class ScriptedExpert:
 
     # ------------------------------------------------------------------ geometry helpers
     def _grasp_yaw(self, target: np.ndarray, target_quat: np.ndarray) -> float:
-        return grasp_yaw(target, _yaw_of(target_quat), self._symmetry)
+        return grasp_yaw(target, yaw_of(target_quat), self._symmetry)
 
     def _grasp_height(self, target: np.ndarray) -> float:
         cfg = self._config
@@ -544,7 +546,7 @@ class ScriptedExpert:
                      theta: float) -> _Motion:
         """Straight TCP line from FK(start) to goal_position, tool yaw blending to theta."""
         p0, q0 = self.forward(start)
-        theta0 = _yaw_of(q0)
+        theta0 = yaw_of(q0)
         # theta0 is the tool x angle only when the tool points down; blend towards theta.
         dtheta = _wrap(theta - theta0)
         length = float(np.linalg.norm(goal_position - p0))

@@ -4,6 +4,7 @@
     python -m noetra_ros.learning train     --dataset DATASET --output CKPT [--steps 9000] ...
     python -m noetra_ros.learning export    --checkpoint CKPT --output MODEL.onnx [--dataset DS]
     python -m noetra_ros.learning all       --workdir DIR --model MODEL.onnx   (the shipped recipe)
+    python -m noetra_ros.learning ensemble  --models A.onnx,B.onnx --output MODEL.onnx
     python -m noetra_ros.learning evalcheck --model MODEL.onnx [--seeds 10000:10050] [--expert]
     python -m noetra_ros.learning reference [--model models/pick_place_lrmate.onnx]
     python -m noetra_ros.learning info      DATASET_OR_MODEL
@@ -123,7 +124,7 @@ def cmd_all(args: argparse.Namespace) -> int:
     from concurrent.futures import ProcessPoolExecutor
     from dataclasses import replace
 
-    from noetra_ros.learning.export import ensemble_onnx, export_policy
+    from noetra_ros.learning.export import export_policy
     from noetra_ros.learning.record import record_and_describe, RecordConfig
 
     workdir = Path(args.workdir)
@@ -171,9 +172,7 @@ def cmd_all(args: argparse.Namespace) -> int:
     for checkpoint in checkpoints:
         onnx_paths.append(checkpoint.with_suffix('.onnx'))
         print(export_policy(checkpoint, onnx_paths[-1], dataset=datasets[0]).describe())
-    contract = ensemble_onnx(onnx_paths, args.model)
-    print(f'wrote {args.model}: mean of {len(onnx_paths)} members '
-          f'({contract.info.get("parameters")} parameters)')
+    _write_ensemble(onnx_paths, args.model)
     return 0
 
 
@@ -198,13 +197,16 @@ def _train_member(datasets: list[Path], workdir: Path, name: str, config: Any,
     return checkpoint
 
 
-def cmd_ensemble(args: argparse.Namespace) -> int:
+def _write_ensemble(members: Sequence[str | Path], output: str | Path) -> None:
     from noetra_ros.learning.export import ensemble_onnx
 
-    members = [m for m in args.models.split(',') if m]
-    contract = ensemble_onnx(members, args.output)
-    print(f'wrote {args.output}: mean of {len(members)} members '
+    contract = ensemble_onnx(members, output)
+    print(f'wrote {output}: mean of {len(members)} members '
           f'({contract.info.get("parameters")} parameters)')
+
+
+def cmd_ensemble(args: argparse.Namespace) -> int:
+    _write_ensemble([m for m in args.models.split(',') if m], args.output)
     return 0
 
 

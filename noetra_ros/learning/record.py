@@ -24,7 +24,6 @@ path together with the command that leads back to it - the states a cloned polic
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-import math
 from pathlib import Path
 import time
 from typing import Any, Sequence
@@ -32,6 +31,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from noetra_ros.core.errors import ConfigError
+from noetra_ros.core.expert import yaw_of
 from noetra_ros.core.sim.task import COLOURS, MAX_DISTRACTORS, SHAPES
 from noetra_ros.learning.dataset import DatasetSpec, DatasetWriter, Episode, progress
 
@@ -93,13 +93,6 @@ def target_environment_state(world: Any, cameras: Sequence[str]) -> np.ndarray:
             row += _pixel(world, cam, centre)
     row.append(yaw_of(quaternion))
     return np.asarray(row, dtype=np.float32)
-
-
-def yaw_of(quaternion: np.ndarray) -> float:
-    """Heading (rad, in (-pi, pi]) of a body's local x axis about the base z axis, from its
-    quaternion (x, y, z, w): the z-y-x Euler yaw, well defined while the body is upright."""
-    x, y, z, w = (float(v) for v in quaternion)
-    return math.atan2(2.0 * (w * z + x * y), 1.0 - 2.0 * (y * y + z * z))
 
 
 @dataclass(frozen=True)

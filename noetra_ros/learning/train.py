@@ -30,7 +30,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from noetra_ros.core.errors import ConfigError
-from noetra_ros.core.sim.task import COLOURS, instruction_text, PLACES, SHAPES
+from noetra_ros.core.sim.task import (
+    COLOURS, GRASP_SYMMETRY_RAD, instruction_text, PLACES, SHAPES)
 from noetra_ros.learning.dataset import (
     concat_datasets, episode_bounds, LoadedDataset, progress, read_dataset)
 
@@ -45,10 +46,6 @@ IMAGE_STD_FLOOR = 0.05
 # Units of the target-position head: metres from the middle of the object region, per 0.1 m.
 TARGET_CENTRE_M = np.array([0.45, 0.0, 0.05])
 TARGET_SCALE_M = 0.1
-# Shapes whose heading the target-heading head learns (see TrainingSamples._target_heading):
-# a block (2-fold symmetric about its vertical axis) gives 2 yaw and 4 yaw, a cube (4-fold) 4 yaw.
-HEADING_HALF_TURN_SHAPES = ('block',)
-HEADING_QUARTER_TURN_SHAPES = ('cube',)
 # Input pixels per grounding-map cell: model.CameraEncoder's two stride-2 convs (padding k // 2)
 # put cell j's centre on input pixel 4 j.
 GROUNDING_STRIDE = 4
@@ -373,10 +370,14 @@ class TrainingSamples:
         shape = data.environment_state[:, names.index('object0_shape')].astype(np.int64)
         value = np.stack([np.cos(2 * yaw), np.sin(2 * yaw), np.cos(4 * yaw), np.sin(4 * yaw)],
                          axis=1)
-        quarter_turn = {SHAPES.index(s) for s in HEADING_QUARTER_TURN_SHAPES}
-        half_turn = {SHAPES.index(s) for s in HEADING_HALF_TURN_SHAPES}
-        two = np.isin(shape, list(half_turn))
-        four = two | np.isin(shape, list(quarter_turn))
+        # k x yaw is defined when k times the shape's symmetry turn (task.GRASP_SYMMETRY_RAD;
+        # 0 = round, nothing defined) is a whole turn.
+        def defined(k: int) -> np.ndarray:
+            turns = [k * GRASP_SYMMETRY_RAD[name] / (2 * math.pi) for name in SHAPES]
+            ok = [t > 0 and abs(t - round(t)) < 1e-9 for t in turns]
+            return np.isin(shape, [i for i, good in enumerate(ok) if good])
+
+        two, four = defined(2), defined(4)
         mask = np.stack([two, two, four, four], axis=1)
         return value.astype(np.float32), mask.astype(np.float32)
 
