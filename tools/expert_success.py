@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Success rate of the scripted expert over seeded episodes, in-process (no ROS).
 
-Prints, per robot: successes / episodes with a Wilson 95 % interval, mean episode sim time, wall
-time per episode (mean and p90) and the failed seeds with their reason.
+Prints, per robot: successes / episodes with a Wilson 95 % interval and by the named object's
+shape, mean episode sim time, wall time per episode (mean and p90) and the failed seeds with
+their reason.
 
     python tools/expert_success.py --episodes 100
     python tools/expert_success.py --robot all --episodes 50 --first-seed 1000
@@ -29,6 +30,7 @@ def evaluate(robot: str, episodes: int, first_seed: int, verbose: bool) -> dict:
     expert = ScriptedExpert(robot, control_hz=config.control_hz)
     sim_times, wall_times, failures = [], [], []
     successes = 0
+    by_shape: dict[str, list[int]] = {}   # named object's shape -> [successes, episodes]
     try:
         for seed in range(first_seed, first_seed + episodes):
             start = time.perf_counter()
@@ -36,6 +38,9 @@ def evaluate(robot: str, episodes: int, first_seed: int, verbose: bool) -> dict:
             wall_times.append(time.perf_counter() - start)
             sim_times.append(result.sim_time)
             successes += int(result.success)
+            tally = by_shape.setdefault(world.episode.objects[0].shape, [0, 0])
+            tally[0] += int(result.success)
+            tally[1] += 1
             if not result.success:
                 failures.append((seed, result.explanation, result.expert_phase,
                                  result.expert_failure))
@@ -50,7 +55,8 @@ def evaluate(robot: str, episodes: int, first_seed: int, verbose: bool) -> dict:
     return {'robot': robot, 'successes': successes, 'episodes': episodes, 'low': low,
             'high': high, 'sim_mean': sum(sim_times) / len(sim_times),
             'wall': percentiles(wall_times, (50, 90)),
-            'wall_mean': sum(wall_times) / len(wall_times), 'failures': failures}
+            'wall_mean': sum(wall_times) / len(wall_times), 'failures': failures,
+            'by_shape': by_shape}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -74,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
               f"wall/episode mean {summary['wall_mean']:.3f} s "
               f"p50 {summary['wall']['p50']:.3f} s p90 {summary['wall']['p90']:.3f} s",
               flush=True)
+        print('  by named shape: ' + ', '.join(
+            f'{shape} {ok}/{n}' for shape, (ok, n) in sorted(summary['by_shape'].items())))
         for seed, why, phase, reason in summary['failures']:
             print(f'  failed seed {seed}: {why}; expert phase {phase} {reason}'.rstrip())
     return 0

@@ -20,7 +20,7 @@ import json
 import multiprocessing
 from pathlib import Path
 import sys
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 from noetra_ros.learning.record import DEFAULT_CAMERAS
@@ -126,6 +126,7 @@ def cmd_all(args: argparse.Namespace) -> int:
 
     from noetra_ros.learning.export import export_policy
     from noetra_ros.learning.record import record_and_describe, RecordConfig
+    from noetra_ros.learning.train import train_member
 
     workdir = Path(args.workdir)
     seed = args.first_seed
@@ -154,8 +155,8 @@ def cmd_all(args: argparse.Namespace) -> int:
     datasets = [path for path, _ in plans]
     config = _train_config(args)
     if not args.ensemble:
-        checkpoint = _train_member(datasets, workdir, 'checkpoint', config, args.finetune_steps,
-                                   args.finetune_hard_fraction)
+        checkpoint = train_member(datasets, workdir, 'checkpoint', config, args.finetune_steps,
+                                  args.finetune_hard_fraction)
         print(export_policy(checkpoint, args.model, dataset=datasets[0]).describe())
         return 0
     # Two members that differ only in the heading head, trained side by side (one process
@@ -164,7 +165,9 @@ def cmd_all(args: argparse.Namespace) -> int:
                ('member_no_heading', replace(config, target_heading=False))]
     with ProcessPoolExecutor(max_workers=len(members),
                              mp_context=multiprocessing.get_context('spawn')) as pool:
-        futures = [pool.submit(_train_member, datasets, workdir, name, member_config,
+        # train_member lives in train.py: a spawned worker unpickles it by module name, and
+        # this module runs as __main__ under `python -m`, which a worker cannot import.
+        futures = [pool.submit(train_member, datasets, workdir, name, member_config,
                                args.finetune_steps, args.finetune_hard_fraction)
                    for name, member_config in members]
         checkpoints = [future.result() for future in futures]
@@ -174,27 +177,6 @@ def cmd_all(args: argparse.Namespace) -> int:
         print(export_policy(checkpoint, onnx_paths[-1], dataset=datasets[0]).describe())
     _write_ensemble(onnx_paths, args.model)
     return 0
-
-
-def _train_member(datasets: list[Path], workdir: Path, name: str, config: Any,
-                  finetune_steps: int, hard_fraction: float) -> Path:
-    """Train (and optionally fine-tune) one network; returns its final checkpoint."""
-    from dataclasses import replace
-
-    from noetra_ros.learning.train import train
-
-    checkpoint = workdir / f'{name}.pt'
-    train(datasets, checkpoint, config)
-    if finetune_steps > 0:
-        # Second stage: the same data, a lower learning rate, and the grounding loss pushed
-        # onto the hardest scenes (a distractor of the named object's colour).
-        tuned = workdir / f'{name}_finetuned.pt'
-        train(datasets, tuned, replace(
-            config, init_checkpoint=str(checkpoint), steps=finetune_steps,
-            learning_rate=config.learning_rate / 2, warmup_steps=100,
-            grounding_hard_fraction=hard_fraction))
-        checkpoint = tuned
-    return checkpoint
 
 
 def _write_ensemble(members: Sequence[str | Path], output: str | Path) -> None:

@@ -21,7 +21,7 @@ cosine decay; an exponential moving average of the weights is what gets saved an
 from __future__ import annotations
 
 import copy
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 import math
 from pathlib import Path
 import time
@@ -358,9 +358,11 @@ class TrainingSamples:
     @staticmethod
     def _target_heading(data: LoadedDataset) -> tuple[np.ndarray, np.ndarray] | None:
         """((N, 4) cos / sin of 2 yaw and 4 yaw of the named object, (N, 4) mask), or None
-        without the target_yaw and object0_shape columns. A block looks the same after a half
-        turn and a cube after a quarter turn, so only those multiples of its yaw are defined:
-        both pairs for a block, the 4-yaw pair for a cube, nothing for a cylinder."""
+        without the target_yaw and object0_shape columns. Only the multiples of the yaw that the
+        shape's grasp symmetry leaves unchanged are defined (task.GRASP_SYMMETRY_RAD): both pairs
+        for a block (same after a half turn), nothing for the shapes grasped as round (cylinder;
+        cube, which the closing jaws square up). A shape with a quarter-turn grasp symmetry
+        would get the 4-yaw pair only."""
         if data.environment_state is None:
             return None
         names = data.names('observation.environment_state')
@@ -827,3 +829,23 @@ def load_checkpoint(path: str | Path):
     model.load_state_dict(checkpoint['state_dict'])
     model.eval()
     return model, contract_from_dict(checkpoint['contract']), checkpoint
+
+
+def train_member(datasets: Sequence[str | Path], workdir: str | Path, name: str,
+                 config: TrainConfig, finetune_steps: int = 0,
+                 hard_fraction: float = 0.25) -> Path:
+    """Train (and optionally fine-tune) one network as `workdir`/`name`.pt (`..._finetuned.pt`
+    after a fine-tuning stage); returns the final checkpoint. A module-level function so that
+    `learning all` can run members in spawned worker processes."""
+    checkpoint = Path(workdir) / f'{name}.pt'
+    train(datasets, checkpoint, config)
+    if finetune_steps > 0:
+        # Second stage: the same data, a lower learning rate, and the grounding loss pushed
+        # onto the hardest scenes (a distractor of the named object's colour).
+        tuned = Path(workdir) / f'{name}_finetuned.pt'
+        train(datasets, tuned, replace(
+            config, init_checkpoint=str(checkpoint), steps=finetune_steps,
+            learning_rate=config.learning_rate / 2, warmup_steps=100,
+            grounding_hard_fraction=hard_fraction))
+        checkpoint = tuned
+    return checkpoint
