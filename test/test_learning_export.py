@@ -513,9 +513,7 @@ def test_target_heading_labels_follow_each_shapes_symmetry(tmp_path):
     yaw = env[:, 7].astype(np.float64)
     np.testing.assert_allclose(value[:, 0], np.cos(2 * yaw), atol=1e-5)
     np.testing.assert_allclose(value[:, 3], np.sin(4 * yaw), atol=1e-5)
-    # Block: both pairs; cube and cylinder: nothing (the jaws square a cube up from any angle,
-    # task.GRASP_SYMMETRY_RAD counts it as round).
-    np.testing.assert_array_equal(mask[:3], [[1, 1, 1, 1], [0, 0, 0, 0], [0, 0, 0, 0]])
+    np.testing.assert_array_equal(mask[:3], [[1, 1, 1, 1], [0, 0, 1, 1], [0, 0, 0, 0]])
     # A half turn of a block gives the same label: the gripper cannot tell either.
     _bar_dataset(tmp_path / 'turned', n=6, shapes=('block', 'cube', 'cylinder'),
                  yaw_offset=np.pi)

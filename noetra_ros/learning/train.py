@@ -360,9 +360,8 @@ class TrainingSamples:
         """((N, 4) cos / sin of 2 yaw and 4 yaw of the named object, (N, 4) mask), or None
         without the target_yaw and object0_shape columns. Only the multiples of the yaw that the
         shape's grasp symmetry leaves unchanged are defined (task.GRASP_SYMMETRY_RAD): both pairs
-        for a block (same after a half turn), nothing for the shapes grasped as round (cylinder;
-        cube, which the closing jaws square up). A shape with a quarter-turn grasp symmetry
-        would get the 4-yaw pair only."""
+        for a block (same after a half turn), the 4-yaw pair for a cube (a quarter turn),
+        nothing for a cylinder (round)."""
         if data.environment_state is None:
             return None
         names = data.names('observation.environment_state')

@@ -32,15 +32,7 @@ SHAPE_MASSES_KG: dict[str, float] = {'cube': 0.08, 'cylinder': 0.07, 'block': 0.
 # Smallest turn about z that maps each shape's grasp onto an equivalent one (0 = any turn). A
 # grasp planner that ignores this picks between grasps that look identical in an image, which
 # makes its demonstrations impossible to imitate from pixels.
-# A cube counts as round: closing parallel jaws on a square turns it until a pair of faces lies
-# flat against the fingers (the squeeze action of Goldberg, "Orienting polygonal parts without
-# sensors", Algorithmica 1993), so every wrist angle ends in the same grasp. In this cell the
-# expert grasping cubes at the natural wrist angle completed 104 of 104 cube episodes, some
-# 44 deg off a face (seeds 0-299: `tools/expert_success.py --episodes 300`, kept in
-# docs/results/). The earlier rule turned the wrist by up to 45 deg, so near 45 deg cubes that
-# look alike got opposite turns, and 4 of the learnt policy's 9 cube failures on seeds
-# 60000-60099 were there.
-GRASP_SYMMETRY_RAD: dict[str, float] = {'cube': 0.0, 'cylinder': 0.0, 'block': np.pi}
+GRASP_SYMMETRY_RAD: dict[str, float] = {'cube': np.pi / 2, 'cylinder': 0.0, 'block': np.pi}
 
 MAX_DISTRACTORS = 3
 # Thresholds of the success checker.
