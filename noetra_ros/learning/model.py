@@ -66,8 +66,8 @@ class PolicyConfig:
     # the named object looks like (its outline, so its orientation), not only where it is. The
     # global average and the keypoint positions lose a 20-pixel object's heading.
     glimpse: bool = False
-    # Regress the named object's heading (cos / sin of 2 x yaw and 4 x yaw, the forms a half-turn
-    # and a quarter-turn grasp symmetry leave unchanged; task.GRASP_SYMMETRY_RAD) from the glimpses + arm state and give it to the
+    # Regress the named object's heading (cos / sin of 2 x yaw and 4 x yaw, the forms a block's
+    # and a cube's symmetry leave unchanged) from the glimpses + arm state and give it to the
     # action head (needs glimpse; trained against the recorded target_yaw).
     target_heading: bool = False
 
