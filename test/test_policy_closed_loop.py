@@ -29,9 +29,20 @@ def _children_import_this_tree(monkeypatch):
 
 
 def test_shipped_policy_completes_episodes_in_process():
-    # The evaluated setting: a new chunk every 2 steps, temporal ensembling.
-    result = evaluate_policy(MODEL, SEEDS, replan_every=2, blend='ensemble')
+    # The evaluated setting: a new chunk every 2 steps, temporal ensembling. on_step (what
+    # tools/policy_failures.py reads) sees every step: the object rises on the way to the bin.
+    steps, heights = {}, {}
+
+    def on_step(seed, world):
+        steps[seed] = steps.get(seed, 0) + 1
+        heights.setdefault(seed, []).append(float(world.target_object_pose()[0][2]))
+
+    result = evaluate_policy(MODEL, SEEDS, replan_every=2, blend='ensemble', on_step=on_step)
     assert sum(result.successes) >= len(SEEDS) - 1, result.explanations
+    for seed, ok, sim_time in zip(result.seeds, result.successes, result.sim_times):
+        assert steps[seed] == round(sim_time / 0.05)
+        if ok:
+            assert max(heights[seed]) > heights[seed][0] + 0.05
 
 
 def test_shipped_policy_completes_an_episode_through_the_supervisor(tmp_path):

@@ -32,7 +32,7 @@ REFERENCE_SEED = 10000
 HELD_OUT_SEEDS = '10000:10050'
 
 
-def _seeds(text: str) -> list[int]:
+def parse_seeds(text: str) -> list[int]:
     """'a:b' -> range(a, b); 'a,b,c' -> list."""
     if ':' in text:
         lo, hi = text.split(':', 1)
@@ -95,7 +95,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_evalcheck(args: argparse.Namespace) -> int:
     from noetra_ros.learning.record import evaluate_expert, evaluate_policy
 
-    seeds = _seeds(args.seeds)
+    seeds = parse_seeds(args.seeds)
     results = [evaluate_policy(args.model, seeds, robot=args.robot,
                                replan_every=args.replan_every, blend=args.blend)]
     if args.expert:
