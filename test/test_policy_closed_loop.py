@@ -14,6 +14,7 @@ import pytest
 
 from noetra_ros.bringup import share_dir
 from noetra_ros.cli import main as noetra_main
+from noetra_ros.core.sim.world import WorldConfig
 from noetra_ros.learning.record import evaluate_policy
 from ros_harness import ros_env
 
@@ -33,14 +34,14 @@ def test_shipped_policy_completes_episodes_in_process():
     # tools/policy_failures.py reads) sees every step: the object rises on the way to the bin.
     steps, heights = {}, {}
 
-    def on_step(seed, world):
+    def on_step(seed, world, status):
         steps[seed] = steps.get(seed, 0) + 1
         heights.setdefault(seed, []).append(float(world.target_object_pose()[0][2]))
 
     result = evaluate_policy(MODEL, SEEDS, replan_every=2, blend='ensemble', on_step=on_step)
     assert sum(result.successes) >= len(SEEDS) - 1, result.explanations
     for seed, ok, sim_time in zip(result.seeds, result.successes, result.sim_times):
-        assert steps[seed] == round(sim_time / 0.05)
+        assert steps[seed] == round(sim_time * WorldConfig().control_hz)
         if ok:
             assert max(heights[seed]) > heights[seed][0] + 0.05
 

@@ -16,6 +16,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 from noetra_ros.core.expert import yaw_of  # noqa: E402
 from noetra_ros.core.sim.world import SimWorld, WorldConfig  # noqa: E402
+from noetra_ros.learning.__main__ import parse_seeds  # noqa: E402
 from noetra_ros.learning.record import PolicyDriver  # noqa: E402
 
 CLOSED_M = 0.015     # finger position that counts as closed on the object
@@ -25,12 +26,12 @@ MAX_STEPS = 120      # 6 s at 20 Hz: the expert closes after about 2 s
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--model', default='models/pick_place_lrmate.onnx')
-    parser.add_argument('--seeds', required=True, help="'a,b,c'")
+    parser.add_argument('--seeds', required=True, help="'a,b,c' or 'a:b' (range)")
     args = parser.parse_args()
     world = SimWorld(WorldConfig())
     driver = PolicyDriver(args.model, world.joint_names)
     n = len(world.joint_names)
-    for seed in (int(s) for s in args.seeds.split(',')):
+    for seed in parse_seeds(args.seeds):
         episode = world.reset(seed)
         driver.reset()
         _, object_quat = world.target_object_pose()

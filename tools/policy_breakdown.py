@@ -26,6 +26,7 @@ import numpy as np
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 from noetra_ros.core.sim.world import SimWorld, WorldConfig  # noqa: E402
+from noetra_ros.learning.__main__ import parse_seeds  # noqa: E402
 
 OFF_PX = 5.0
 
@@ -97,10 +98,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--eval-json', type=pathlib.Path, default=None)
     parser.add_argument('--checkpoint', type=pathlib.Path, default=None)
-    parser.add_argument('--seeds', default='10000:10050', help="'a:b' range of seeds")
+    parser.add_argument('--seeds', default='10000:10050', help="'a:b' (range) or 'a,b,c'")
     args = parser.parse_args()
-    lo, hi = (int(v) for v in args.seeds.split(':'))
-    seeds = list(range(lo, hi))
+    seeds = parse_seeds(args.seeds)
     world = SimWorld(WorldConfig())
     groups = {seed: scene_group(world.reset(seed)) for seed in seeds}
     names = sorted(set(groups.values()))

@@ -38,17 +38,18 @@ LIFTED_M = 0.03      # object centre this far above where it started counts as l
 
 
 class Trace:
-    """Per-episode grasp events, filled from evaluate_policy's on_step callback."""
+    """One episode's grasp events, fed every step by evaluate_policy's on_step callback."""
 
     def __init__(self) -> None:
-        self.seed = None
+        self.closed, self.closes, self.opens = False, 0, 0
+        self.first_close = None
+        self.start_z: float | None = None
+        self.shape = ''
+        self.lift = self.max_lift = 0.0
 
-    def __call__(self, seed: int, world) -> None:
-        if seed != self.seed:
-            self.seed, self.closed, self.closes, self.opens = seed, False, 0, 0
-            self.first_close = None
+    def __call__(self, world) -> None:
+        if self.start_z is None:   # first step of the episode
             self.start_z = float(world.target_object_pose()[0][2])
-            self.max_lift = 0.0
             self.shape = world.object_spec(world.episode.target_object).shape
         position, quat = world.target_object_pose()
         self.lift = float(position[2]) - self.start_z
@@ -88,23 +89,29 @@ def main() -> int:
     trace = Trace()
     rows: dict[int, str] = {}
 
-    def on_step(seed: int, world) -> None:
-        trace(seed, world)
-        status = world.task_status()
-        if status.done and not status.success:
-            xy, off, nearest = trace.first_close if trace.first_close else (math.nan, None, '-')
-            heading = '' if off is None else f'{math.degrees(off):6.1f}'
-            rows[seed] = (f'{seed}  {trace.shape:8s} {trace.verdict():9s} closes {trace.closes} '
-                          f'opens {trace.opens}  xy at first close {1000 * xy:5.1f} mm, '
-                          f'nearest {nearest:14s} '
-                          f'heading off {heading:>6s} deg  max lift {1000 * trace.max_lift:5.1f}'
-                          f' mm  ({status.explanation})')
+    def on_step(seed: int, world, status) -> None:
+        nonlocal trace
+        trace(world)
+        if status.done:
+            if not status.success:
+                rows[seed] = describe(seed, trace, status)
+            trace = Trace()
 
     result = evaluate_policy(args.model, parse_seeds(args.seeds), on_step=on_step)
     print(f'{sum(result.successes)}/{len(result.seeds)} succeeded; failures:')
     for seed in sorted(rows):
         print(rows[seed])
     return 0
+
+
+def describe(seed: int, trace: Trace, status) -> str:
+    """One line for a failed episode."""
+    xy, off, nearest = trace.first_close if trace.first_close else (math.nan, None, '-')
+    heading = '' if off is None else f'{math.degrees(off):6.1f}'
+    return (f'{seed}  {trace.shape:8s} {trace.verdict():9s} closes {trace.closes} '
+            f'opens {trace.opens}  xy at first close {1000 * xy:5.1f} mm, nearest {nearest:14s} '
+            f'heading off {heading:>6s} deg  max lift {1000 * trace.max_lift:5.1f} mm  '
+            f'({status.explanation})')
 
 
 if __name__ == '__main__':

@@ -406,15 +406,16 @@ def evaluate_expert(seeds: Sequence[int], robot: str = 'fanuc_lrmate200id') -> E
 def evaluate_policy(model_path: str | Path, seeds: Sequence[int],
                     robot: str = 'fanuc_lrmate200id', replan_every: int = 2,
                     blend: str = 'ensemble', threads: int = 1,
-                    on_step: Callable[[int, Any], None] | None = None) -> EvalResult:
+                    on_step: Callable[[int, Any, Any], None] | None = None) -> EvalResult:
     """Closed-loop success of an ONNX policy run through ``PolicyRuntime`` in a SimWorld.
 
     Every `replan_every` control steps the cameras are rendered, the runtime builds the inputs
     from the raw frames / joint state / instruction and returns an action chunk, which goes into
     an ``ActionQueue`` (strategy `blend`); every step the queue's action for the current sim time
     is commanded (joint position targets + gripper), as the policy node does. An episode ends
-    when the task checker says success or failure (including its timeout). `on_step(seed,
-    world)` is called after every step (for analysis tools; it must not change the world).
+    when the task checker says success or failure (including its timeout). `on_step(seed, world,
+    status)` sees every step after the task check (for analysis tools; it must not change the
+    world); `status.done` marks an episode's last step.
     """
     from noetra_ros.core.sim.world import SimWorld, WorldConfig
 
@@ -442,9 +443,9 @@ def evaluate_policy(model_path: str | Path, seeds: Sequence[int],
                     world.command_positions(command[0])
                     world.command_gripper(command[1])
                 world.step()
-                if on_step is not None:
-                    on_step(seed, world)
                 status = world.task_status()
+                if on_step is not None:
+                    on_step(seed, world, status)
                 if status.done:
                     break
             result.successes.append(bool(status.success))
