@@ -412,6 +412,38 @@ def test_all_records_the_three_sets_trains_fine_tunes_and_exports(tmp_path):
     assert [s.height for s in contract.image_inputs] == [96, 96]  # the recipe's 128x96
     assert contract.info['ensemble_members'] == 2
 
+    # Growing the ensemble in the same workdir reuses the recordings and both members and
+    # trains only the new one (the next pair's network with the heading head, seed + 1).
+    run = subprocess.run(
+        [sys.executable, '-m', 'noetra_ros.learning', 'all', '--workdir', str(work),
+         '--model', str(model), '--episodes', '1', '--noisy-episodes', '1',
+         '--wide-episodes', '1', '--first-seed', '7', '--steps', '2', '--batch-size', '4',
+         '--val-every', '2', '--threads', '1', '--finetune-steps', '1', '--members', '3'],
+        capture_output=True, text=True, timeout=900, cwd=Path(__file__).resolve().parents[1])
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.count('reusing ') == 2, run.stdout
+    assert 'recorded' not in run.stdout
+    assert (work / 'member_heading_2_finetuned.pt').is_file()
+    assert not (work / 'member_no_heading_2.pt').exists()
+    assert load_contract(model).info['ensemble_members'] == 3
+
+
+def test_ensemble_members_alternate_the_heading_head_and_step_the_seed_per_pair():
+    from noetra_ros.core.errors import ConfigError
+    from noetra_ros.learning.__main__ import ensemble_members
+    from noetra_ros.learning.train import TrainConfig
+
+    members = ensemble_members(TrainConfig(seed=5), 4)
+    assert [name for name, _ in members] == [
+        'member_heading', 'member_no_heading', 'member_heading_2', 'member_no_heading_2']
+    assert [config.seed for _, config in members] == [5, 5, 6, 6]
+    assert [config.target_heading for _, config in members] == [True, False, True, False]
+    # Without the heading head in the base config no member gets one.
+    assert not any(c.target_heading for _, c in ensemble_members(
+        TrainConfig(target_heading=False), 2))
+    with pytest.raises(ConfigError, match='--members'):
+        ensemble_members(TrainConfig(), 0)
+
 
 def test_ensemble_outputs_the_mean_of_its_members_and_needs_one_contract(tiny_dataset,
                                                                           tmp_path):

@@ -25,9 +25,9 @@ sys.path.insert(0, str(REPO))
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    # Default: every member checkpoint shipped next to the model (the ONNX file is their mean).
     parser.add_argument('--checkpoint', default=','.join(
-        str(REPO / 'models' / f'pick_place_lrmate_{m}.pt')
-        for m in ('member_heading', 'member_no_heading')))
+        str(path) for path in sorted((REPO / 'models').glob('pick_place_lrmate_member_*.pt'))))
     parser.add_argument('--random', action='store_true',
                         help='use a randomly initialised network of the default shape')
     parser.add_argument('--repeats', type=int, default=300)

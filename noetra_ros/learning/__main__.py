@@ -20,9 +20,10 @@ import json
 import multiprocessing
 from pathlib import Path
 import sys
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
+from noetra_ros.core.errors import ConfigError
 from noetra_ros.learning.record import DEFAULT_CAMERAS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -122,12 +123,13 @@ def cmd_all(args: argparse.Namespace) -> int:
     """The shipped model's recipe in one command: record the three demonstration sets
     (skipping a dataset that is already there), train, optionally fine-tune, export."""
     from concurrent.futures import ProcessPoolExecutor
-    from dataclasses import replace
 
     from noetra_ros.learning.export import export_policy
     from noetra_ros.learning.record import record_and_describe, RecordConfig
     from noetra_ros.learning.train import train_member
 
+    # Checked before the recordings, which take a quarter of an hour.
+    members = ensemble_members(_train_config(args), args.members)
     workdir = Path(args.workdir)
     seed = args.first_seed
     plans = []
@@ -154,29 +156,68 @@ def cmd_all(args: argparse.Namespace) -> int:
                 print(text)
     datasets = [path for path, _ in plans]
     config = _train_config(args)
-    if not args.ensemble:
+    if args.members == 1:
         checkpoint = train_member(datasets, workdir, 'checkpoint', config, args.finetune_steps,
                                   args.finetune_hard_fraction)
         print(export_policy(checkpoint, args.model, dataset=datasets[0]).describe())
         return 0
-    # Two members that differ only in the heading head, trained side by side (one process
-    # each: set --threads 1 on 2 cores), shipped as the mean of their actions.
-    members = [('member_heading', config),
-               ('member_no_heading', replace(config, target_heading=False))]
-    with ProcessPoolExecutor(max_workers=len(members),
-                             mp_context=multiprocessing.get_context('spawn')) as pool:
-        # train_member lives in train.py: a spawned worker unpickles it by module name, and
-        # this module runs as __main__ under `python -m`, which a worker cannot import.
-        futures = [pool.submit(train_member, datasets, workdir, name, member_config,
-                               args.finetune_steps, args.finetune_hard_fraction)
-                   for name, member_config in members]
-        checkpoints = [future.result() for future in futures]
+    checkpoints = _train_members(datasets, workdir, members, args)
     onnx_paths = []
     for checkpoint in checkpoints:
         onnx_paths.append(checkpoint.with_suffix('.onnx'))
         print(export_policy(checkpoint, onnx_paths[-1], dataset=datasets[0]).describe())
     _write_ensemble(onnx_paths, args.model)
     return 0
+
+
+def ensemble_members(config, count: int) -> list[tuple[str, Any]]:
+    """(name, TrainConfig) of the recipe's `count` ensemble members: pairs of one network with
+    the heading head and one without (`member_heading`, `member_no_heading`); the k-th pair
+    (k >= 2) is named `..._k` and trained with seed `config.seed + k - 1`, so members differ in
+    initialisation, batch order and validation split as well as in the head."""
+    from dataclasses import replace
+
+    if count < 1:
+        raise ConfigError(f'--members must be >= 1, got {count}')
+    members = []
+    for index in range(count):
+        pair, with_heading = divmod(index, 2)
+        name = 'member_heading' if with_heading == 0 else 'member_no_heading'
+        members.append((name + (f'_{pair + 1}' if pair else ''),
+                        replace(config, seed=config.seed + pair,
+                                target_heading=config.target_heading and with_heading == 0)))
+    return members
+
+
+def _train_members(datasets: Sequence[Path], workdir: Path,
+                   members: Sequence[tuple[str, Any]], args: argparse.Namespace) -> list[Path]:
+    """Train the members not yet in `workdir` (a member whose final checkpoint is there is
+    reused, so `--members 4` on a workdir of the 2-member recipe trains only the new pair),
+    `--train-jobs` at a time, one process each (set --threads 1 on 2 cores)."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    from noetra_ros.learning.train import train_member
+
+    suffix = '_finetuned.pt' if args.finetune_steps > 0 else '.pt'
+    checkpoints: dict[str, Path] = {}
+    todo = []
+    for name, member_config in members:
+        existing = workdir / f'{name}{suffix}'
+        if existing.is_file():
+            print(f'reusing {existing} (delete it to retrain that member)')
+            checkpoints[name] = existing
+        else:
+            todo.append((name, member_config))
+    if todo:
+        with ProcessPoolExecutor(max_workers=max(1, min(args.train_jobs, len(todo))),
+                                 mp_context=multiprocessing.get_context('spawn')) as pool:
+            # train_member lives in train.py: a spawned worker unpickles it by module name,
+            # and this module runs as __main__ under `python -m`, which a worker cannot import.
+            futures = {name: pool.submit(train_member, datasets, workdir, name, member_config,
+                                         args.finetune_steps, args.finetune_hard_fraction)
+                       for name, member_config in todo}
+            checkpoints.update({name: future.result() for name, future in futures.items()})
+    return [checkpoints[name] for name, _ in members]
 
 
 def _write_ensemble(members: Sequence[str | Path], output: str | Path) -> None:
@@ -295,9 +336,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help='second training stage (0 = none)')
     p.add_argument('--finetune-hard-fraction', type=float, default=0.25)
     p.add_argument('--jobs', type=int, default=2, help='recordings run in parallel')
-    p.add_argument('--ensemble', type=_boolean, default=True,
-                   help='train a second network without the heading head alongside and ship '
-                        'the mean of the two (default true: the shipped recipe)')
+    p.add_argument('--members', type=int, default=2,
+                   help='networks whose mean action is shipped: alternately with and without '
+                        'the heading head, each pair with the next training seed (1 = one '
+                        'network, no ensemble)')
+    p.add_argument('--train-jobs', type=int, default=2,
+                   help='members trained in parallel (one process each)')
     _add_train_options(p)
     p.set_defaults(func=cmd_all)
 
