@@ -394,7 +394,7 @@ def test_all_records_the_three_sets_trains_fine_tunes_and_exports(tmp_path):
         [sys.executable, '-m', 'noetra_ros.learning', 'all', '--workdir', str(work),
          '--model', str(model), '--episodes', '1', '--noisy-episodes', '1',
          '--wide-episodes', '1', '--first-seed', '7', '--steps', '2', '--batch-size', '4',
-         '--val-every', '2', '--threads', '1', '--finetune-steps', '1'],
+         '--val-every', '2', '--threads', '1', '--finetune-steps', '1', '--members', '2'],
         capture_output=True, text=True, timeout=900, cwd=Path(__file__).resolve().parents[1])
     assert run.returncode == 0, run.stderr[-3000:]
     infos = {name: json.loads((work / name / 'meta' / 'info.json').read_text())['noetra']

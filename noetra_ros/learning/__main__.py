@@ -336,10 +336,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help='second training stage (0 = none)')
     p.add_argument('--finetune-hard-fraction', type=float, default=0.25)
     p.add_argument('--jobs', type=int, default=2, help='recordings run in parallel')
-    p.add_argument('--members', type=int, default=2,
-                   help='networks whose mean action is shipped: alternately with and without '
-                        'the heading head, each pair with the next training seed (1 = one '
-                        'network, no ensemble)')
+    p.add_argument('--members', type=int, default=4,
+                   help='networks whose mean action is shipped (default 4: the shipped '
+                        'recipe): alternately with and without the heading head, each pair '
+                        'with the next training seed (1 = one network, no ensemble)')
     p.add_argument('--train-jobs', type=int, default=2,
                    help='members trained in parallel (one process each)')
     _add_train_options(p)
