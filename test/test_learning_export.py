@@ -445,6 +445,31 @@ def test_ensemble_members_alternate_the_heading_head_and_step_the_seed_per_pair(
         ensemble_members(TrainConfig(), 0)
 
 
+def test_a_reused_member_must_have_been_trained_with_the_members_settings(tmp_path):
+    """`all` reuses a member checkpoint found in the workdir only if its stored TrainConfig is
+    the one the member would get now (threads aside); otherwise it names the differing fields.
+    The shipped checkpoints pass for the four members of the default recipe."""
+    torch = pytest.importorskip('torch')
+    from dataclasses import asdict, replace
+
+    from noetra_ros.core.errors import ConfigError
+    from noetra_ros.learning.__main__ import (
+        _check_reused_member, _train_config, build_parser, ensemble_members, REPO_ROOT)
+
+    args = build_parser().parse_args(['all', '--workdir', str(tmp_path), '--model', 'm.onnx'])
+    members = ensemble_members(_train_config(args), args.members)
+    assert len(members) == 4
+    for name, config in members:
+        _check_reused_member(REPO_ROOT / 'models' / f'pick_place_lrmate_{name}.pt', config)
+    config = members[0][1]
+    stale = tmp_path / 'member_heading.pt'
+    torch.save({'train_config': asdict(replace(config, steps=10, threads=3))}, stale)
+    with pytest.raises(ConfigError, match=r'steps=10 \(now 9000\)'):
+        _check_reused_member(stale, config)
+    torch.save({'train_config': asdict(replace(config, threads=3))}, stale)
+    _check_reused_member(stale, config)  # only the thread count differs
+
+
 def test_ensemble_outputs_the_mean_of_its_members_and_needs_one_contract(tiny_dataset,
                                                                           tmp_path):
     pytest.importorskip('torch')

@@ -204,6 +204,8 @@ def _train_members(datasets: Sequence[Path], workdir: Path,
     for name, member_config in members:
         existing = workdir / f'{name}{suffix}'
         if existing.is_file():
+            if args.finetune_steps == 0:
+                _check_reused_member(existing, member_config)
             print(f'reusing {existing} (delete it to retrain that member)')
             checkpoints[name] = existing
         else:
@@ -218,6 +220,24 @@ def _train_members(datasets: Sequence[Path], workdir: Path,
                        for name, member_config in todo}
             checkpoints.update({name: future.result() for name, future in futures.items()})
     return [checkpoints[name] for name, _ in members]
+
+
+def _check_reused_member(checkpoint: Path, config: Any) -> None:
+    """Refuse to reuse a member checkpoint trained with other settings than the member would
+    get now (the thread count aside: it changes float summation order, not the recipe)."""
+    from dataclasses import asdict
+
+    import torch
+
+    stored = torch.load(checkpoint, map_location='cpu', weights_only=True).get('train_config', {})
+    wanted = asdict(config)
+    differing = sorted(key for key in wanted
+                       if key != 'threads' and key in stored and stored[key] != wanted[key])
+    if differing:
+        raise ConfigError(
+            f'{checkpoint} was trained with other settings than this member: '
+            + ', '.join(f'{key}={stored[key]!r} (now {wanted[key]!r})' for key in differing)
+            + '; delete it or use another --workdir')
 
 
 def _write_ensemble(members: Sequence[str | Path], output: str | Path) -> None:
