@@ -390,12 +390,17 @@ def test_all_records_the_three_sets_trains_fine_tunes_and_exports(tmp_path):
     from noetra_ros.core.policy.contract import load_contract
 
     work, model = tmp_path / 'flywheel', tmp_path / 'policy.onnx'
-    run = subprocess.run(
-        [sys.executable, '-m', 'noetra_ros.learning', 'all', '--workdir', str(work),
-         '--model', str(model), '--episodes', '1', '--noisy-episodes', '1',
-         '--wide-episodes', '1', '--first-seed', '7', '--steps', '2', '--batch-size', '4',
-         '--val-every', '2', '--threads', '1', '--finetune-steps', '1', '--members', '2'],
-        capture_output=True, text=True, timeout=900, cwd=Path(__file__).resolve().parents[1])
+
+    def run_all(*options: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, '-m', 'noetra_ros.learning', 'all', '--workdir', str(work),
+             '--model', str(model), '--episodes', '1', '--noisy-episodes', '1',
+             '--wide-episodes', '1', '--first-seed', '7', '--batch-size', '4',
+             '--val-every', '2', '--threads', '1', '--finetune-steps', '1', *options],
+            capture_output=True, text=True, timeout=900,
+            cwd=Path(__file__).resolve().parents[1])
+
+    run = run_all('--steps', '2', '--members', '2')
     assert run.returncode == 0, run.stderr[-3000:]
     infos = {name: json.loads((work / name / 'meta' / 'info.json').read_text())['noetra']
              for name in ('clean', 'noisy', 'wide')}
@@ -414,18 +419,17 @@ def test_all_records_the_three_sets_trains_fine_tunes_and_exports(tmp_path):
 
     # Growing the ensemble in the same workdir reuses the recordings and both members and
     # trains only the new one (the next pair's network with the heading head, seed + 1).
-    run = subprocess.run(
-        [sys.executable, '-m', 'noetra_ros.learning', 'all', '--workdir', str(work),
-         '--model', str(model), '--episodes', '1', '--noisy-episodes', '1',
-         '--wide-episodes', '1', '--first-seed', '7', '--steps', '2', '--batch-size', '4',
-         '--val-every', '2', '--threads', '1', '--finetune-steps', '1', '--members', '3'],
-        capture_output=True, text=True, timeout=900, cwd=Path(__file__).resolve().parents[1])
+    run = run_all('--steps', '2', '--members', '3')
     assert run.returncode == 0, run.stderr[-3000:]
     assert run.stdout.count('reusing ') == 2, run.stdout
     assert 'recorded' not in run.stdout
     assert (work / 'member_heading_2_finetuned.pt').is_file()
     assert not (work / 'member_no_heading_2.pt').exists()
     assert load_contract(model).info['ensemble_members'] == 3
+    # Other settings than the trained members had: refused, naming the setting and the stage.
+    run = run_all('--steps', '3', '--members', '3')
+    assert run.returncode != 0
+    assert 'member_heading.pt: steps=2 (now 3)' in run.stderr, run.stderr[-3000:]
 
 
 def test_ensemble_members_alternate_the_heading_head_and_step_the_seed_per_pair():
@@ -447,27 +451,27 @@ def test_ensemble_members_alternate_the_heading_head_and_step_the_seed_per_pair(
 
 def test_a_reused_member_must_have_been_trained_with_the_members_settings(tmp_path):
     """`all` reuses a member checkpoint found in the workdir only if its stored TrainConfig is
-    the one the member would get now (threads aside); otherwise it names the differing fields.
-    The shipped checkpoints pass for the four members of the default recipe."""
+    the one the member would get now (threads and the init checkpoint's folder aside); the
+    differing fields are named. The shipped checkpoints pass for the default recipe."""
     torch = pytest.importorskip('torch')
     from dataclasses import asdict, replace
 
-    from noetra_ros.core.errors import ConfigError
     from noetra_ros.learning.__main__ import (
-        _check_reused_member, _train_config, build_parser, ensemble_members, REPO_ROOT)
+        _train_config, build_parser, ensemble_members, REPO_ROOT)
+    from noetra_ros.learning.train import settings_differing
 
     args = build_parser().parse_args(['all', '--workdir', str(tmp_path), '--model', 'm.onnx'])
     members = ensemble_members(_train_config(args), args.members)
     assert len(members) == 4
     for name, config in members:
-        _check_reused_member(REPO_ROOT / 'models' / f'pick_place_lrmate_{name}.pt', config)
+        assert settings_differing(REPO_ROOT / 'models' / f'pick_place_lrmate_{name}.pt',
+                                  config) == []
     config = members[0][1]
     stale = tmp_path / 'member_heading.pt'
     torch.save({'train_config': asdict(replace(config, steps=10, threads=3))}, stale)
-    with pytest.raises(ConfigError, match=r'steps=10 \(now 9000\)'):
-        _check_reused_member(stale, config)
-    torch.save({'train_config': asdict(replace(config, threads=3))}, stale)
-    _check_reused_member(stale, config)  # only the thread count differs
+    assert settings_differing(stale, config) == ['steps=10 (now 9000)']
+    torch.save({'train_config': asdict(replace(config, threads=3, init_checkpoint='x'))}, stale)
+    assert settings_differing(stale, config) == []
 
 
 def test_ensemble_outputs_the_mean_of_its_members_and_needs_one_contract(tiny_dataset,

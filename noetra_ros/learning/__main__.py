@@ -128,8 +128,9 @@ def cmd_all(args: argparse.Namespace) -> int:
     from noetra_ros.learning.record import record_and_describe, RecordConfig
     from noetra_ros.learning.train import train_member
 
+    config = _train_config(args)
     # Checked before the recordings, which take a quarter of an hour.
-    members = ensemble_members(_train_config(args), args.members)
+    members = ensemble_members(config, args.members)
     workdir = Path(args.workdir)
     seed = args.first_seed
     plans = []
@@ -155,7 +156,6 @@ def cmd_all(args: argparse.Namespace) -> int:
             for text in pool.map(record_and_describe, configs, outputs):
                 print(text)
     datasets = [path for path, _ in plans]
-    config = _train_config(args)
     if args.members == 1:
         checkpoint = train_member(datasets, workdir, 'checkpoint', config, args.finetune_steps,
                                   args.finetune_hard_fraction)
@@ -191,25 +191,31 @@ def ensemble_members(config, count: int) -> list[tuple[str, Any]]:
 
 def _train_members(datasets: Sequence[Path], workdir: Path,
                    members: Sequence[tuple[str, Any]], args: argparse.Namespace) -> list[Path]:
-    """Train the members not yet in `workdir` (a member whose final checkpoint is there is
-    reused, so `--members 4` on a workdir of the 2-member recipe trains only the new pair),
-    `--train-jobs` at a time, one process each (set --threads 1 on 2 cores)."""
+    """Train the members not yet in `workdir`, `--train-jobs` at a time, one process each (set
+    --threads 1 on 2 cores). A member whose final checkpoint is there is reused if every stage
+    was trained with the settings it would get now (so `--members 4` on a workdir of the
+    2-member recipe trains only the new pair); other settings are a ConfigError naming them."""
     from concurrent.futures import ProcessPoolExecutor
 
-    from noetra_ros.learning.train import train_member
+    from noetra_ros.learning.train import member_stages, settings_differing, train_member
 
-    suffix = '_finetuned.pt' if args.finetune_steps > 0 else '.pt'
     checkpoints: dict[str, Path] = {}
     todo = []
     for name, member_config in members:
-        existing = workdir / f'{name}{suffix}'
-        if existing.is_file():
-            if args.finetune_steps == 0:
-                _check_reused_member(existing, member_config)
-            print(f'reusing {existing} (delete it to retrain that member)')
-            checkpoints[name] = existing
-        else:
+        stages = member_stages(workdir, name, member_config, args.finetune_steps,
+                               args.finetune_hard_fraction)
+        final = stages[-1][0]
+        if not final.is_file():
             todo.append((name, member_config))
+            continue
+        for checkpoint, stage_config in stages:
+            differing = settings_differing(checkpoint, stage_config) if checkpoint.is_file() \
+                else ['the checkpoint is missing']
+            if differing:
+                raise ConfigError(f'cannot reuse {final}: {checkpoint.name}: '
+                                  + ', '.join(differing) + '; delete it or use another --workdir')
+        print(f'reusing {final} (delete it to retrain that member)')
+        checkpoints[name] = final
     if todo:
         with ProcessPoolExecutor(max_workers=max(1, min(args.train_jobs, len(todo))),
                                  mp_context=multiprocessing.get_context('spawn')) as pool:
@@ -220,24 +226,6 @@ def _train_members(datasets: Sequence[Path], workdir: Path,
                        for name, member_config in todo}
             checkpoints.update({name: future.result() for name, future in futures.items()})
     return [checkpoints[name] for name, _ in members]
-
-
-def _check_reused_member(checkpoint: Path, config: Any) -> None:
-    """Refuse to reuse a member checkpoint trained with other settings than the member would
-    get now (the thread count aside: it changes float summation order, not the recipe)."""
-    from dataclasses import asdict
-
-    import torch
-
-    stored = torch.load(checkpoint, map_location='cpu', weights_only=True).get('train_config', {})
-    wanted = asdict(config)
-    differing = sorted(key for key in wanted
-                       if key != 'threads' and key in stored and stored[key] != wanted[key])
-    if differing:
-        raise ConfigError(
-            f'{checkpoint} was trained with other settings than this member: '
-            + ', '.join(f'{key}={stored[key]!r} (now {wanted[key]!r})' for key in differing)
-            + '; delete it or use another --workdir')
 
 
 def _write_ensemble(members: Sequence[str | Path], output: str | Path) -> None:
@@ -397,7 +385,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `python -m noetra_ros.learning`."""
     args = build_parser().parse_args(argv)
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except ConfigError as error:   # a setting the user can fix: the message, not a traceback
+        print(f'error: {error}', file=sys.stderr)
+        return 2
 
 
 if __name__ == '__main__':

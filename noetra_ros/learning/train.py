@@ -830,21 +830,44 @@ def load_checkpoint(path: str | Path):
     return model, contract_from_dict(checkpoint['contract']), checkpoint
 
 
+def member_stages(workdir: str | Path, name: str, config: TrainConfig, finetune_steps: int = 0,
+                  hard_fraction: float = 0.25) -> list[tuple[Path, TrainConfig]]:
+    """(checkpoint, TrainConfig) of each training stage of one member: `workdir`/`name`.pt, then
+    with `finetune_steps` > 0 a second stage `..._finetuned.pt` on the same data with a lower
+    learning rate and the grounding loss pushed onto the hardest scenes (a distractor of the
+    named object's colour). The last entry is the member's final checkpoint."""
+    base = Path(workdir) / f'{name}.pt'
+    stages = [(base, config)]
+    if finetune_steps > 0:
+        stages.append((Path(workdir) / f'{name}_finetuned.pt', replace(
+            config, init_checkpoint=str(base), steps=finetune_steps,
+            learning_rate=config.learning_rate / 2, warmup_steps=100,
+            grounding_hard_fraction=hard_fraction)))
+    return stages
+
+
 def train_member(datasets: Sequence[str | Path], workdir: str | Path, name: str,
                  config: TrainConfig, finetune_steps: int = 0,
                  hard_fraction: float = 0.25) -> Path:
-    """Train (and optionally fine-tune) one network as `workdir`/`name`.pt (`..._finetuned.pt`
-    after a fine-tuning stage); returns the final checkpoint. A module-level function so that
-    `learning all` can run members in spawned worker processes."""
-    checkpoint = Path(workdir) / f'{name}.pt'
-    train(datasets, checkpoint, config)
-    if finetune_steps > 0:
-        # Second stage: the same data, a lower learning rate, and the grounding loss pushed
-        # onto the hardest scenes (a distractor of the named object's colour).
-        tuned = Path(workdir) / f'{name}_finetuned.pt'
-        train(datasets, tuned, replace(
-            config, init_checkpoint=str(checkpoint), steps=finetune_steps,
-            learning_rate=config.learning_rate / 2, warmup_steps=100,
-            grounding_hard_fraction=hard_fraction))
-        checkpoint = tuned
-    return checkpoint
+    """Train (and optionally fine-tune) one network through its `member_stages`; returns the
+    final checkpoint. A module-level function so that `learning all` can run members in
+    spawned worker processes."""
+    stages = member_stages(workdir, name, config, finetune_steps, hard_fraction)
+    for checkpoint, stage_config in stages:
+        train(datasets, checkpoint, stage_config)
+    return stages[-1][0]
+
+
+def settings_differing(checkpoint: str | Path, config: TrainConfig) -> list[str]:
+    """'field=stored (now wanted)' for each TrainConfig field the checkpoint was trained with
+    differently, ignoring the thread count (it changes float summation order, not the recipe)
+    and the init checkpoint's path (the same file may sit in another folder)."""
+    import torch
+
+    with torch.serialization.safe_globals([torch.torch_version.TorchVersion]):
+        stored = torch.load(Path(checkpoint), map_location='cpu',
+                            weights_only=True).get('train_config', {})
+    wanted = asdict(config)
+    return [f'{key}={stored[key]!r} (now {wanted[key]!r})' for key in sorted(wanted)
+            if key not in ('threads', 'init_checkpoint') and key in stored
+            and stored[key] != wanted[key]]
