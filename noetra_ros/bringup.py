@@ -18,6 +18,8 @@ from typing import Any, Mapping
 import yaml
 
 from noetra_ros.core.errors import ConfigError, UnknownNameError
+# share_dir stays importable from here: the one data-folder lookup is core/paths.py.
+from noetra_ros.core.paths import config_dir, share_dir  # noqa: F401
 
 PACKAGE = 'noetra_ros'
 # Executables the package installs (setup.py console_scripts); a cell may only start these.
@@ -25,21 +27,8 @@ EXECUTABLES = ('sim_node', 'expert_node', 'policy_node', 'safety_node')
 _PARAM_TYPES = (bool, int, float, str)
 
 
-def share_dir() -> Path:
-    """The package's data folder: the source tree when run from it, else the installed share."""
-    source = Path(__file__).resolve().parent.parent
-    if (source / 'config' / 'cells').is_dir():
-        return source
-    try:
-        from ament_index_python.packages import get_package_share_directory
-        return Path(get_package_share_directory(PACKAGE))
-    except Exception as exc:  # PackageNotFoundError or ament_index missing altogether
-        raise ConfigError(f'cannot find the {PACKAGE} data folder (config/, urdf/): not running '
-                          f'from the source tree and the package is not installed ({exc})') from exc
-
-
 def cells_dir() -> Path:
-    return share_dir() / 'config' / 'cells'
+    return config_dir('cells')
 
 
 def available_cells() -> list[str]:

@@ -24,7 +24,7 @@ import yaml
 
 from noetra_ros.bringup import available_cells, load_cell
 from noetra_ros.core.errors import NoetraError
-from noetra_ros.core.stats import percentiles, wilson_interval
+from noetra_ros.core.stats import wilson_interval
 
 
 def _parse_set(items: list[str]) -> dict:
@@ -56,7 +56,9 @@ class CellProcesses:
     def dead(self) -> dict[str, int]:
         return {name: p.returncode for name, p in self.procs.items() if p.poll() is not None}
 
-    def stop(self, timeout: float = 5.0) -> None:
+    def stop(self, timeout: float = 5.0) -> dict[str, int]:
+        """SIGINT every node (each stops cleanly and exits 0), SIGKILL what is left after
+        `timeout`; returns every node's exit code."""
         for proc in self.procs.values():
             if proc.poll() is None:
                 proc.send_signal(signal.SIGINT)
@@ -67,6 +69,7 @@ class CellProcesses:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+        return {name: proc.returncode for name, proc in self.procs.items()}
 
     def tail(self, name: str, lines: int = 15) -> str:
         text = self.logs[name].read_text(errors='replace').splitlines()
@@ -94,11 +97,14 @@ def run_cell(args: argparse.Namespace) -> dict:
     print(f'noetra: starting cell {cell.name!r} ({cell.description}) with nodes '
           f'{[n.name for n in cell.nodes]}; logs in {out_dir}', flush=True)
     procs = CellProcesses(cell, params_file, out_dir, env)
+    exit_codes: dict[str, int] = {}
     try:
         report = run_monitor(cell, procs, out_dir, video=not args.no_video,
                              wall_timeout_s=args.timeout, quiet=args.quiet)
     finally:
-        procs.stop()
+        exit_codes = procs.stop()
+    # 0 = stopped cleanly; anything else is worth a look at <node>.log.
+    report['node_exit_codes'] = exit_codes
     report['run_dir'] = str(out_dir)
     (out_dir / 'report.json').write_text(json.dumps(report, indent=2))
     return report
@@ -203,20 +209,30 @@ def format_report(report: dict) -> str:
     if report.get('health'):
         lines.append('node health (last /diagnostics):')
         for name, status in sorted(report['health'].items()):
-            keys = ('steps', 'published', 'commands', 'inferences', 'no_command_stale', 'input_errors', 'state',
-                    'rejected_commands', 'lockstep_timeouts', 'timeouts', 'tracking_faults',
-                    'end_to_end_ms_p50', 'end_to_end_ms_p99', 'inference_ms_p50',
-                    'inference_ms_p99')
+            keys = ('steps', 'published', 'commands', 'inferences', 'no_command_stale',
+                    'input_errors', 'state', 'rejected_commands', 'lockstep_timeouts',
+                    'timeouts', 'tracking_faults', 'end_to_end_ms_p50', 'end_to_end_ms_p99',
+                    'inference_ms_p50', 'inference_ms_p99')
             extra = ', '.join(f'{k}={status["values"][k]}' for k in keys
                               if k in status['values'])
             lines.append(f'  {name:<28} {status["level"]:<5} {status["message"][:60]}'
                          + (f' [{extra}]' if extra else ''))
     if report.get('rejected_commands'):
         lines.append(f'commands rejected by the sim: {report["rejected_commands"]}')
+    unclean = {name: code for name, code in report.get('node_exit_codes', {}).items() if code}
+    if unclean:
+        lines.append(f'nodes that did not stop cleanly (exit code; see <node>.log): {unclean}')
     if report.get('video'):
         lines.append(f'scene video: {report["video"]}')
     lines.append(f'report: {report["run_dir"]}/report.json')
     return '\n'.join(lines)
+
+
+EXIT_INTERRUPTED = 130  # the shell's code for a run ended by a signal (128 + SIGINT)
+
+
+def _interrupt(signum: int, frame) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -252,6 +268,10 @@ def main(argv: list[str] | None = None) -> int:
     ev.add_argument('--no-video', action='store_true', default=False)
     ev.add_argument('--quiet', action='store_true')
     args = parser.parse_args(argv)
+    # The cell's nodes run in their own sessions, so a signal to this process does not reach
+    # them: SIGTERM (systemd, `docker stop`) must unwind like Ctrl-C does, through the
+    # `finally` that stops them, instead of killing this process and orphaning the cell.
+    previous_sigterm = signal.signal(signal.SIGTERM, _interrupt)
     try:
         if args.command == 'list':
             for name in available_cells():
@@ -262,6 +282,12 @@ def main(argv: list[str] | None = None) -> int:
     except NoetraError as exc:
         print(f'noetra: error: {exc}', file=sys.stderr)
         return 2
+    except KeyboardInterrupt as exc:
+        print(f'noetra: stopped by {exc or "SIGINT"}; the cell\'s nodes were stopped',
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
+    finally:
+        signal.signal(signal.SIGTERM, previous_sigterm)
     print(format_report(report))
     if 'evaluation' in report:
         print(format_evaluation(report['evaluation']))

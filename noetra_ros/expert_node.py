@@ -14,7 +14,6 @@ from diagnostic_msgs.msg import DiagnosticStatus
 from geometry_msgs.msg import PoseStamped
 import numpy as np
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
@@ -24,10 +23,10 @@ from noetra_ros.core.errors import ConfigError, NoetraError
 from noetra_ros.core.expert import ScriptedExpert
 from noetra_ros.core.sim.task import GRASP_SYMMETRY_RAD, shape_in_instruction
 from noetra_ros.core.sync import ExactStampSync
+from noetra_ros.qos import RELIABLE
 from noetra_ros.ros_main import run_node
 from noetra_ros.ros_params import declare_parameters
 
-RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 INTERFACES = ('position', 'trajectory')
 
 PARAMETERS = {

@@ -11,18 +11,19 @@ import numpy as np
 import rclpy
 from rclpy.experimental import EventsExecutor
 from rclpy.node import Node
-from rclpy.qos import qos_profile_sensor_data, QoSProfile, ReliabilityPolicy
+from rclpy.signals import SignalHandlerOptions
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CameraInfo, Image, JointState
 from std_msgs.msg import Float64MultiArray, UInt32
 from trajectory_msgs.msg import JointTrajectory
 
 from noetra_ros.core.errors import InputError
+from noetra_ros.core.images import to_bgr
 from noetra_ros.core.stats import percentiles
+from noetra_ros.qos import MONITOR, RELIABLE, SENSOR_DATA
 from noetra_ros.ros_conversions import image_to_numpy, stamp_to_seconds
 
 # Deep queues: the monitor counts every message, so it must not lose any while it is busy.
-RELIABLE = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
 LEVEL_NAMES = {DiagnosticStatus.OK: 'OK', DiagnosticStatus.WARN: 'WARN',
                DiagnosticStatus.ERROR: 'ERROR', DiagnosticStatus.STALE: 'STALE'}
 ARM_COMMAND_TOPICS = {
@@ -78,7 +79,7 @@ class MonitorNode(Node):
         self.video_frames = 0
         self.bad_frames = 0
 
-        def watch(topic, msg_type, qos=RELIABLE, callback=None):
+        def watch(topic, msg_type, qos=MONITOR, callback=None):
             self.rates[topic] = _Rate()
 
             def on_msg(msg, topic=topic):
@@ -92,13 +93,13 @@ class MonitorNode(Node):
         watch('force_torque_sensor_broadcaster/wrench', WrenchStamped)
         for cam in self.cameras:
             callback = self._on_scene_image if cam == 'scene_camera' else None
-            watch(f'{cam}/image_raw', Image, qos_profile_sensor_data, callback)
-            watch(f'{cam}/camera_info', CameraInfo, qos_profile_sensor_data)
+            watch(f'{cam}/image_raw', Image, SENSOR_DATA, callback)
+            watch(f'{cam}/camera_info', CameraInfo, SENSOR_DATA)
         for topic, msg_type in ARM_COMMAND_TOPICS.items():
             watch(topic, msg_type, callback=self._on_arm_command)
         watch('gripper_position_controller/commands', Float64MultiArray)
         watch('task/status', DiagnosticStatus, callback=self._on_status)
-        self.create_subscription(DiagnosticArray, '/diagnostics', self._on_diagnostics, RELIABLE)
+        self.create_subscription(DiagnosticArray, '/diagnostics', self._on_diagnostics, MONITOR)
 
     def _on_clock(self, msg: Clock) -> None:
         self.sim_time = stamp_to_seconds(msg.clock)
@@ -117,7 +118,6 @@ class MonitorNode(Node):
     def _on_status(self, msg: DiagnosticStatus) -> None:
         values = {kv.key: kv.value for kv in msg.values}
         self.status = values
-        state = values.get('state')
         episode = int(values.get('episode', -1))
         if episode >= 0 and values.get('result') and episode not in self.episodes:
             success = values['result'] == 'success'
@@ -153,7 +153,7 @@ class MonitorNode(Node):
         if self._writer is None:
             self._writer = cv2.VideoWriter(str(self.video_path), cv2.VideoWriter_fourcc(*'mp4v'),
                                            self.video_fps, (msg.width, msg.height))
-        frame = pixels if msg.encoding == 'bgr8' else cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR)
+        frame = to_bgr(pixels, msg.encoding)
         self._writer.write(np.ascontiguousarray(frame))
         self.video_frames += 1
 
@@ -195,7 +195,10 @@ def run_monitor(cell, procs, out_dir: Path, video: bool, wall_timeout_s: float,
     expected = int(sim.get('episodes', 0))
     video_path = out_dir / 'scene_camera.mp4' if video and 'scene_camera' in sim.get(
         'cameras', ['scene_camera']) else None
-    rclpy.init()
+    # No rclpy signal handlers: they would shut the context down under a running callback.
+    # Ctrl-C (and SIGTERM, see cli.main) arrive as KeyboardInterrupt and unwind through the
+    # `finally` below, which destroys the node while the context is still valid.
+    rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
     # The events executor handles a callback for a fraction of what the wait-set executor costs,
     # so one process can count a whole cell's traffic.
     executor = EventsExecutor()

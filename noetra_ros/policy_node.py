@@ -13,7 +13,11 @@ commands at the control rate.
 
 Stale or missing inputs, a NaN in the state, an image that cannot be converted: no new command
 (the controller holds) and a diagnostic that says what and where. Never a non-finite value.
-Model loading and contract checks live in noetra_ros.core.policy; this node wires them to ROS.
+Model loading, contract checks and the policy loop itself (when to infer, the chunk queue and its
+blending, the command for a time: core/policy/loop.PolicyLoop, which the in-process evaluation
+runs too) live in noetra_ros.core.policy; this node wires them to ROS. `joint_states_qos`
+selects a reliable (default) or best-effort (sensor_data, as MotoROS2 publishes) subscription.
+The onnxruntime session is closed only after the inference thread has stopped.
 """
 from __future__ import annotations
 
@@ -27,30 +31,30 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import WrenchStamped
 import numpy as np
 from rclpy.lifecycle import Node as LifecycleNode, State, TransitionCallbackReturn
-from rclpy.qos import (DurabilityPolicy, qos_profile_sensor_data, QoSProfile,
-                       ReliabilityPolicy)
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Float64MultiArray, String
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
-from noetra_ros.bringup import share_dir
 from noetra_ros.core.errors import ConfigError, InputError, NoetraError
+from noetra_ros.core.paths import resolve_data_path
 from noetra_ros.core.policy.alignment import InputAligner
-from noetra_ros.core.policy.chunking import ActionQueue, BlendConfig
+from noetra_ros.core.policy.chunking import BLEND_STRATEGIES
+from noetra_ros.core.policy.loop import (Command, COMMAND_INTERFACES, DEFAULTS as LOOP_DEFAULTS,
+                                         LoopConfig, LoopResult, NoFreshInputs, Observation,
+                                         PolicyLoop)
 from noetra_ros.core.policy.preprocess import ImageFrame
 from noetra_ros.core.policy.runtime import PolicyRuntime
-from noetra_ros.core.robots import robot_spec, gripper_spec
+from noetra_ros.core.robot_model import load_robot_description
 from noetra_ros.core.stats import percentiles
+from noetra_ros.qos import (JOINT_STATES_QOS_KINDS, joint_states_qos, LATCHED, RELIABLE,
+                           SENSOR_DATA)
 from noetra_ros.ros_conversions import seconds_to_stamp, stamp_to_seconds
 from noetra_ros.ros_main import run_node
 from noetra_ros.ros_params import declare_parameters
 
-RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                     durability=DurabilityPolicy.TRANSIENT_LOCAL)
 MODES = ('async', 'lockstep')
-INTERFACES = ('trajectory', 'position')
-BLENDS = ('crossfade', 'ensemble', 'replace')
+INTERFACES = COMMAND_INTERFACES
+BLENDS = BLEND_STRATEGIES
 
 PARAMETERS = {
     'model_path': ('', 'ONNX model; relative paths are looked up in the package share folder'),
@@ -61,43 +65,70 @@ PARAMETERS = {
     'inter_op_threads': (1, 'onnxruntime inter-op threads (0 = onnxruntime default)'),
     'mode': ('async', f'one of {MODES}'),
     'control_hz': (20.0, 'rate at which commands are published (async mode)'),
-    'replan_steps': (1, 'lockstep: run inference every N control steps'),
+    # The loop's settings default to core/policy/loop.LoopConfig, which the in-process
+    # evaluation uses as well: one place for them.
+    'replan_steps': (LOOP_DEFAULTS.replan_steps,
+                     'lockstep: run inference every N control steps'),
     'stamp_tolerance_s': (0.06, 'max stamp difference between joint_states and other inputs'),
     'max_input_age_s': (0.5, 'inputs older than this (node clock) are stale: no command'),
-    'blend': ('crossfade', f'how overlapping chunks are joined: one of {BLENDS}'),
-    'blend_window_s': (0.15, 'cross-fade / re-average window when a new chunk arrives'),
-    'ensemble_coeff': (0.01, 'ACT temporal-ensembling weight exponent (blend=ensemble)'),
-    'command_interface': ('trajectory', f'one of {INTERFACES}'),
-    'trajectory_points': (3, 'future points per published JointTrajectory'),
+    'blend': (LOOP_DEFAULTS.blend, f'how overlapping chunks are joined: one of {BLENDS}'),
+    'blend_window_s': (LOOP_DEFAULTS.blend_window_s,
+                       'cross-fade / re-average window when a new chunk arrives'),
+    'ensemble_coeff': (LOOP_DEFAULTS.ensemble_coeff,
+                       'ACT temporal-ensembling weight exponent (blend=ensemble)'),
+    'command_interface': (LOOP_DEFAULTS.command_interface, f'one of {INTERFACES}'),
+    'trajectory_points': (LOOP_DEFAULTS.trajectory_points,
+                          'future points per published JointTrajectory'),
+    'joint_states_qos': ('reliable', f'joint_states subscription: one of '
+                                     f'{JOINT_STATES_QOS_KINDS} (sensor_data = best effort, '
+                                     'as MotoROS2 publishes it)'),
     'autostart': (True, 'configure and activate at start (no lifecycle manager needed)'),
 }
+# How long stopping waits for an inference in progress before handing the session's close to
+# the inference thread itself (it closes it when that inference returns); a class attribute so
+# a test can shorten it.
+WORKER_JOIN_TIMEOUT_S = 2.0
 
 
 def resolve_model_path(path: str) -> Path:
     if not path:
         raise ConfigError('parameter model_path is empty: set it to an .onnx file')
-    candidate = Path(path).expanduser()
-    if not candidate.is_absolute() and not candidate.exists():
-        shared = share_dir() / candidate
-        if shared.exists():
-            return shared
-    return candidate
+    return resolve_data_path(path, 'parameter model_path: model file')
+
+
+class _InferenceWorker:
+    """One inference thread (async mode), its stop request, and - when stopping could not wait
+    for its last inference - the session it must close once that inference has returned."""
+
+    def __init__(self, target) -> None:
+        self.stop = threading.Event()
+        self.finished = False
+        self.runtime_to_close: PolicyRuntime | None = None
+        self.thread = threading.Thread(target=target, args=(self,), daemon=True,
+                                       name='policy_inference')
 
 
 class PolicyNode(LifecycleNode):
+    worker_join_timeout_s = WORKER_JOIN_TIMEOUT_S
+
     def __init__(self) -> None:
         super().__init__('policy')
         self.p = declare_parameters(self, PARAMETERS, read_only=True)
         for key, allowed in (('mode', MODES), ('command_interface', INTERFACES),
-                             ('blend', BLENDS)):
+                             ('blend', BLENDS), ('joint_states_qos', JOINT_STATES_QOS_KINDS)):
             if self.p[key] not in allowed:
                 raise ConfigError(f'parameter {key}={self.p[key]!r}: must be one of {allowed}')
+        self.loop_config = LoopConfig.from_parameters(self.p)
         self.runtime: PolicyRuntime | None = None
+        self.loop: PolicyLoop | None = None
         self.active = False
+        # Guards the aligner (filled by subscriptions, read by the inference thread).
         self._lock = threading.Lock()
+        # The one lock for everything the diagnostics read: counters, problem records, latency
+        # windows. The inference thread and the executor both write them.
+        self._health_lock = threading.Lock()
         self._new_observation = threading.Event()
-        self._stop = threading.Event()
-        self._worker: threading.Thread | None = None
+        self._worker: _InferenceWorker | None = None
         self._subs, self._timers = [], []
         self.instruction: str | None = None
         self.counters = {'commands': 0, 'inferences': 0, 'no_command_stale': 0,
@@ -108,7 +139,6 @@ class PolicyNode(LifecycleNode):
         self.preprocess_ms: deque[float] = deque(maxlen=2000)
         self.e2e_ms: deque[float] = deque(maxlen=2000)
         self.plan_ms: deque[float] = deque(maxlen=2000)
-        self._steps_since_plan = 0
         self._pending_step: float | None = None
         self._newest_receipt_for_chunk = 0.0
         if self.p['autostart']:
@@ -125,13 +155,17 @@ class PolicyNode(LifecycleNode):
                 intra_op_threads=int(self.p['intra_op_threads']),
                 inter_op_threads=int(self.p['inter_op_threads']),
                 allow_fallback=bool(self.p['allow_provider_fallback']))
-            spec = robot_spec(self.p['robot'])
-            self.joint_names = list(spec.joint_names)
-            self.gripper_joints = list(gripper_spec().joint_names)
+            robot = load_robot_description(self.p['robot'])
+            self.joint_names = list(robot.joint_names)
+            assert robot.gripper is not None  # the description includes the gripper by default
+            self.gripper_joints = list(robot.gripper.joint_names)
             self.runtime.validate_robot(self.joint_names, has_gripper=True, has_wrench=True)
+            self.loop = PolicyLoop(self.runtime, self.joint_names, self.loop_config)
         except NoetraError as exc:
             self.last_problem = str(exc)
             self.get_logger().error(f'configure failed, robot will not be commanded: {exc}')
+            if self.runtime is not None:
+                self.runtime.close()
             self.runtime = None
             return TransitionCallbackReturn.FAILURE
         for message in self.runtime.warnings:
@@ -139,24 +173,20 @@ class PolicyNode(LifecycleNode):
         contract = self.runtime.contract
         self.cameras = list(contract.cameras)
         self.uses_wrench = contract.uses_wrench
-        self.uses_gripper = contract.action.component('gripper_position') is not None
         sources = ['joints', *self.cameras] + (['wrench'] if self.uses_wrench else [])
         self.aligner = InputAligner(sources, 'joints', float(self.p['stamp_tolerance_s']),
                                     float(self.p['max_input_age_s']))
-        self.queue = ActionQueue(BlendConfig(strategy=self.p['blend'],
-                                             blend_window_s=float(self.p['blend_window_s']),
-                                             ensemble_coeff=float(self.p['ensemble_coeff'])))
         self.period = contract.action.step_period_s
-        self.action_joints = list(contract.action.component('joint_positions').joints)
         warm = self.runtime.warmup(runs=3)
         self.get_logger().info(
             f'loaded {path.name} ({self.runtime.contract_origin} contract {contract.name!r}) on '
             f'{self.runtime.provider}; cameras {self.cameras}; chunk '
             f'{contract.action.chunk_length} x {self.period:.3f} s; warm-up {1e3 * warm:.1f} ms')
 
-        sensor_qos = qos_profile_sensor_data
-        self._subs.append(self.create_subscription(JointState, 'joint_states',
-                                                   self._on_joint_state, RELIABLE))
+        sensor_qos = SENSOR_DATA
+        self._subs.append(self.create_subscription(
+            JointState, 'joint_states', self._on_joint_state,
+            joint_states_qos(self.p['joint_states_qos'])))
         for camera in self.cameras:
             self._subs.append(self.create_subscription(
                 Image, f'{camera}/image_raw',
@@ -167,7 +197,7 @@ class PolicyNode(LifecycleNode):
                 lambda msg: self._on_input('wrench', msg), sensor_qos))
         self._subs.append(self.create_subscription(String, 'task/instruction',
                                                    self._on_instruction, LATCHED))
-        if self.p['command_interface'] == 'trajectory':
+        if self.loop_config.command_interface == 'trajectory':
             self.pub_arm = self.create_lifecycle_publisher(
                 JointTrajectory, 'joint_trajectory_controller/joint_trajectory', RELIABLE)
         else:
@@ -180,13 +210,15 @@ class PolicyNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: State) -> TransitionCallbackReturn:
-        self.queue.clear()
-        self.aligner.clear()
+        self.loop.reset()
+        with self._lock:
+            self.aligner.clear()
         self.active = True
         if self.p['mode'] == 'async':
-            self._stop.clear()
-            self._worker = threading.Thread(target=self._inference_loop, daemon=True)
-            self._worker.start()
+            # A new thread with its own stop request: one still finishing an inference from
+            # before a deactivate ends after it, without picking up new work.
+            self._worker = _InferenceWorker(self._inference_loop)
+            self._worker.thread.start()
             self._timers.append(self.create_timer(1.0 / float(self.p['control_hz']),
                                                   self._control_tick))
         self.get_logger().info(f'active ({self.p["mode"]} mode)')
@@ -195,7 +227,8 @@ class PolicyNode(LifecycleNode):
     def on_deactivate(self, state: State) -> TransitionCallbackReturn:
         self.active = False
         self._stop_worker()
-        self.queue.clear()
+        if self.loop is not None:
+            self.loop.reset()
         return super().on_deactivate(state)
 
     def on_cleanup(self, state: State) -> TransitionCallbackReturn:
@@ -206,24 +239,49 @@ class PolicyNode(LifecycleNode):
         self._release()
         return TransitionCallbackReturn.SUCCESS
 
-    def _stop_worker(self) -> None:
-        self._stop.set()
+    def _stop_worker(self) -> _InferenceWorker | None:
+        """Stop the inference thread. Returns None when no thread runs any more, else the worker
+        whose inference outlasted worker_join_timeout_s (it ends after that inference)."""
+        worker = self._worker
+        if worker is None:
+            return None
+        worker.stop.set()
         self._new_observation.set()
-        if self._worker is not None:
-            self._worker.join(timeout=2.0)
-            self._worker = None
+        worker.thread.join(timeout=self.worker_join_timeout_s)
+        if worker.thread.is_alive():
+            return worker
+        self._worker = None
+        return None
 
     def _release(self) -> None:
+        """Stop the inference thread, then drop timers, subscriptions and the session.
+
+        The session is closed only once no inference can use it: after the thread has ended,
+        or - if one inference outlasts worker_join_timeout_s - by the thread itself when that
+        inference returns (never under it).
+        """
         self.active = False
-        self._stop_worker()
+        running = self._stop_worker()
         for timer in self._timers:
             self.destroy_timer(timer)
         for sub in self._subs:
             self.destroy_subscription(sub)
         self._timers, self._subs = [], []
-        if self.runtime is not None:
-            self.runtime.close()
-            self.runtime = None
+        runtime, self.runtime = self.runtime, None
+        if runtime is None:
+            return
+        if running is not None:
+            with self._health_lock:
+                # Decided under the lock the thread takes on its way out, so exactly one of
+                # the two closes the session.
+                if not running.finished:
+                    running.runtime_to_close, runtime = runtime, None
+        if runtime is not None:
+            runtime.close()
+            return
+        self.get_logger().warn(
+            f'an inference is still running after {self.worker_join_timeout_s:.1f} s; the '
+            'onnxruntime session is closed when it returns')
 
     def destroy_node(self) -> None:
         self._release()
@@ -238,9 +296,8 @@ class PolicyNode(LifecycleNode):
         # actions planned for the previous one are void, and replanning restarts in phase, so
         # each episode starts from the same policy state.
         self.instruction = msg.data
-        with self._lock:
-            self.queue.clear()
-            self._steps_since_plan = 0
+        if self.loop is not None:
+            self.loop.reset()
         self.get_logger().info(f'instruction: {msg.data!r}')
 
     def _on_input(self, source: str, msg) -> None:
@@ -275,11 +332,13 @@ class PolicyNode(LifecycleNode):
                 if latest is None or latest.stamp < stamp:
                     return
         self._pending_step = None
-        self._lockstep_step(stamp)
+        result = self.loop.step(stamp, lambda: self._observe(stamp))
+        self._account(result)
+        if result.command is not None:
+            self._publish(result.command)
 
-    # ---------------------------------------------------------------- inference
-    def _plan(self, reference_stamp: float | None) -> bool:
-        """Build inputs from one aligned observation, infer, queue the chunk. True if queued.
+    def _observe(self, reference_stamp: float | None) -> Observation:
+        """The aligned observation at `reference_stamp` (None: the newest joint state).
 
         In lockstep the step's own stamp is "now": the /clock message of the step may still be
         in flight, and the result must not depend on when it lands.
@@ -288,133 +347,116 @@ class PolicyNode(LifecycleNode):
         with self._lock:
             alignment = self.aligner.align(now, reference_stamp)
         if not alignment.ok:
-            self._problem('no_command_stale', alignment.reason)
-            return False
-        if self.instruction is None:
-            self._problem('no_command_stale', 'no task/instruction received yet')
-            return False
+            raise NoFreshInputs(alignment.reason)
+        instruction = self.instruction
+        if instruction is None:
+            raise NoFreshInputs('no task/instruction received yet')
         samples = alignment.samples
         joints: JointState = samples['joints'].value
-        try:
-            positions = _named(joints.name, joints.position, 'joint_states.position')
-            gripper = float(np.mean([positions[j] for j in self.gripper_joints])) \
-                if all(j in positions for j in self.gripper_joints) else None
-            images = {cam: ImageFrame(samples[cam].value.data, samples[cam].value.width,
-                                      samples[cam].value.height, samples[cam].value.encoding,
-                                      samples[cam].value.step) for cam in self.cameras}
-            wrench = None
-            if self.uses_wrench:
-                w = samples['wrench'].value.wrench
-                wrench = [w.force.x, w.force.y, w.force.z, w.torque.x, w.torque.y, w.torque.z]
-            inputs = self.runtime.build_inputs(images, positions, gripper_position=gripper,
-                                               wrench=wrench, instruction=self.instruction)
-        except (InputError, KeyError) as exc:
-            self._problem('input_errors', f'cannot build model inputs: {exc}')
-            return False
-        if inputs.unknown_words:
-            self.get_logger().warn(f'instruction words unknown to the model, mapped to <unk>: '
-                                   f'{list(inputs.unknown_words)}', throttle_duration_sec=10.0)
-        try:
-            chunk = self.runtime.infer(inputs)
-        except NoetraError as exc:
-            self._problem('inference_errors', f'inference failed: {exc}')
-            return False
-        columns = [chunk.joint_positions[:, self.action_joints.index(j)]
-                   for j in self.joint_names]
-        if self.uses_gripper:
-            columns.append(chunk.gripper_position)
-        values = np.stack(columns, axis=1)
-        with self._lock:
-            added = self.queue.add(values, samples['joints'].stamp, chunk.step_period_s,
-                                   now=now)
-            self._newest_receipt_for_chunk = max(s.received for s in samples.values())
-        self.counters['inferences'] += 1
-        self.plan_ms.append(1e3 * (time.perf_counter() - self._newest_receipt_for_chunk))
-        self.inference_ms.append(1e3 * chunk.inference_time_s)
-        self.preprocess_ms.append(1e3 * inputs.preprocess_time_s)
-        return added
+        positions = _named(joints.name, joints.position, 'joint_states.position')
+        gripper = float(np.mean([positions[j] for j in self.gripper_joints])) \
+            if all(j in positions for j in self.gripper_joints) else None
+        images = {cam: ImageFrame(samples[cam].value.data, samples[cam].value.width,
+                                  samples[cam].value.height, samples[cam].value.encoding,
+                                  samples[cam].value.step) for cam in self.cameras}
+        wrench = None
+        if self.uses_wrench:
+            w = samples['wrench'].value.wrench
+            wrench = [w.force.x, w.force.y, w.force.z, w.torque.x, w.torque.y, w.torque.z]
+        return Observation(stamp=samples['joints'].stamp, joint_positions=positions,
+                           images=images, instruction=instruction, gripper_position=gripper,
+                           wrench=wrench, received=max(s.received for s in samples.values()))
 
-    def _inference_loop(self) -> None:
-        while not self._stop.is_set():
-            self._new_observation.wait(timeout=0.5)
-            self._new_observation.clear()
-            if self._stop.is_set() or not self.active:
-                continue
-            try:
-                self._plan(None)
-            except Exception as exc:  # keep the thread alive; the control loop holds
-                self._problem('inference_errors', f'unexpected error in inference: {exc!r}')
+    # ---------------------------------------------------------------- inference
+    def _inference_loop(self, worker: _InferenceWorker) -> None:
+        try:
+            while not worker.stop.is_set():
+                self._new_observation.wait(timeout=0.5)
+                self._new_observation.clear()
+                if worker.stop.is_set() or not self.active:
+                    continue
+                try:
+                    now = self._now()
+                    self._account(self.loop.plan(lambda: self._observe(None), now))
+                except Exception as exc:  # noqa: BLE001 - the thread outlives any fault
+                    # The control loop holds meanwhile (nothing new is queued).
+                    self._problem('inference_errors', f'unexpected error in inference: {exc!r}')
+        finally:
+            with self._health_lock:
+                worker.finished = True
+                runtime, worker.runtime_to_close = worker.runtime_to_close, None
+            if runtime is not None:
+                runtime.close()
 
     # ---------------------------------------------------------------- commands
-    def _lockstep_step(self, stamp: float) -> None:
-        self._steps_since_plan += 1
-        with self._lock:
-            empty = self.queue.action_at(stamp) is None
-        if empty or self._steps_since_plan >= int(self.p['replan_steps']):
-            if self._plan(stamp):
-                self._steps_since_plan = 0
-        self._publish_commands(stamp)
-
     def _control_tick(self) -> None:
         now = self._now()
         with self._lock:
             stale = self.aligner.stale_sources(now)
         if stale:
             # Never command from stale data; drop what was planned from it.
-            with self._lock:
-                self.queue.clear()
+            self.loop.discard_plans()
             self._problem('no_command_stale', f'stale or missing inputs: {stale}')
             return
-        self._publish_commands(now)
+        result = self.loop.command_at(now)
+        self._account(result)
+        if result.command is not None:
+            self._publish(result.command)
 
-    def _publish_commands(self, t: float) -> None:
-        with self._lock:
-            rows = []
-            for i in range(max(1, int(self.p['trajectory_points']))):
-                row = self.queue.action_at(t + i * self.period)
-                if row is None:
-                    break
-                rows.append(row)
-            receipt = self._newest_receipt_for_chunk
-        if not rows:
-            self._problem('no_command_stale', 'no planned action covers now (queue empty)')
-            return
-        rows = np.asarray(rows)
-        if not np.isfinite(rows).all():
-            self._problem('non_finite_blocked', 'non-finite action blocked')
-            return
+    def _publish(self, command: Command) -> None:
         n = len(self.joint_names)
-        if self.uses_gripper:
-            self.pub_gripper.publish(Float64MultiArray(data=[float(rows[0, n])]))
-        if self.p['command_interface'] == 'trajectory':
+        if command.gripper_position is not None:
+            self.pub_gripper.publish(Float64MultiArray(data=[command.gripper_position]))
+        if self.loop_config.command_interface == 'trajectory':
             msg = JointTrajectory()
-            # t is the control time: the node clock (async) or the observation stamp (lockstep).
-            msg.header.stamp = seconds_to_stamp(t)
-            msg.joint_names = self.joint_names
-            for i, row in enumerate(rows):
-                nanos = int(round((i + 1) * self.period * 1e9))
+            # The stamp is the control time: the node clock (async) or the observation stamp
+            # (lockstep).
+            msg.header.stamp = seconds_to_stamp(command.stamp)
+            msg.joint_names = list(command.joint_names)
+            for row, nanos in zip(command.positions, command.times_from_start_ns):
                 msg.points.append(JointTrajectoryPoint(
                     positions=[float(v) for v in row[:n]],
                     time_from_start=Duration(sec=nanos // 1_000_000_000,
                                              nanosec=nanos % 1_000_000_000)))
             self.pub_arm.publish(msg)
         else:
-            self.pub_arm.publish(Float64MultiArray(data=[float(v) for v in rows[0, :n]]))
-        self.counters['commands'] += 1
-        self.e2e_ms.append(1e3 * (time.perf_counter() - receipt))
+            self.pub_arm.publish(Float64MultiArray(
+                data=[float(v) for v in command.positions[0]]))
+        with self._health_lock:
+            self.counters['commands'] += 1
+            self.e2e_ms.append(1e3 * (time.perf_counter() - self._newest_receipt_for_chunk))
 
     # ---------------------------------------------------------------- health
+    def _account(self, result: LoopResult) -> None:
+        """Counters, latency windows and problem records of one loop call, under one lock."""
+        inference = result.inference
+        if inference is not None:
+            if inference.unknown_words:
+                self.get_logger().warn(f'instruction words unknown to the model, mapped to '
+                                       f'<unk>: {list(inference.unknown_words)}',
+                                       throttle_duration_sec=10.0)
+            with self._health_lock:
+                self.counters['inferences'] += 1
+                self._newest_receipt_for_chunk = inference.received
+                self.plan_ms.append(1e3 * (time.perf_counter() - inference.received))
+                self.inference_ms.append(1e3 * inference.inference_time_s)
+                self.preprocess_ms.append(1e3 * inference.preprocess_time_s)
+        for problem in result.problems:
+            self._problem(problem.kind, problem.reason)
+
     def _problem(self, counter: str, reason: str) -> None:
-        self.counters[counter] += 1
-        self.last_problem = reason
-        self.problems[counter] = reason
+        with self._health_lock:
+            self.counters[counter] += 1
+            self.last_problem = reason
+            self.problems[counter] = reason
         self.get_logger().warn(f'no new command: {reason}', throttle_duration_sec=2.0)
 
     def stats(self) -> dict:
-        return {'inference_ms': percentiles(self.inference_ms),
-                'preprocess_ms': percentiles(self.preprocess_ms),
-                'plan_ms': percentiles(self.plan_ms),
-                'end_to_end_ms': percentiles(self.e2e_ms), **self.counters}
+        with self._health_lock:
+            return {'inference_ms': percentiles(self.inference_ms),
+                    'preprocess_ms': percentiles(self.preprocess_ms),
+                    'plan_ms': percentiles(self.plan_ms),
+                    'end_to_end_ms': percentiles(self.e2e_ms), **self.counters}
 
     def diagnostic_values(self) -> dict:
         """The key / values of the node's diagnostic status: counters, latency percentiles as
@@ -427,22 +469,26 @@ class PolicyNode(LifecycleNode):
             else:
                 values[key] = value
         # What and where, not only how often.
-        values.update({f'{counter}_reason': reason for counter, reason in self.problems.items()})
+        with self._health_lock:
+            values.update({f'{counter}_reason': reason
+                           for counter, reason in self.problems.items()})
         return values
 
     def _publish_diagnostics(self) -> None:
         level = DiagnosticStatus.OK
         message = 'commanding'
+        values = self.diagnostic_values()
+        with self._health_lock:
+            last_problem, self.last_problem = self.last_problem, ''
+            commands = self.counters['commands']
         if not self.active:
             level, message = DiagnosticStatus.WARN, 'inactive'
-        elif self.counters['commands'] == 0 or self.last_problem:
-            level, message = DiagnosticStatus.WARN, self.last_problem or 'no command yet'
-        values = self.diagnostic_values()
+        elif commands == 0 or last_problem:
+            level, message = DiagnosticStatus.WARN, last_problem or 'no command yet'
         status = DiagnosticStatus(
             level=level, name=f'{self.get_name()}: policy', message=message,
             hardware_id=self.p['robot'],
             values=[KeyValue(key=k, value=str(v)) for k, v in values.items()])
-        self.last_problem = ''
         array = DiagnosticArray(status=[status])
         array.header.stamp = self.get_clock().now().to_msg()
         self.pub_diag.publish(array)

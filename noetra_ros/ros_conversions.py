@@ -1,10 +1,12 @@
 """Message <-> numpy conversions shared by the rclpy nodes.
 
-cv_bridge does not exist as a wheel, so image conversion lives here. Kept free of node state so
-every node converts the same way (and the policy runtime's tensors match what was recorded).
+cv_bridge does not exist as a wheel, so images are converted here, through the ROS-free
+core/images.py that the policy runtime also uses: one encoding table, one decoding path, so
+every node reads a frame the same way (and the runtime's tensors match what was recorded).
 """
 from __future__ import annotations
 
+from array import array
 import math
 
 from builtin_interfaces.msg import Time as TimeMsg
@@ -12,9 +14,7 @@ import numpy as np
 from sensor_msgs.msg import CameraInfo, Image
 
 from noetra_ros.core.errors import InputError
-
-# Bytes per pixel of every encoding the runtime accepts; anything else is rejected by name.
-ENCODING_CHANNELS = {'rgb8': 3, 'bgr8': 3, 'mono8': 1, 'rgba8': 4, 'bgra8': 4}
+from noetra_ros.core.images import image_view, pack_image
 
 
 def seconds_to_stamp(seconds: float) -> TimeMsg:
@@ -31,41 +31,35 @@ def stamp_to_seconds(stamp: TimeMsg) -> float:
 
 
 def numpy_to_image(pixels: np.ndarray, encoding: str, stamp: TimeMsg, frame_id: str) -> Image:
-    """Wrap an HxWxC uint8 array as a sensor_msgs/Image (one copy, into the message)."""
-    channels = ENCODING_CHANNELS.get(encoding)
-    if channels is None:
-        raise InputError(f'image encoding {encoding!r} is not supported '
-                         f'(supported: {sorted(ENCODING_CHANNELS)})')
-    if pixels.dtype != np.uint8 or pixels.ndim not in (2, 3):
-        raise InputError(f'expected an HxW[xC] uint8 array, got {pixels.dtype} {pixels.shape}')
-    height, width = pixels.shape[:2]
+    """Wrap an HxW[xC] uint8 array as a sensor_msgs/Image (one copy, into the message).
+
+    The channel count must match `encoding` (core/images.pack_image), else InputError.
+    """
+    data, width, height, step = pack_image(pixels, encoding)
     msg = Image()
     msg.header.stamp = stamp
     msg.header.frame_id = frame_id
     msg.height, msg.width = height, width
     msg.encoding = encoding
     msg.is_bigendian = 0
-    msg.step = width * channels
-    # array.array assignment avoids the per-byte conversion rclpy does for bytes sequences.
-    msg.data = np.ascontiguousarray(pixels).tobytes()
+    msg.step = step
+    # With field checks on (ROS_PYTHON_CHECK_FIELDS=1) the generated setter checks a bytes value
+    # element by element (70 ms for 640x480 rgb8 here); an array.array('B') is taken as is and
+    # filling one from the pixel buffer is a single memcpy.
+    buffer = array('B')
+    buffer.frombytes(data)
+    msg.data = buffer
     return msg
 
 
 def image_to_numpy(msg: Image) -> np.ndarray:
-    """Zero-copy HxWxC view of an Image's bytes; raises InputError naming what is wrong."""
-    channels = ENCODING_CHANNELS.get(msg.encoding)
-    if channels is None:
-        raise InputError(f'image on frame {msg.header.frame_id!r} has encoding '
-                         f'{msg.encoding!r}; supported: {sorted(ENCODING_CHANNELS)}')
-    row = msg.width * channels
-    if msg.step < row:
-        raise InputError(f'image step {msg.step} is smaller than width*channels {row}')
-    buffer = np.frombuffer(msg.data, dtype=np.uint8)
-    if buffer.size != msg.step * msg.height:
-        raise InputError(f'image data has {buffer.size} bytes, expected step*height = '
-                         f'{msg.step}*{msg.height} = {msg.step * msg.height}')
-    pixels = buffer.reshape(msg.height, msg.step)[:, :row]
-    return pixels.reshape(msg.height, msg.width, channels)
+    """Zero-copy HxWxC view (C = 1 for mono8) of an Image's bytes, decoded by
+    core/images.image_view; raises InputError naming the frame and what is wrong."""
+    try:
+        pixels = image_view(msg.data, msg.width, msg.height, msg.encoding, msg.step)
+    except InputError as error:
+        raise InputError(f'image on frame {msg.header.frame_id!r}: {error}') from None
+    return pixels.reshape(msg.height, msg.width, -1)
 
 
 def camera_info_msg(width: int, height: int, fx: float, fy: float, cx: float, cy: float,

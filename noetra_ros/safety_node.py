@@ -30,27 +30,22 @@ from geometry_msgs.msg import TwistStamped
 import numpy as np
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
-from rclpy.qos import (DurabilityPolicy, qos_profile_sensor_data, QoSProfile,
-                       ReliabilityPolicy)
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Bool, Float64MultiArray
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
-from noetra_ros.bringup import share_dir
 from noetra_ros.core.commands import controller_order
 from noetra_ros.core.errors import ConfigError
-from noetra_ros.core.robot_model import RobotModel
-from noetra_ros.core.robots import gripper_spec, urdf_path
-from noetra_ros.core.safety import (fk_from_model, JointLimits, load_profile, SafetyState,
+from noetra_ros.core.paths import config_dir
+from noetra_ros.core.robot_model import load_robot_description
+from noetra_ros.core.safety import (fk_from_model, load_profile, SafetyState,
                                     SafetySupervisor, TwistSupervisor)
+from noetra_ros.qos import joint_states_qos, LATCHED, RELIABLE, SENSOR_DATA
 from noetra_ros.ros_conversions import stamp_to_seconds
 from noetra_ros.ros_main import run_node
 from noetra_ros.ros_params import declare_parameters
 
-RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                     durability=DurabilityPolicy.TRANSIENT_LOCAL)
 TRIGGERS = ('joint_states', 'command')
 LEVELS = {SafetyState.ARMED: DiagnosticStatus.OK, SafetyState.HOLDING: DiagnosticStatus.WARN,
           SafetyState.FAULT: DiagnosticStatus.ERROR, SafetyState.ESTOP: DiagnosticStatus.ERROR}
@@ -68,8 +63,9 @@ PARAMETERS = {
     'auto_arm': (False, 'SIMULATION ONLY: re-arm from HOLDING/FAULT when a fresh valid command '
                         'arrives (never from ESTOP). Must stay false on a real robot.'),
     'mobile_base': (False, 'also supervise safety/cmd_vel -> diff_drive_controller/cmd_vel'),
-    'joint_states_best_effort': (False, 'subscribe joint_states best effort (MotoROS2 publishes '
-                                        'it best effort; a reliable reader never matches it)'),
+    'joint_states_qos': ('reliable', "joint_states subscription: 'reliable' or 'sensor_data' "
+                                     '(best effort: MotoROS2 publishes joint_states best effort, '
+                                     'which a reliable reader never receives)'),
 }
 
 
@@ -82,18 +78,20 @@ class SafetyNode(Node):
             raise ConfigError(f'parameter update_trigger={p["update_trigger"]!r}: must be one of '
                               f'{TRIGGERS}')
         self.p = p
-        model = RobotModel.from_urdf(urdf_path(p['robot'], with_gripper=True))
-        self.profile = load_profile(p['profile'], share_dir() / 'config' / 'safety')
+        description = load_robot_description(p['robot'])
+        model = description.model
+        self.profile = load_profile(p['profile'], config_dir('safety'))
         self.sensors = list(p['watched_sensors'])
         self.supervisor = SafetySupervisor(
-            JointLimits.from_robot_model(model), self.profile,
+            description.limits, self.profile,
             fk=fk_from_model(model, self.profile.tool_frame), period_s=float(p['period_s']),
             required_sensors=self.sensors)
         self.joint_names = list(model.joint_names)
         self.controller_joints, self._to_controller = controller_order(
             p['controller_joints'], self.joint_names)
-        gripper = gripper_spec()
-        self.gripper_range = (0.0, float(gripper.stroke_per_finger))
+        gripper = description.gripper
+        assert gripper is not None  # load_robot_description includes the gripper by default
+        self.gripper_range = (gripper.open_position, gripper.closed_position)
         self.gripper_target: float | None = None
         self.gripper_joints = tuple(gripper.joint_names)
         self.base = TwistSupervisor(self.profile) if p['mobile_base'] else None
@@ -111,6 +109,7 @@ class SafetyNode(Node):
                                                  'gripper_position_controller/commands', RELIABLE)
         self.pub_status = self.create_publisher(DiagnosticStatus, 'safety/status', LATCHED)
         self.pub_diag = self.create_publisher(DiagnosticArray, '/diagnostics', RELIABLE)
+        measurement_qos = joint_states_qos(p['joint_states_qos'])
         for msg_type, topic, group, handler in (
                 (JointState, 'joint_states', 'joint_states', self._on_joint_state),
                 (JointTrajectory, 'safety/joint_trajectory', 'arm', self._on_trajectory),
@@ -119,13 +118,12 @@ class SafetyNode(Node):
                 (Float64MultiArray, 'safety/gripper_commands', 'gripper', self._on_gripper)):
             self.create_subscription(
                 msg_type, topic, lambda msg, g=group, h=handler: self._receive(g, h, msg),
-                qos_profile_sensor_data if topic == 'joint_states' and
-                p['joint_states_best_effort'] else RELIABLE)
+                measurement_qos if topic == 'joint_states' else RELIABLE)
         self.create_subscription(Bool, 'safety/estop', self._on_estop_topic, RELIABLE)
         for topic in self.sensors:
             self.create_subscription(Image, topic,
                                      lambda msg, t=topic: self._on_sensor(t, msg),
-                                     qos_profile_sensor_data)
+                                     SENSOR_DATA)
         if self.base is not None:
             self.pub_twist = self.create_publisher(TwistStamped, 'diff_drive_controller/cmd_vel',
                                                    RELIABLE)
@@ -187,7 +185,10 @@ class SafetyNode(Node):
         now = stamp_to_seconds(js_msg.header.stamp)
         self._step_time = now
         js_handler(js_msg, now)
-        for handler_, msg_ in step.values():
+        # A fixed order, not DDS arrival order: 'arm' before 'gripper', so on the step that
+        # arms (auto_arm) the gripper command is followed whichever message came first.
+        for group in sorted(step):
+            handler_, msg_ = step[group]
             handler_(msg_, now)
         self._cycle(now)
 

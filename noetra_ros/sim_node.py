@@ -21,7 +21,6 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PoseStamped, WrenchStamped
 import numpy as np
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CameraInfo, Image, JointState
 from std_msgs.msg import Bool, Float64MultiArray, String, UInt32
@@ -29,19 +28,18 @@ from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
 from noetra_ros.core.commands import controller_order, validate_joint_vector
-from noetra_ros.core.episodes import EpisodeSchedule
+from noetra_ros.core.episodes import (DEFAULT_EPISODE_TIMEOUT_S, DEFAULT_RESET_PAUSE_S,
+                                      EpisodeSchedule)
 from noetra_ros.core.errors import CommandError, ConfigError, NoetraError
 from noetra_ros.core.sim.world import SimWorld, WorldConfig, default_cameras
 from noetra_ros.core.trajectory import JointTrajectory as CoreTrajectory
+from noetra_ros.qos import CLOCK, LATCHED, RELIABLE
 from noetra_ros.ros_conversions import camera_info_msg, numpy_to_image, seconds_to_stamp
 from noetra_ros.ros_main import run_node
 from noetra_ros.ros_params import declare_parameters
 
 MODES = ('realtime', 'lockstep')
 COMMAND_KINDS = ('arm', 'gripper')
-RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                     durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 PARAMETERS = {
     'robot': ('fanuc_lrmate200id', 'robot model name (urdf/<robot>_gripper.urdf)'),
@@ -59,8 +57,9 @@ PARAMETERS = {
     'camera_rate_hz': (10.0, 'default camera rate (per camera: <camera>.rate_hz)'),
     'episodes': (0, 'episodes to run, resetting automatically (0 = run until stopped)'),
     'first_seed': (0, 'seed of the first episode; episode k uses first_seed + k'),
-    'episode_timeout_s': (30.0, 'sim seconds after which an episode counts as failed'),
-    'reset_pause_s': (1.0, 'sim seconds to hold between episodes'),
+    'episode_timeout_s': (DEFAULT_EPISODE_TIMEOUT_S,
+                          'sim seconds after which an episode counts as failed'),
+    'reset_pause_s': (DEFAULT_RESET_PAUSE_S, 'sim seconds to hold between episodes'),
     'publish_clock': (True, 'publish /clock (nodes of the cell run on use_sim_time)'),
     'wait_for_reset': (False, 'start nothing until the first task/reset (its seed becomes '
                               'first_seed), so a runner can finish DDS discovery first'),
@@ -104,7 +103,8 @@ class SimNodeConfig:
             raise ConfigError(f'parameter lockstep_inputs has {sorted(unknown)}; '
                               f'allowed: {COMMAND_KINDS}')
         if self.lockstep_timeout_s <= 0:
-            raise ConfigError(f'parameter lockstep_timeout_s={self.lockstep_timeout_s}: must be > 0')
+            raise ConfigError(f'parameter lockstep_timeout_s={self.lockstep_timeout_s}: '
+                              f'must be > 0')
         for cam in self.cameras:
             if cam.width <= 0 or cam.height <= 0 or cam.rate_hz <= 0:
                 raise ConfigError(f'camera {cam.name!r}: width, height and rate_hz must be > 0, '
@@ -177,7 +177,7 @@ class SimNode(Node):
         self.pub_joints = self.create_publisher(JointState, 'joint_states', RELIABLE)
         self.pub_wrench = self.create_publisher(
             WrenchStamped, 'force_torque_sensor_broadcaster/wrench', RELIABLE)
-        self.pub_clock = self.create_publisher(Clock, '/clock', RELIABLE)
+        self.pub_clock = self.create_publisher(Clock, '/clock', CLOCK)
         self.pub_images = {c.name: self.create_publisher(Image, f'{c.name}/image_raw', RELIABLE)
                            for c in self.cfg.cameras}
         self.pub_infos = {c.name: self.create_publisher(CameraInfo, f'{c.name}/camera_info',
@@ -295,7 +295,8 @@ class SimNode(Node):
 
     # ---------------------------------------------------------------- stepping
     def _lockstep_watchdog(self) -> None:
-        if self._awaiting and time.monotonic() - self._observation_wall > self.cfg.lockstep_timeout_s:
+        waited = time.monotonic() - self._observation_wall
+        if self._awaiting and waited > self.cfg.lockstep_timeout_s:
             self.counters['lockstep_timeouts'] += 1
             self.get_logger().warn(
                 f'lockstep: no command from {sorted(self._awaiting)} within '
@@ -358,7 +359,8 @@ class SimNode(Node):
             state = 'success' if sched.results[-1].success else 'failed'
         last = sched.results[-1] if state != 'running' and sched.results else None
         detail = last.reason if last else ''
-        values = {'state': state, 'result': ('success' if last.success else 'failed') if last else '', 'episode': sched.index, 'seed': sched.seed,
+        result = ('success' if last.success else 'failed') if last else ''
+        values = {'state': state, 'result': result, 'episode': sched.index, 'seed': sched.seed,
                   'instruction': sched.instruction, 'detail': detail,
                   'stamp_ns': stamp.sec * 1_000_000_000 + stamp.nanosec,
                   'elapsed_s': f'{last.duration_s if last else sched.elapsed(self.now):.3f}',

@@ -1,9 +1,44 @@
-"""Fixtures for tests that use ROS: a private DDS domain per test module and an rclpy session."""
+"""Shared test setup: the test tiers, a private DDS domain per test module, an rclpy session.
+
+Tiers (markers registered in pyproject.toml; README "Tests"):
+- `ros`: talks DDS, through rclpy in this process or through node processes;
+- `episodes`: runs closed-loop episodes (in process or through the node graph);
+- `slow`: takes more than a few seconds of CPU for another reason (model training).
+The fast tier is everything else: `bash scripts/test.sh --fast`.
+
+A test module marks itself with a `pytestmark = ...` line; tests that use `ros_context` are marked
+`ros` here. The marks are enforced for DDS: a test without `ros` runs with a ROS_DOMAIN_ID that
+rcl refuses, so rclpy.init() or a node process started by it fails at once, and the failure
+report names the missing marker, instead of the fast tier depending on DDS unnoticed.
+"""
 import os
 
 import pytest
 
 from ros_harness import DomainLease, RosSession
+
+# rcl parses ROS_DOMAIN_ID as an integer and fails rcl_init ("ROS_DOMAIN_ID is not an integral
+# number") for anything else.
+NO_DDS_DOMAIN_ID = 'none-in-tests-not-marked-ros'
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by these marks
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if 'ros_context' in item.fixturenames:
+            item.add_marker(pytest.mark.ros)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    if (report.failed and item.get_closest_marker('ros') is None
+            and 'ROS_DOMAIN_ID' in report.longreprtext):
+        report.sections.append((
+            'test tiers', f'{item.nodeid} is not marked `ros`, so it runs with ROS_DOMAIN_ID='
+            f'{NO_DDS_DOMAIN_ID!r} and cannot use DDS. If it needs DDS, mark it: '
+            '`pytestmark = pytest.mark.ros` (see test/conftest.py).'))
+    return report
 
 
 @pytest.fixture(scope='module', autouse=True)
@@ -23,6 +58,17 @@ def ros_domain_id():
         else:
             os.environ['ROS_DOMAIN_ID'] = previous
         lease.release()
+
+
+@pytest.fixture(autouse=True)
+def no_dds_outside_ros_tests(request, ros_domain_id, monkeypatch):
+    """Tests not marked `ros` get a ROS_DOMAIN_ID that makes any DDS use fail (module docstring).
+
+    Module- and class-scoped fixtures are set up before this one, so a rig shared by a `ros`
+    module still gets the leased domain.
+    """
+    if request.node.get_closest_marker('ros') is None:
+        monkeypatch.setenv('ROS_DOMAIN_ID', NO_DDS_DOMAIN_ID)
 
 
 @pytest.fixture

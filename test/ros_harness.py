@@ -293,7 +293,7 @@ class RosSession:
 def _quietly(call: Callable[[], Any]) -> None:
     try:
         call()
-    except Exception:  # teardown must go on: the next node still needs destroying
+    except Exception:  # noqa: BLE001 - teardown must go on: the next node still needs destroying
         pass
 
 

@@ -1,17 +1,24 @@
 """ScriptedExpert: kinematics, smoothness, complete seeded episodes, retries, determinism, and
-the flange wrench while it holds an object. Real PyBullet for both the world and the expert."""
+the flange wrench while it holds an object. Real PyBullet for the world; the expert plans with
+the robot description's numpy kinematics (no physics client of its own)."""
+import inspect
 import math
 
 import numpy as np
 import pybullet as pb
 import pytest
 
+from noetra_ros.core import expert as expert_module
 from noetra_ros.core.errors import CommandError, ConfigError, NoetraError
 from noetra_ros.core.expert import (
-    ExpertConfig, ExpertObservation, observe, run_episode, ScriptedExpert)
+    ExpertConfig, ExpertObservation, grasp_yaw, observe, run_episode, ScriptedExpert)
+from noetra_ros.core.robot_model import load_robot_description
+from noetra_ros.core.robots import ROBOT_NAMES
 from noetra_ros.core.sim import scene
 from noetra_ros.core.sim.task import SHAPE_MASSES_KG
 from noetra_ros.core.sim.world import SimWorld, WorldConfig
+
+pytestmark = pytest.mark.episodes
 
 ROBOT = 'fanuc_lrmate200id'
 
@@ -72,7 +79,7 @@ def test_expert_completes_seeded_episodes(world, expert):
         assert result.success, result
         assert result.expert_phase == 'done'
         assert result.sim_time < world.config.episode_timeout_s
-    # The expert has its own client: the world gained no bodies from it.
+    # The expert plans without a physics client: the world gained no bodies from it.
     assert pb.getNumBodies(physicsClientId=world.client_id) == bodies
 
 
@@ -231,3 +238,84 @@ def test_expert_rejects_a_bad_symmetry(world, expert):
                             grasp_symmetry_rad=float('nan'))
     with pytest.raises(NoetraError, match="grasp_symmetry_rad"):
         expert.act(bad)
+
+
+def test_expert_kinematics_are_the_robot_description():
+    """One FK / IK in the stack: the expert's come from the shared description, not PyBullet."""
+    assert 'pybullet' not in inspect.getsource(expert_module)
+    planner = ScriptedExpert(ROBOT)
+    description = load_robot_description(ROBOT)
+    assert planner.description is description
+    assert planner.joint_names == description.joint_names
+    assert planner.gripper_joint_names == description.gripper.joint_names
+    assert (planner.gripper_open_position, planner.gripper_closed_position) == (
+        description.gripper.open_position, description.gripper.closed_position)
+    assert planner.fingertip_reach == description.gripper.fingertip_beyond_tcp
+    q = description.home
+    position, quaternion = planner.forward(q)
+    tcp = description.model.fk(q, 'gripper_tcp')
+    np.testing.assert_allclose(position, tcp[:3, 3] + np.array([0.0, 0.0, scene.TABLE.top_z]))
+    np.testing.assert_allclose(np.array(pb.getMatrixFromQuaternion(quaternion)).reshape(3, 3),
+                               tcp[:3, :3], atol=1e-12)
+
+
+def _expert_poses(planner):
+    """The poses an episode asks for: at and above the grasp over the whole object region,
+    with the wrist turned as far as a grasp turns it, and the carry / release poses above both
+    bins (tool pointing down, world frame)."""
+    cfg = planner.config
+    grasp_z = cfg.table_z + planner.fingertip_reach + cfg.fingertip_clearance
+    poses = []
+    for x in np.linspace(*scene.OBJECT_REGION_X, 3):
+        for y in np.linspace(*scene.OBJECT_REGION_Y, 3):
+            reference = math.atan2(y, x)
+            for offset in (-math.pi / 2, 0.0, math.pi / 2 - 1e-3):
+                theta = grasp_yaw(np.array([x, y, grasp_z]), reference + offset)
+                poses.append(('grasp', np.array([x, y, grasp_z]), theta))
+                poses.append(('above', np.array([x, y, grasp_z + cfg.approach_height]), theta))
+    for place in scene.BINS:
+        bin_centre = scene.place_position(place)
+        for offset in (-math.pi / 2, 0.0, math.pi / 2):
+            theta = math.atan2(bin_centre[1], bin_centre[0]) + offset
+            poses.append(('carry', bin_centre + np.array([0, 0, cfg.carry_height]), theta))
+            poses.append(('release', bin_centre + np.array([0, 0, 0.02]), theta))
+    return poses
+
+
+@pytest.mark.parametrize('robot', ROBOT_NAMES)
+def test_numpy_ik_reaches_the_expert_poses_from_the_ready_pose(robot):
+    planner = ScriptedExpert(robot)
+    description = planner.description
+    home = description.home
+    cfg = planner.config
+    for what, position, theta in _expert_poses(planner):
+        quaternion = np.array(pb.getQuaternionFromEuler([math.pi, 0.0, theta]))
+        q = planner.inverse(position, quaternion, home)
+        assert q is not None, f'{robot}: no IK {what} at {position} yaw {theta:.2f}'
+        assert np.all(q >= description.limits.lower) and np.all(q <= description.limits.upper)
+        reached, achieved = planner.forward(q)
+        assert np.linalg.norm(reached - position) < cfg.ik_position_tolerance, (robot, what)
+        angle = 2 * math.acos(min(1.0, abs(float(np.dot(achieved, quaternion)))))
+        assert angle < cfg.ik_orientation_tolerance_rad, (robot, what)
+
+
+@pytest.mark.parametrize('robot', ROBOT_NAMES)
+def test_straight_descent_stays_on_one_branch(robot):
+    """The descent is solved waypoint by waypoint from the previous answer: every 1 cm step
+    must be a small joint move (a branch flip would be a jump of the whole arm)."""
+    planner = ScriptedExpert(robot)
+    cfg = planner.config
+    home = planner.description.home
+    x, y = scene.OBJECT_REGION_X[1], scene.OBJECT_REGION_Y[0]
+    grasp_z = cfg.table_z + planner.fingertip_reach + cfg.fingertip_clearance
+    theta = math.atan2(y, x) + math.pi / 2 - 1e-3
+    quaternion = np.array(pb.getQuaternionFromEuler([math.pi, 0.0, theta]))
+    q = planner.inverse(np.array([x, y, grasp_z]), quaternion, home)
+    q = planner.inverse(np.array([x, y, grasp_z + cfg.approach_height]), quaternion, q)
+    assert q is not None
+    for z in np.arange(grasp_z + cfg.approach_height, grasp_z - 1e-9, -cfg.waypoint_spacing):
+        nxt = planner.inverse(np.array([x, y, z]), quaternion, q)
+        assert nxt is not None, f'{robot}: descent lost at z={z:.3f}'
+        assert np.max(np.abs(nxt - q)) < 0.1, f'{robot}: joint jump at z={z:.3f}'
+        np.testing.assert_allclose(planner.forward(nxt)[0], (x, y, z), atol=1e-5)
+        q = nxt

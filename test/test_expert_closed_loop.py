@@ -17,6 +17,8 @@ from noetra_ros.bringup import cells_dir
 from noetra_ros.cli import main as noetra_main
 from ros_harness import ros_env
 
+pytestmark = [pytest.mark.ros, pytest.mark.episodes]
+
 CELL = 'pick_place_lrmate'
 # A smaller scene camera than the cell's 320 x 240 keeps the run short; the video follows it.
 SCENE = {'width': 160, 'height': 120, 'rate_hz': 10.0}

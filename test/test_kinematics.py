@@ -1,5 +1,8 @@
-"""RobotModel against independent implementations (yourdfpy, PyBullet) and published figures."""
+"""RobotModel and RobotDescription against independent implementations (yourdfpy, PyBullet)
+and published figures."""
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import pybullet as pb
@@ -8,7 +11,10 @@ import yourdfpy
 
 from noetra_ros.core import robots
 from noetra_ros.core.errors import ConfigError, ModelLoadError, UnknownNameError
-from noetra_ros.core.robot_model import RobotModel, rotation_error
+from noetra_ros.core.joint_limits import JointLimits
+from noetra_ros.core.robot_model import (
+    load_robot_description, matrix_to_quaternion, quaternion_to_matrix, RobotDescription,
+    RobotModel, rotation_error)
 
 NAMES = robots.ROBOT_NAMES
 FINGERS = ('gripper_left_finger_joint', 'gripper_right_finger_joint')
@@ -187,3 +193,123 @@ def test_bad_inputs_raise():
             '<robot name="x"><link name="base_link"/><link name="tool0"/>'
             '<joint name="j" type="revolute"><parent link="base_link"/><child link="tool0"/>'
             '</joint></robot>')
+
+
+# ---------------------------------------------------------------- robot description
+@pytest.mark.parametrize('name', NAMES)
+def test_description_names_order_and_limits_equal_the_urdf(name):
+    """Arm joints, their order and limits as an independent parser (yourdfpy) reads the file."""
+    description = load_robot_description(name)
+    urdf = yourdfpy.URDF.load(robots.urdf_path(name, True), load_meshes=False)
+    arm = tuple(n for n in urdf.actuated_joint_names if n not in FINGERS)
+    assert description.joint_names == arm == robots.robot_spec(name).joint_names
+    assert description.state_joint_names == arm + FINGERS
+    limits = description.limits
+    assert isinstance(limits, JointLimits) and limits.names == arm
+    for k, joint_name in enumerate(arm):
+        limit = urdf.joint_map[joint_name].limit
+        assert (limits.lower[k], limits.upper[k], limits.velocity[k], limits.effort[k]) == (
+            limit.lower, limit.upper, limit.velocity, limit.effort), joint_name
+    # The chain runs base_link -> tool0 through every arm joint, in order.
+    chain = description.arm_chain
+    assert chain[0].parent == 'base_link' and chain[-1].child == 'tool0'
+    assert tuple(j.name for j in chain if j.movable) == arm
+    assert all(a.child == b.parent for a, b in zip(chain, chain[1:]))
+    np.testing.assert_array_equal(description.home, robots.home_positions(name))
+
+
+@pytest.mark.parametrize('name', NAMES)
+def test_description_gripper_facts(name):
+    gripper = load_robot_description(name).gripper
+    spec = robots.gripper_spec()
+    urdf = yourdfpy.URDF.load(robots.urdf_path(name, True), load_meshes=False)
+    assert gripper.joint_names == FINGERS == spec.joint_names
+    for k, finger in enumerate(FINGERS):
+        limit = urdf.joint_map[finger].limit
+        assert (gripper.limits.lower[k], gripper.limits.upper[k]) == (limit.lower, limit.upper)
+    assert (gripper.open_position, gripper.closed_position) == (
+        robots.GRIPPER_OPEN, robots.GRIPPER_CLOSED)
+    assert gripper.tcp_link == 'gripper_tcp' and gripper.mount_link == 'tool0'
+    assert set(gripper.links) == {lk.name for lk in urdf.robot.links
+                                  if lk.name.startswith('gripper_')}
+    # The fingertips end fingertip_height below tool0 and the TCP sits at pad_centre_height.
+    assert gripper.fingertip_beyond_tcp == pytest.approx(
+        spec.fingertip_height - spec.pad_centre_height, abs=1e-12)
+
+
+@pytest.mark.parametrize('name,with_gripper', [(n, g) for n in NAMES for g in (False, True)])
+def test_link_indices_agree_with_pybullet(name, with_gripper):
+    description = load_robot_description(name, with_gripper)
+    cid = pb.connect(pb.DIRECT)
+    try:
+        body = pb.loadURDF(str(robots.urdf_path(name, with_gripper)), useFixedBase=True,
+                           physicsClientId=cid)
+        count = pb.getNumJoints(body, physicsClientId=cid)
+        pybullet_links = {pb.getJointInfo(body, j, physicsClientId=cid)[12].decode(): j
+                          for j in range(count)}
+        pybullet_joints = {pb.getJointInfo(body, j, physicsClientId=cid)[1].decode(): j
+                           for j in range(count)}
+    finally:
+        pb.disconnect(cid)
+    assert dict(description.link_indices) == {**pybullet_links, 'base_link': -1}
+    for joint in description.model.joints:
+        assert description.joint_index(joint) == pybullet_joints[joint]
+    with pytest.raises(UnknownNameError, match='no link'):
+        description.link_index('elbow')
+
+
+def test_description_is_read_once_and_cannot_be_changed():
+    first = load_robot_description('yaskawa_gp8')
+    assert load_robot_description('yaskawa_gp8') is first
+    for array in (first.limits.lower, first.model.lower, first.model.velocity_limits,
+                  first.home):
+        with pytest.raises(ValueError):
+            array[0] = 0.0
+    assert load_robot_description('yaskawa_gp8', with_gripper=False).gripper is None
+
+
+def test_description_refuses_a_urdf_that_disagrees_with_the_gripper_data(tmp_path):
+    text = robots.urdf_path('fanuc_lrmate200id', True).read_text()
+    wider = text.replace('upper="0.0425"', 'upper="0.05"')
+    assert wider != text
+    (tmp_path / 'wider.urdf').write_text(wider)
+    with pytest.raises(ModelLoadError, match='gripper_left_finger_joint.*differs'):
+        RobotDescription.from_urdf(tmp_path / 'wider.urdf', gripper=robots.gripper_spec())
+    (tmp_path / 'no_fingers.urdf').write_text(
+        text.replace('gripper_left_finger_joint', 'left_joint'))
+    with pytest.raises(ModelLoadError, match='gripper_left_finger_joint'):
+        RobotDescription.from_urdf(tmp_path / 'no_fingers.urdf', gripper=robots.gripper_spec())
+    # A mesh on a gripper link leaves the fingertip reach unknown: refused, not guessed.
+    meshed = text.replace('<geometry><box size="0.022 0.00635 0.0375"/></geometry>',
+                          '<geometry><mesh filename="pad.stl"/></geometry>')
+    assert meshed != text
+    (tmp_path / 'meshed.urdf').write_text(meshed)
+    with pytest.raises(ModelLoadError, match='mesh'):
+        RobotDescription.from_urdf(tmp_path / 'meshed.urdf', gripper=robots.gripper_spec())
+
+
+def test_supervisor_limits_are_the_description_limits():
+    from noetra_ros.core.safety.limits import JointLimits as SafetyJointLimits
+    assert SafetyJointLimits is JointLimits
+    description = load_robot_description('fanuc_crx10ia')
+    assert JointLimits.from_robot_model(description.model) == description.limits
+
+
+def test_quaternion_conversions_round_trip():
+    rng = np.random.default_rng(7)
+    for _ in range(50):
+        quat = rng.normal(size=4)
+        quat /= np.linalg.norm(quat)
+        rot = quaternion_to_matrix(quat)
+        np.testing.assert_allclose(rot @ rot.T, np.eye(3), atol=1e-12)
+        np.testing.assert_allclose(rot, np.array(pb.getMatrixFromQuaternion(quat)).reshape(3, 3),
+                                   atol=1e-12)
+        back = matrix_to_quaternion(rot)
+        assert abs(abs(back @ quat) - 1.0) < 1e-12  # the same rotation (q or -q)
+    # Half turns (trace -1) take the other branches of the conversion.
+    for axis in np.eye(3):
+        quat = np.append(axis, 0.0)
+        back = matrix_to_quaternion(quaternion_to_matrix(quat))
+        np.testing.assert_allclose(np.abs(back), np.abs(quat), atol=1e-12)
+        assert abs(abs(back @ quat) - 1.0) < 1e-12
+    assert math.isclose(np.linalg.det(quaternion_to_matrix((0.0, 0.0, 2.0, 0.0))), 1.0)

@@ -225,6 +225,7 @@ def test_writer_rejects_bad_episodes_and_reader_bad_versions(tmp_path):
                     cameras=CAMERAS, image_height=47, image_width=W)
 
 
+@pytest.mark.episodes
 def test_recorder_stores_the_expert_episode(tmp_path):
     pytest.importorskip('pybullet')
     from noetra_ros.learning.record import RecordConfig, record
@@ -299,6 +300,7 @@ def test_yaw_of_reads_the_heading_about_z():
     assert yaw_of((1.0, 0.0, 0.0, 0.0)) == pytest.approx(0.0, abs=1e-9)
 
 
+@pytest.mark.episodes
 def test_noise_injected_only_in_the_named_phases(tmp_path):
     """Offsets during the free-space approach push the arm off the expert's path (the stored
     action is the clean command that leads back); outside the named phases they decay, so the

@@ -54,6 +54,7 @@ def _tiny_config(**overrides):
     return TrainConfig(**values)
 
 
+@pytest.mark.slow
 def test_tiny_policy_exports_with_contract_and_parity(tiny_dataset, tmp_path):
     torch = pytest.importorskip('torch')
     import onnx
@@ -97,6 +98,7 @@ def test_tiny_policy_exports_with_contract_and_parity(tiny_dataset, tmp_path):
     assert chunk.values.shape == (4, 7) and np.all(np.isfinite(chunk.values))
 
 
+@pytest.mark.slow
 def test_instruction_padding_does_not_change_the_output(tiny_dataset):
     torch = pytest.importorskip('torch')
     from noetra_ros.learning.dataset import read_dataset
@@ -121,6 +123,7 @@ def test_instruction_padding_does_not_change_the_output(tiny_dataset):
         assert not torch.allclose(out, model(*base, changed))
 
 
+@pytest.mark.slow
 def test_training_pipeline_runs_end_to_end(tiny_dataset, tmp_path):
     pytest.importorskip('torch')
     from noetra_ros.learning.export import export_policy
@@ -271,6 +274,7 @@ def test_grounding_targets_follow_the_object_through_resize_and_shift(tmp_path):
         assert abs(cell[0] - np.clip((v - 0.5) / 8.0, 0, 5)) <= 0.5 + 1e-6
 
 
+@pytest.mark.slow
 def test_grounded_policy_learns_where_the_object_is_and_exports(tmp_path):
     """A few hundred steps on the bright-square data: the grounding map must find the square
     (random init is ~20 px off), the position head must read it, and the grounded graph must
@@ -332,6 +336,7 @@ def _two_object_dataset(root, n=48, size=(48, 64)):
     return env
 
 
+@pytest.mark.slow
 def test_object_grounding_finds_objects_the_instructions_never_name(tmp_path):
     """The training-only object queries: one per distractor slot, its instruction built from
     the slot's colour and shape, masked where the slot is empty; trained with them, the map
@@ -378,6 +383,8 @@ def test_object_grounding_finds_objects_the_instructions_never_name(tmp_path):
     assert np.median(np.linalg.norm(own - env[:, 3:5], axis=1)) < 4.0
 
 
+@pytest.mark.slow
+@pytest.mark.episodes
 def test_all_records_the_three_sets_trains_fine_tunes_and_exports(tmp_path):
     """`python -m noetra_ros.learning all`, the shipped recipe's one command, at toy size, run
     the way a user runs it (a separate interpreter: its spawned training workers must be able
@@ -474,6 +481,7 @@ def test_a_reused_member_must_have_been_trained_with_the_members_settings(tmp_pa
     assert settings_differing(stale, config) == []
 
 
+@pytest.mark.slow
 def test_ensemble_outputs_the_mean_of_its_members_and_needs_one_contract(tiny_dataset,
                                                                           tmp_path):
     pytest.importorskip('torch')
@@ -507,6 +515,7 @@ def test_ensemble_outputs_the_mean_of_its_members_and_needs_one_contract(tiny_da
         ensemble_onnx([paths[0], tmp_path / 'other.onnx'], tmp_path / 'bad.onnx')
 
 
+@pytest.mark.slow
 def test_fine_tuning_needs_a_matching_checkpoint(tiny_dataset, tmp_path):
     pytest.importorskip('torch')
     from noetra_ros.core.errors import ConfigError
@@ -583,6 +592,7 @@ def test_target_heading_labels_follow_each_shapes_symmetry(tmp_path):
     np.testing.assert_allclose(label, value, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_glimpse_lets_the_policy_see_which_way_the_named_block_lies(tmp_path):
     """Features pooled under the grounding map (glimpse) carry the named object's outline: the
     heading head learns the red bar's heading (random guessing: ~45 deg median error), the

@@ -1,5 +1,6 @@
 """policy_node over real rclpy + Fast DDS with real onnxruntime models built by the test."""
 import math
+import threading
 
 import numpy as np
 import onnx
@@ -8,13 +9,15 @@ import pytest
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Float64MultiArray, String
 from trajectory_msgs.msg import JointTrajectory
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.qos import DurabilityPolicy, qos_profile_sensor_data, QoSProfile, ReliabilityPolicy
 
 from noetra_ros.core.errors import ConfigError
 from noetra_ros.core.policy.contract import contract_from_dict
 from noetra_ros.core.policy.runtime import build_toy_model
 from noetra_ros.policy_node import PolicyNode
 from noetra_ros.ros_conversions import numpy_to_image, seconds_to_stamp
+
+pytestmark = pytest.mark.ros
 
 JOINTS = [f'joint_{i}' for i in range(1, 7)]
 FINGERS = ['gripper_left_finger_joint', 'gripper_right_finger_joint']
@@ -63,10 +66,10 @@ def _ramp_model(path, joints=JOINTS):
 class Feeder:
     """Publishes what the sim would: scene images, joint_states (last), the instruction."""
 
-    def __init__(self, session):
+    def __init__(self, session, joint_states_qos=None):
         self.session = session
         self.probe = session.probe('feeder')
-        self.pub_js = self.probe.publisher('joint_states', JointState)
+        self.pub_js = self.probe.publisher('joint_states', JointState, joint_states_qos)
         self.pub_img = self.probe.publisher('scene_camera/image_raw', Image)
         self.pub_instr = self.probe.publisher('task/instruction', String, LATCHED)
         self.commands = self.probe.record('joint_trajectory_controller/joint_trajectory',
@@ -90,13 +93,13 @@ class Feeder:
             self.pub_js.publish(js)
 
 
-def _start(ros_context, model_path, **params):
+def _start(ros_context, model_path, feeder_joint_states_qos=None, **params):
     # The node runs on the probe's clock (wall time): stamps are taken from it below.
     node_params = {'policy': {'model_path': model_path, 'control_hz': 20.0,
                               'trajectory_points': 3, **params}}
     ros_context.start(node_params)
     node = ros_context.add(PolicyNode())
-    feeder = Feeder(ros_context)
+    feeder = Feeder(ros_context, feeder_joint_states_qos)
     ros_context.wait_matched(feeder.probe)
     feeder.pub_instr.publish(String(data='pick the red cube'))
     return node, feeder
@@ -193,3 +196,63 @@ def test_model_for_another_robot_is_refused_naming_the_joint(ros_context, tmp_pa
     ros_context.start({'policy': {'model_path': path, 'robot': 'fanuc_lrmate200id'}})
     with pytest.raises(ConfigError, match="'J1' is not a joint of the robot"):
         PolicyNode()
+
+
+def test_best_effort_joint_states_are_received_with_sensor_data_qos(ros_context, tmp_path):
+    # MotoROS2 publishes joint_states best effort; a reliable subscriber would never match it.
+    node, feeder = _start(ros_context, _ramp_model(tmp_path / 'ramp.onnx'),
+                          feeder_joint_states_qos=qos_profile_sensor_data,
+                          joint_states_qos='sensor_data')
+    _drive(ros_context, node, feeder, 1.0, lambda t: np.zeros(6))
+    assert len(feeder.commands) >= 5 and node.counters['commands'] >= 5
+
+
+def test_unknown_joint_states_qos_is_refused_naming_it(ros_context, tmp_path):
+    ros_context.start({'policy': {'model_path': _ramp_model(tmp_path / 'ramp.onnx'),
+                                  'joint_states_qos': 'best_effort'}})
+    with pytest.raises(ConfigError, match='joint_states_qos'):
+        PolicyNode()
+
+
+@pytest.mark.parametrize('path', ['shutdown', 'deactivate_cleanup'])
+def test_session_is_closed_only_after_the_inference_thread_stopped(ros_context, tmp_path,
+                                                                   monkeypatch, path):
+    # An inference that outlasts the node's wait for its thread: the session must stay open
+    # until that inference has returned, then be closed (by the thread), on every stop path.
+    monkeypatch.setattr(PolicyNode, 'worker_join_timeout_s', 0.05)
+    node, feeder = _start(ros_context, _ramp_model(tmp_path / 'ramp.onnx'))
+    runtime, worker = node.runtime, node._worker.thread
+    entered, release = threading.Event(), threading.Event()
+    events = []
+    real_infer, real_close = runtime.infer, runtime.close
+
+    def held_infer(*args, **kwargs):
+        entered.set()
+        release.wait(timeout=60.0)  # a hang guard, not a timing assumption
+        try:
+            return real_infer(*args, **kwargs)
+        finally:
+            events.append('inference returned')
+
+    def recorded_close():
+        events.append('session closed')
+        real_close()
+
+    monkeypatch.setattr(runtime, 'infer', held_infer)
+    monkeypatch.setattr(runtime, 'close', recorded_close)
+    for _ in range(100):
+        if entered.is_set():
+            break
+        _drive(ros_context, node, feeder, 0.1, lambda t: np.zeros(6))
+    assert entered.is_set(), 'the inference thread never ran an inference'
+    if path == 'shutdown':
+        node.trigger_shutdown()
+    else:
+        node.trigger_deactivate()
+        node.trigger_cleanup()
+    assert events == [], 'the session was closed under a running inference'
+    release.set()
+    worker.join(timeout=60.0)
+    assert not worker.is_alive()
+    assert events == ['inference returned', 'session closed']
+    assert node.runtime is None

@@ -153,9 +153,9 @@ def test_c1_command_timeout_decelerates_within_braking_bound(period, kind):
     assert rig.sup.state is SafetyState.ARMED
     assert np.max(v_last / eff.velocity) > 0.5  # really moving when the source goes silent
     n_before = len(rig.outs)
+    # Whatever the command kind (a trajectory too: its source died mid-chunk), the hold comes
+    # within the command timeout of the source's last message.
     timeout = rig.sup.profile.command_timeout_s
-    if kind == 'trajectory':
-        timeout += 0.1  # JTC: cmd_timeout counts from the last trajectory point
     rig.step(int(round((timeout + 1.0) / period)))
     after = rig.outs[n_before:]
     hold_idx = next(i for i, o in enumerate(after) if o.state is SafetyState.HOLDING)
@@ -168,11 +168,10 @@ def test_c1_command_timeout_decelerates_within_braking_bound(period, kind):
     bound = v_hold ** 2 / (2 * eff.acceleration) + v_hold * period
     excursion = np.max(np.abs(rig.positions(n_before + hold_idx) - q_hold_start), axis=0)
     assert np.all(excursion <= bound + 1e-9), (excursion, bound)
-    if kind != 'trajectory':
-        total = np.max(np.abs(rig.positions(n_before) - rig.outs[n_before - 1].positions), axis=0)
-        vmax = eff.velocity
-        assert np.all(total <= vmax * (timeout + period) + vmax ** 2 / (2 * eff.acceleration)
-                      + 1e-9)
+    total = np.max(np.abs(rig.positions(n_before) - rig.outs[n_before - 1].positions), axis=0)
+    vmax = eff.velocity
+    assert np.all(total <= vmax * (timeout + period) + vmax ** 2 / (2 * eff.acceleration)
+                  + 1e-9)
     # Comes to rest and stays there; no jump on the way.
     assert np.all(after[-1].velocities == 0.0)
     np.testing.assert_array_equal(after[-1].positions, after[-20].positions)
@@ -198,6 +197,83 @@ def test_c1_fresh_command_after_timeout_does_not_restart_motion():
     rig.step(100, send_positions([-1.0, -1.0, -1.0]))
     np.testing.assert_array_equal(rig.outs[-1].positions, rest)
     assert rig.sup.counters['ignored_not_armed'] == 100
+
+
+# ------------------------------------------------------------------- C1: the trajectory rule
+@pytest.mark.parametrize('last_point', [4.0, 2.0 ** 31])
+def test_c1_a_trajectory_sent_once_is_not_finished_after_its_source_goes_silent(last_point):
+    """A controller that dies mid-chunk must not finish its chunk: a trajectory is followed
+    for command_timeout_s after its stamp, however long it is (the fault injector's 4 s, and
+    a point at 2^31 s that used to keep the supervisor ARMED)."""
+    rig = Rig()
+    rig.start()
+    start = rig.outs[-1].positions.copy()
+    goal = np.array([1.5, -1.2, 2.0])
+    sent = rig.t + rig.dt
+    n = len(rig.outs)
+
+    def once(r):
+        d = r.sup.on_command_trajectory(r.names, [0.0, last_point], [start, goal], None, r.t,
+                                        r.t)
+        assert d.accepted, d.reason
+    rig.step(1, once)
+    rig.step(250)  # 1 s of silence
+    timeout = rig.sup.profile.command_timeout_s
+    hold = next(o for o in rig.outs[n:] if o.state is SafetyState.HOLDING)
+    assert hold.reason == 'command timeout'
+    assert hold.time <= sent + timeout + rig.dt + 1e-9
+    assert rig.sup.state is SafetyState.HOLDING and np.all(rig.outs[-1].velocities == 0.0)
+    # It moved for the timeout and then braked (the C1 bound), a small part of the chunk.
+    eff = rig.sup.effective_limits
+    vmax, amax = eff.velocity, eff.acceleration
+    moved = np.max(np.abs(rig.positions() - start), axis=0)
+    assert np.all(moved <= vmax * (timeout + rig.dt) + vmax ** 2 / (2 * amax) + 1e-9)
+    assert np.all(moved <= 0.05 * np.abs(goal - start))
+    assert rig.sup.counters['timeouts'] == 1
+    assert any('whole trajectories are not allowed' in e.detail for e in rig.sup.events)
+
+
+def test_c1_whole_trajectories_run_to_their_end_only_where_the_profile_allows_them():
+    rig = Rig(profile=make_profile(allow_whole_trajectories=True, trajectory_horizon_s=3.0))
+    rig.start()
+    start = rig.outs[-1].positions.copy()
+    goal = np.array([1.0, -0.8, 1.2])
+    sent = rig.t + rig.dt
+    n = len(rig.outs)
+    # A cubic path at rest at both ends (a planner's output; a linear one would overshoot the
+    # velocity step at its end).
+    rig.step(1, lambda r: r.sup.on_command_trajectory(r.names, [0.0, 2.0], [start, goal],
+                                                      np.zeros((2, 3)), r.t, r.t))
+    rig.step(int(2.0 / rig.dt) - 1)
+    assert rig.sup.state is SafetyState.ARMED  # still following, 2 s after the only message
+    rig.step(100)
+    np.testing.assert_allclose(rig.outs[-1].positions, goal, atol=1e-6)
+    hold = next(o for o in rig.outs[n:] if o.state is SafetyState.HOLDING)
+    # JTC's rule for whole trajectories: cmd_timeout counts from the last point.
+    timeout = rig.sup.profile.command_timeout_s
+    assert sent + 2.0 + timeout - rig.dt <= hold.time <= sent + 2.0 + timeout + rig.dt + 1e-9
+    assert hold.reason == 'command timeout'
+    assert_step_limits(rig)
+
+
+@pytest.mark.parametrize('last_point', [3.5, 2.0 ** 31])
+def test_c1_a_whole_trajectory_beyond_the_horizon_is_refused_with_the_reason(last_point):
+    rig = Rig(profile=make_profile(allow_whole_trajectories=True, trajectory_horizon_s=3.0))
+    rig.start()
+    rig.step(50, send_positions([1.0, 1.0, 1.0]))  # moving
+    here = rig.outs[-1].positions.copy()
+    n = len(rig.outs)
+    d = rig.sup.on_command_trajectory(NAMES, [0.0, last_point], [here, [-1.0, -1.0, -1.0]],
+                                      None, rig.t, rig.t)
+    assert not d.accepted and '(too_long)' in d.reason
+    assert 'trajectory_horizon_s 3 s' in d.reason
+    assert rig.sup.state is SafetyState.HOLDING
+    assert rig.sup.reason.startswith('trajectory refused (too_long): last point')
+    assert rig.sup.counters['rejected_too_long'] == 1
+    rig.step(150, send_positions([1.0, 1.0, 1.0]))  # not followed until an explicit arm
+    speeds = np.abs(rig.velocities(n))
+    assert np.all(np.diff(speeds, axis=0) <= 1e-12) and np.all(speeds[-1] == 0.0)
+    assert_step_limits(rig)
 
 
 # ---------------------------------------------------------------------------------------- C2
@@ -654,6 +730,40 @@ def test_c12_no_output_before_the_first_joint_state():
     assert not rig.sup.arm(rig.t).accepted
 
 
+@pytest.mark.parametrize('jerk', [None, 300.0])
+@pytest.mark.parametrize('period', [0.004, 0.02, 0.05])
+@pytest.mark.parametrize('speed_fraction', [0.3, 1.0])
+def test_c12_estop_moves_the_output_at_most_the_braking_distance(speed_fraction, period, jerk):
+    """The e-stop bound of docs/SAFETY.md: after the request the output still moves, braking at
+    a_max, at most v^2 / (2 a_max) per joint (v: its speed at the request); with a jerk limit
+    j the deceleration ramps up first, adding at most v (dt + a_max / j)."""
+    rig = Rig(period=period, profile=make_profile(jerk_limit=jerk))
+    rig.start()
+    eff = rig.sup.effective_limits
+    wanted = speed_fraction * eff.velocity * np.array([1.0, -1.0, 1.0])
+    rig.step(int(round(0.3 / period)), send_velocities(wanted))
+    at_request = rig.outs[-1]
+    v = np.abs(at_request.velocities)
+    assert np.all(v > 0.25 * eff.velocity)  # really moving
+    rig.sup.estop(rig.t, 'operator')
+    n = len(rig.outs)
+    rig.step(int(round(1.0 / period)), send_velocities(wanted))  # the source keeps sending
+    after = rig.positions(n)
+    moved = np.max(np.abs(after - at_request.positions), axis=0)
+    amax = eff.acceleration
+    bound = v * v / (2 * amax)
+    if jerk is not None:
+        bound = bound + v * (period + amax / jerk)
+    assert np.all(moved <= bound + 1e-12), (moved, bound)
+    if jerk is None:
+        # ... and that is the design's real figure: discrete braking at a_max covers it less
+        # at most half a cycle of travel; it takes ceil(v / (a_max dt)) cycles.
+        assert np.all(moved >= bound - v * period / 2 - 1e-12)
+        moving = np.any(rig.velocities(n) != 0.0, axis=1)
+        assert moving.sum() <= int(np.max(np.ceil(v / (amax * period))))
+    assert np.all(rig.outs[-1].velocities == 0.0) and rig.sup.state is SafetyState.ESTOP
+
+
 # --------------------------------------------------------------------------------------- C16
 def test_c16_clock_backwards_holds_resets_and_needs_fresh_data():
     rig = Rig()
@@ -724,6 +834,8 @@ RELAXING = {
     'tracking_window': dict(tracking_window_s=0.5),
     'base': dict(base=BaseLimits(max_linear_velocity=2.0)),
     'slowdown_fraction': dict(sensor_slowdown_fraction=1.0),
+    'whole_trajectories': dict(allow_whole_trajectories=True),
+    'trajectory_horizon': dict(trajectory_horizon_s=50.0),
 }
 
 
@@ -797,16 +909,20 @@ def test_workspace_box_and_tool_speed_with_planar_fk():
                         max_tool_speed=0.25, workspace_slowdown_m=0.05)
     rig = Rig(profile=prof, fk=planar_fk, q0=(0.5, 0.5, 0.5))
     rig.start()
-    rig.step(400, send_positions([0.0, 0.0, 0.0]))  # straight arm reaches x = 0.9: outside
+    # The straight arm reaches x = 0.9: outside. 4 s at the tool speed limit get to the face.
+    rig.step(1000, send_positions([0.0, 0.0, 0.0]))
     rig.step(400, send_positions([1.5, 1.0, 2.0]))
     tool = np.array([o.tool_position for o in rig.outs])
     assert np.all(tool[:, 0] <= 0.85 + TOL)
+    assert tool[:, 0].max() > 0.85 - 0.005  # it really pressed against the face
     speeds = np.linalg.norm(np.diff(tool, axis=0), axis=1) / rig.dt
     assert np.all(speeds <= 0.25 * (1 + 1e-6))
     counters = rig.sup.counters
     assert counters['tool_speed_limited'] > 0
     assert counters.get('workspace_slowdown', 0) + counters.get('workspace_limited', 0) > 0
-    assert_step_limits(rig, check_accel=False)
+    # The tool limits choose between accelerating and braking steps: a_max holds as well.
+    assert_step_limits(rig)
+    assert counters.get('cartesian_overrode_accel', 0) == 0
 
 
 def test_fk_failure_faults_instead_of_raising():
@@ -1008,6 +1124,42 @@ def test_twist_estop_and_stale_stamp():
     assert not d.accepted
 
 
+def test_twist_supervisor_shares_the_sensor_rules_of_the_arm():
+    """The shared base: a late watched sensor slows the base down (within the acceleration
+    limit), a stale one stops it and blocks arming; an out-of-order sample is rejected."""
+    sup = TwistSupervisor(make_profile(sensor_timeouts={'odom': 0.2}), period_s=0.02,
+                          required_sensors=('odom',))
+    base = sup.profile.base
+    t = 50.0
+    assert sup.on_sensor('odom', t, t)
+    sup.update(t)
+    assert sup.arm(t)
+    outs = []
+    odom_stamp = t
+    for k in range(150):
+        t += 0.02
+        if k < 50:
+            odom_stamp = t  # fresh
+        elif k < 100:
+            # Late: 0.15 s of a 0.2 s timeout (slowdown from 0.1 s); stamps never go back.
+            odom_stamp = max(odom_stamp, t - 0.15)
+        assert sup.on_sensor('odom', odom_stamp, t).accepted or k >= 100
+        sup.on_twist((0.4, 0.0, 0.0), (0.0, 0.0, 0.0), t, t)
+        outs.append(sup.update(t))
+    speed = np.array([o.linear[0] for o in outs])
+    np.testing.assert_allclose(speed[49], 0.4)
+    np.testing.assert_allclose(speed[99], 0.4 * 0.5)  # scale (0.2 - 0.15) / (0.2 - 0.1)
+    assert np.all(np.abs(np.diff(speed)) <= base.max_linear_acceleration * 0.02 + TOL)
+    assert outs[-1].state is SafetyState.HOLDING and outs[-1].reason == 'odom stale'
+    assert speed[-1] == 0.0
+    assert sup.counters['deadline_missed'] == 1 and sup.counters['sensor_stale'] == 1
+    refused = sup.arm(t)
+    assert not refused and 'sensor odom not fresh' in refused.reason
+    assert sup.on_sensor('odom', t, t).accepted
+    assert not sup.on_sensor('odom', t - 0.01, t).accepted
+    assert sup.counters['sensor_rejected_out_of_order'] == 1
+
+
 def test_event_log_records_transitions_with_reasons():
     rig = Rig()
     rig.start()
@@ -1035,7 +1187,8 @@ def test_streamed_position_targets_are_tracked_at_their_own_rate():
 
 
 def test_trajectory_is_followed_once_the_start_is_reached():
-    rig = Rig()
+    # A planner's trajectory, sent once: runs to its end only where the profile allows it.
+    rig = Rig(profile=make_profile(allow_whole_trajectories=True))
     rig.start()
     times = np.linspace(0.0, 2.0, 21)
     path = np.stack([0.5 * np.sin(times), 0.3 * (1 - np.cos(times)), 0.2 * times], axis=1)

@@ -18,9 +18,12 @@ import pytest
 from safety_scenarios import (
     Result, run_scenario, SafetyRig, scenario_c11_blocked_joint, scenario_c12_never_armed_creep,
     scenario_c12_rearm, scenario_c16_clock, scenario_c17_camera_flood, scenario_c1_policy_stops,
-    scenario_c20_fuzz_commands, scenario_c20_fuzz_joint_states, scenario_c21_parameters,
-    scenario_c2_bad_stamps, scenario_c3_nonfinite, scenario_c4_wrong_names, scenario_c5_limits,
-    scenario_c6_jumps, scenario_c7_stalls, scenario_c8_latency)
+    scenario_c1_trajectory_once, scenario_c20_fuzz_commands, scenario_c20_fuzz_joint_states,
+    scenario_c21_parameters, scenario_c2_bad_stamps, scenario_c3_nonfinite,
+    scenario_c4_wrong_names, scenario_c5_limits, scenario_c6_jumps, scenario_c6_workspace_faces,
+    scenario_c7_stalls, scenario_c8_latency)
+
+pytestmark = pytest.mark.ros
 
 
 @pytest.fixture(scope='module')
@@ -50,6 +53,10 @@ def test_c1_policy_stops_publishing(rig):
     check(run_scenario(rig, scenario_c1_policy_stops))
 
 
+def test_c1_trajectory_sent_once_is_not_finished(rig):
+    check(run_scenario(rig, scenario_c1_trajectory_once))
+
+
 def test_c2_stale_future_zero_stamps_never_actuated(rig):
     check(run_scenario(rig, scenario_c2_bad_stamps))
 
@@ -68,6 +75,10 @@ def test_c5_targets_beyond_limits_stay_inside_margin(rig):
 
 def test_c6_action_jumps_limited_every_cycle(rig):
     check(run_scenario(rig, scenario_c6_jumps))
+
+
+def test_c6_workspace_box_within_the_acceleration_limit(rig):
+    check(run_scenario(rig, scenario_c6_workspace_faces))
 
 
 def test_c7_joint_states_and_camera_stalls_hold(rig):

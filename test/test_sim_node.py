@@ -25,6 +25,8 @@ from noetra_ros.core.sim.world import default_cameras
 from ros_harness import (CpuBurner, diagnostic_value, joint_positions, key_values, NodeProcess,
                          Probe, rate_hz, RosSession, stamp_ns, stamp_s)
 
+pytestmark = pytest.mark.ros
+
 ARM = ['joint_1', 'joint_2', 'joint_3', 'joint_4', 'joint_5', 'joint_6']
 FINGERS = ['gripper_left_finger_joint', 'gripper_right_finger_joint']
 # Unpaced real time with one tiny camera: about 15x faster than real time on one core.
@@ -396,7 +398,7 @@ def test_bad_commands_are_rejected_and_logged(ros_context, tmp_path):
             probe.publish(topic, msg)
             log = sim.wait_log(words, spin=_spin(ros_context), since=mark)
             # The node keeps publishing, and the arm holds for the next half second.
-            ros_context.spin_until(lambda: stamp_s(joints[-1].msg.header.stamp)
+            ros_context.spin_until(lambda before=before: stamp_s(joints[-1].msg.header.stamp)
                                    >= stamp_s(joints[before - 1].msg.header.stamp) + 0.5,
                                    what='0.5 s of sim time after a bad command')
             moved = np.max(np.abs(arm_q(joints[-1].msg) - start))

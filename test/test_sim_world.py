@@ -9,6 +9,7 @@ import pybullet as pb
 import pytest
 
 from noetra_ros.core.errors import CommandError, ConfigError, UnknownNameError
+from noetra_ros.core.robot_model import load_robot_description
 from noetra_ros.core.robots import home_positions, ROBOT_NAMES
 from noetra_ros.core.sim.world import CameraSpec, SimWorld, WorldConfig
 from noetra_ros.core.trajectory import JointTrajectory
@@ -72,6 +73,32 @@ def test_joint_names_and_limits_come_from_the_urdf(world):
         assert limits['velocity'][k] == by_name[name][11]
         assert limits['effort'][k] == by_name[name][10]
     assert world.gripper_limits['upper'][0] == pytest.approx(0.0425)
+    # Names, order and limits are the shared robot description's (read once from the URDF).
+    description = load_robot_description(world.config.robot)
+    assert world.description is description
+    assert world.joint_names == description.joint_names
+    assert world.gripper_joint_names == description.gripper.joint_names
+    for key, value in (('lower', description.limits.lower), ('upper', description.limits.upper),
+                       ('velocity', description.limits.velocity)):
+        np.testing.assert_array_equal(limits[key], value)
+    for k, name in enumerate(world.joint_names):
+        assert (limits['lower'][k], limits['upper'][k]) == by_name[name][8:10]
+        assert pb.getJointInfo(robot, description.joint_index(name), physicsClientId=cid)[
+            1].decode() == name
+    assert world.gripper_limits['upper'][0] == description.gripper.closed_position
+
+
+def test_body_numbered_unlike_the_description_is_refused(world):
+    """The sim addresses links by the description's indices, so it checks them at load: a
+    description that numbers the body differently (here another arm's) is a ConfigError."""
+    good = world.description
+    try:
+        world._description = load_robot_description('fanuc_crx10ia')
+        with pytest.raises(ConfigError, match='PyBullet index 0 is joint .joint_1.'):
+            world._check_numbering()
+    finally:
+        world._description = good
+    world._check_numbering()  # the right description passes
 
 
 # ---------------------------------------------------------------- determinism

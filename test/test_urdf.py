@@ -10,7 +10,7 @@ import pybullet as pb
 import pytest
 import yourdfpy
 
-from noetra_ros.core import robots
+from noetra_ros.core import paths, robots
 from noetra_ros.core.errors import ConfigError, UnknownNameError
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -210,6 +210,53 @@ def test_urdf_path_finds_every_file():
         path = robots.urdf_path(name, with_gripper)
         assert path.is_file()
         assert path.name == (f'{name}_gripper.urdf' if with_gripper else f'{name}.urdf')
+        assert path.parent == paths.urdf_dir() == robots.urdf_dir()
+
+
+def test_one_lookup_of_the_data_folders():
+    """Run from the checkout, every data folder is the checkout's (never a stale install)."""
+    from noetra_ros.bringup import cells_dir, share_dir
+    assert paths.share_dir() == share_dir() == REPO
+    assert paths.urdf_dir() == REPO / 'urdf'
+    assert paths.config_dir('safety') == REPO / 'config' / 'safety'
+    assert cells_dir() == paths.config_dir('cells') == REPO / 'config' / 'cells'
+    assert paths.models_dir() == REPO / 'models'
+    with pytest.raises(ConfigError, match='no_such_folder'):
+        paths.config_dir('no_such_folder')
+
+
+def test_installed_package_uses_the_ament_share_directory(tmp_path, monkeypatch):
+    """Not run from a checkout: the share directory the ament index names, else a clear error."""
+    monkeypatch.setattr(paths, 'SOURCE_TREE', tmp_path / 'site-packages')
+    prefix = tmp_path / 'install'
+    monkeypatch.setenv('AMENT_PREFIX_PATH', str(prefix))
+    with pytest.raises(ConfigError, match='not a source checkout and the package is not installed'):
+        paths.share_dir()
+    marker = prefix / 'share' / 'ament_index' / 'resource_index' / 'packages' / 'noetra_ros'
+    marker.parent.mkdir(parents=True)
+    marker.write_text('')
+    (prefix / 'share' / 'noetra_ros' / 'urdf').mkdir(parents=True)
+    assert paths.share_dir() == prefix / 'share' / 'noetra_ros'
+    assert paths.urdf_dir() == prefix / 'share' / 'noetra_ros' / 'urdf'
+    with pytest.raises(ConfigError, match='models'):
+        paths.models_dir()  # not installed there
+
+
+def test_resolve_data_path(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert paths.resolve_data_path('urdf/yaskawa_gp8.urdf') == REPO / 'urdf' / 'yaskawa_gp8.urdf'
+    (tmp_path / 'urdf').mkdir()
+    (tmp_path / 'urdf' / 'yaskawa_gp8.urdf').write_text('mine')
+    # A file found from the working directory wins; absolute paths are taken as given.
+    assert paths.resolve_data_path('urdf/yaskawa_gp8.urdf') == pathlib.Path(
+        'urdf/yaskawa_gp8.urdf')
+    assert paths.resolve_data_path(tmp_path / 'urdf') == tmp_path / 'urdf'
+    with pytest.raises(ConfigError, match=r"model file 'models/nope.onnx' not found.*models"):
+        paths.resolve_data_path('models/nope.onnx', 'model file')
+    with pytest.raises(ConfigError, match='does not exist'):
+        paths.resolve_data_path(tmp_path / 'nope.onnx')
+    with pytest.raises(ConfigError, match='empty'):
+        paths.resolve_data_path('')
 
 
 @pytest.mark.parametrize('call', [robots.robot_spec, robots.home_positions,

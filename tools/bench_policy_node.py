@@ -21,8 +21,6 @@ import sys
 import threading
 import time
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -141,7 +139,8 @@ def main() -> int:
     rclpy.try_shutdown()
 
     def row(label: str, p: dict) -> str:
-        return f'{label:<52} p50 {p["p50"]:7.3f}  p90 {p["p90"]:7.3f}  p99 {p["p99"]:7.3f}  (n={p["n"]})'
+        return (f'{label:<52} p50 {p["p50"]:7.3f}  p90 {p["p90"]:7.3f}  p99 {p["p99"]:7.3f}'
+                f'  (n={p["n"]})')
     b, f, n = percentiles(bare), percentiles(full), percentiles(e2e)
     print(f'model {Path(args.model).name}, {args.rate:.0f} Hz observations, {args.mode} mode, '
           f'{args.threads} intra-op thread(s), CPU')

@@ -66,8 +66,10 @@ def main() -> None:
         for encoding in ('rgb8', 'bgr8'):
             out = np.empty(spec.shape, np.float32)
             for variant, kwargs in (('', {}), (', reused out', {'out': out})):
-                stats = percentiles(lambda: image_to_tensor(frame, WIDTH, HEIGHT, encoding, spec,
-                                                            **kwargs), args.runs)
+                # Defaults bind this iteration's values (the lambda is timed right here anyway).
+                stats = percentiles(
+                    lambda encoding=encoding, spec=spec, kwargs=kwargs: image_to_tensor(
+                        frame, WIDTH, HEIGHT, encoding, spec, **kwargs), args.runs)
                 name = f'{encoding} -> {label}{variant}'
                 print(f'{name:44s} {stats[0]:9.1f} {stats[1]:9.1f} {stats[2]:9.1f} '
                       f'{stats[0] / memcpy[0]:13.2f}')

@@ -12,7 +12,6 @@ temporary directory and compares against the committed files.
 from __future__ import annotations
 
 import argparse
-import math
 import pathlib
 import sys
 
@@ -129,20 +128,22 @@ def _gripper_lines(g: GripperSpec, mount: str) -> list[str]:
     finger_len = g.fingertip_height - bz
     pad_z = g.pad_centre_height - bz
     finger_body_mass = g.finger_mass - robots.PAD_MASS_KG
-    for side, sign in (('left', 1.0), ('right', -1.0)):
+    # Joint and TCP names come from the gripper facts (robots.GRIPPER_JOINT_NAMES, left first),
+    # which the runtime reads back from these files.
+    for joint_name, side, sign in zip(g.joint_names, ('left', 'right'), (1.0, -1.0)):
         finger = f'gripper_{side}_finger'
         pad = f'gripper_{side}_pad'
         lines += _box_link(finger, finger_body_mass, (px, g.finger_thickness, finger_len),
                            (0.0, sign * (py + g.finger_thickness / 2), finger_len / 2),
                            material)
         lines += _box_link(pad, robots.PAD_MASS_KG, g.pad_size, (0.0, 0.0, 0.0), pad_material)
-        lines += _joint(f'{finger}_joint', 'prismatic', 'gripper_base', finger,
+        lines += _joint(joint_name, 'prismatic', 'gripper_base', finger,
                         (0.0, sign * g.stroke_per_finger, bz), axis=(0.0, -sign, 0.0),
-                        limit=(0.0, g.stroke_per_finger, g.velocity, g.effort))
+                        limit=(g.open_position, g.closed_position, g.velocity, g.effort))
         lines += _joint(f'{pad}_joint', 'fixed', finger, pad, (0.0, sign * py / 2, pad_z))
-    lines += _frame_link('gripper_tcp')
+    lines += _frame_link(g.tcp_link)
     lines += _joint('gripper_mount_joint', 'fixed', mount, 'gripper_base', (0.0, 0.0, 0.0))
-    lines += _joint('gripper_tcp_joint', 'fixed', 'gripper_base', 'gripper_tcp',
+    lines += _joint(f'{g.tcp_link}_joint', 'fixed', 'gripper_base', g.tcp_link,
                     (0.0, 0.0, g.pad_centre_height))
     return lines
 

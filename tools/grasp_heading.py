@@ -15,7 +15,7 @@ import sys
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 from noetra_ros.core.expert import yaw_of  # noqa: E402
-from noetra_ros.core.sim.world import SimWorld, WorldConfig  # noqa: E402
+from noetra_ros.core.sim.world import SimWorld  # noqa: E402
 from noetra_ros.learning.__main__ import parse_seeds  # noqa: E402
 from noetra_ros.learning.record import PolicyDriver  # noqa: E402
 
@@ -28,22 +28,16 @@ def main() -> int:
     parser.add_argument('--model', default='models/pick_place_lrmate.onnx')
     parser.add_argument('--seeds', required=True, help="'a,b,c' or 'a:b' (range)")
     args = parser.parse_args()
-    world = SimWorld(WorldConfig())
-    driver = PolicyDriver(args.model, world.joint_names)
-    n = len(world.joint_names)
+    # The shipped policy cell, as evaluate_policy runs it (supervisor included).
+    driver = PolicyDriver(args.model)
+    world = SimWorld(driver.settings.world_config())
     for seed in parse_seeds(args.seeds):
         episode = world.reset(seed)
         driver.reset()
         _, object_quat = world.target_object_pose()
         closed = False
         for _ in range(MAX_STEPS):
-            images = ({cam: world.render(cam) for cam in driver.contract.cameras}
-                      if driver.wants_observation else None)
-            command = driver.act(images, world.joint_state()[0][:n], world.gripper_position(),
-                                 episode.instruction, world.sim_time)
-            if command is not None:
-                world.command_positions(command[0])
-                world.command_gripper(command[1])
+            driver.act(world, episode.instruction)
             world.step()
             if world.gripper_position() > CLOSED_M:
                 closed = True

@@ -1,10 +1,24 @@
-"""Episode bookkeeping shared by the sim node and the evaluators: seeds, timeouts, results."""
+"""Episode bookkeeping shared by the sim node and the evaluators: seeds, timeouts, results.
+
+DEFAULT_EPISODE_TIMEOUT_S is the one default of the episode limit: the simulated world's task
+check, the sim node's schedule and the in-process evaluation all start from it, and a cell file
+overrides it for all of them at once (its sim node's `episode_timeout_s`, which `noetra eval`
+and `python -m noetra_ros.learning evalcheck --cell` both read).
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 import math
 
 from noetra_ros.core.errors import ConfigError
+
+# Sim seconds before an unfinished episode counts as failed: three times the scripted expert's
+# longest episode on seeds 0-99 (8.35 s, docs/results/run_expert_seeds0-99_report.json), so a
+# policy that hesitates still gets time, while a stalled one does not hold up an evaluation.
+DEFAULT_EPISODE_TIMEOUT_S = 25.0
+# Sim seconds the cell holds between two episodes (the nodes keep running on the finished
+# scene), so that results and logs of one episode are out before the next reset.
+DEFAULT_RESET_PAUSE_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -26,8 +40,8 @@ class EpisodeSchedule:
 
     episodes: int = 0
     first_seed: int = 0
-    episode_timeout_s: float = 30.0
-    reset_pause_s: float = 0.5
+    episode_timeout_s: float = DEFAULT_EPISODE_TIMEOUT_S
+    reset_pause_s: float = DEFAULT_RESET_PAUSE_S
     index: int = -1
     seed: int = -1
     instruction: str = ''

@@ -2,9 +2,9 @@
 
 It sees exactly what the expert node receives over topics - measured arm joint positions, the
 gripper position, the target object's pose and the place pose - and returns, once per control
-period, a joint position target and a gripper command. Kinematics come from its OWN PyBullet
-DIRECT client loading the same URDF (it never touches the simulator's client), so the same code
-can drive a real cell through the node.
+period, a joint position target and a gripper command. Kinematics are the robot description's
+numpy model (core/robot_model.py: the stack's only FK / IK; no physics engine here), so the same
+code can drive a real cell through the node.
 
 Phases: approach (joint-space move above the object) -> descend (straight line down) -> close ->
 lift -> transfer (straight line above the bin) -> lower -> release -> retreat -> done. A grasp
@@ -24,13 +24,15 @@ import math
 from typing import Callable, TYPE_CHECKING
 
 import numpy as np
-import pybullet as pb
 
 from noetra_ros.core.commands import validate_joint_vector, validate_scalar
-from noetra_ros.core.errors import ConfigError, InputError
+from noetra_ros.core.errors import ConfigError, InputError, NoetraError
+from noetra_ros.core.robot_model import (
+    load_robot_description, matrix_to_quaternion, quaternion_to_matrix, RobotDescription,
+    rpy_to_matrix)
 from noetra_ros.core.sim import scene
 from noetra_ros.core.sim.task import GRASP_SYMMETRY_RAD
-from noetra_ros.core.sim.world import GRIPPER_JOINT_NAMES, TCP_LINK
+from noetra_ros.core.sim.world import ROBOT_BASE_POSITION
 
 if TYPE_CHECKING:
     from noetra_ros.core.sim.world import SimWorld
@@ -142,9 +144,18 @@ class _Motion:
                          for j in range(self.waypoints.shape[1])])
 
 
-def _tool_quaternion(theta: float) -> np.ndarray:
+# The IK solves to these residuals, far inside ExpertConfig's acceptance tolerances, so that
+# consecutive waypoints of a straight line do not each stop at a different point of the
+# tolerance ball (which would make the commanded path jitter); from a nearby seed the
+# Levenberg-Marquardt iteration gets there in a step or two more.
+IK_SOLVE_POSITION_TOL = 1e-6
+IK_SOLVE_ROTATION_TOL = 1e-5
+IK_MAX_ITERATIONS = 100
+
+
+def _tool_rotation(theta: float) -> np.ndarray:
     """Top-down tool orientation: tool z = world -z, tool x at angle theta in the xy plane."""
-    return np.array(pb.getQuaternionFromEuler([math.pi, 0.0, theta]))
+    return rpy_to_matrix((math.pi, 0.0, theta))
 
 
 def _wrap(angle: float) -> float:
@@ -156,6 +167,11 @@ def yaw_of(quaternion: np.ndarray) -> float:
     quaternion (x, y, z, w): the z-y-x Euler yaw, well defined while the body is upright."""
     x, y, z, w = (float(v) for v in quaternion)
     return math.atan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z))
+
+
+def _yaw_of_rotation(rot: np.ndarray) -> float:
+    """yaw_of for a rotation matrix (the same z-y-x Euler yaw: atan2(R10, R00))."""
+    return math.atan2(float(rot[1, 0]), float(rot[0, 0]))
 
 
 def grasp_yaw(target: np.ndarray, object_yaw: float, symmetry_rad: float = math.pi) -> float:
@@ -183,66 +199,44 @@ class ScriptedExpert:
         if hz <= 0:
             raise ConfigError(f'ScriptedExpert control_hz: {control_hz} must be > 0')
         self._dt = 1.0 / hz
-        if urdf_path is None:
-            from noetra_ros.core import robots  # lazy: registry owned elsewhere
-            urdf_path = str(robots.urdf_path(robot, with_gripper=True))
-        self._urdf = urdf_path
-        self._cid = pb.connect(pb.DIRECT)
-        self._closed = False
         try:
-            self._body = pb.loadURDF(urdf_path, [0.0, 0.0, scene.TABLE.top_z], useFixedBase=True,
-                                     physicsClientId=self._cid)
-        except pb.error as exc:
-            pb.disconnect(physicsClientId=self._cid)
-            raise ConfigError(f'expert: URDF {urdf_path!r} could not be loaded: {exc}') from None
+            if urdf_path is None:
+                self._description = load_robot_description(robot)
+            else:
+                from noetra_ros.core import robots  # lazy: registry owned elsewhere
+                self._description = RobotDescription.from_urdf(urdf_path, robot,
+                                                               robots.gripper_spec())
+        except NoetraError as exc:
+            raise ConfigError(f'expert: robot {robot!r} could not be loaded: {exc}') from None
+        if self._description.gripper is None:
+            raise ConfigError(f'expert: robot {robot!r} has no gripper')
         self._read_model()
         self.reset()
 
     # ------------------------------------------------------------------ model
     def _read_model(self) -> None:
-        cid, body = self._cid, self._body
-        movable, links, infos = [], {}, {}
-        for j in range(pb.getNumJoints(body, physicsClientId=cid)):
-            info = pb.getJointInfo(body, j, physicsClientId=cid)
-            name = info[1].decode()
-            infos[name] = info
-            links[info[12].decode()] = j
-            if info[2] in (pb.JOINT_REVOLUTE, pb.JOINT_PRISMATIC):
-                movable.append((j, name))
-        if TCP_LINK not in links:
-            raise ConfigError(f'expert: URDF {self._urdf!r} has no {TCP_LINK} link')
-        self._tcp = links[TCP_LINK]
-        self._movable = [j for j, _ in movable]
-        self._arm_names = tuple(n for _, n in movable if n not in GRIPPER_JOINT_NAMES)
-        self._arm_idx = [infos[n][0] for n in self._arm_names]
-        self._lower = np.array([infos[n][8] for n in self._arm_names])
-        self._upper = np.array([infos[n][9] for n in self._arm_names])
-        self._vmax = np.array([infos[n][11] for n in self._arm_names])
-        grip = infos[GRIPPER_JOINT_NAMES[0]]
-        self._grip_open, self._grip_closed = float(grip[8]), float(grip[9])
-        # Arm joints' positions inside the IK solution vector (which covers all movable joints).
-        order = [j for j, _ in movable]
-        self._arm_slots = [order.index(i) for i in self._arm_idx]
-        self._all_lower = [infos[pb.getJointInfo(body, j, physicsClientId=cid)[1].decode()][8]
-                           for j in order]
-        self._all_upper = [infos[pb.getJointInfo(body, j, physicsClientId=cid)[1].decode()][9]
-                           for j in order]
-        # How far the fingertips reach beyond the TCP along the tool axis, from the world AABBs
-        # of the gripper links at the zero pose (keeps the fingers off the table). An AABB can
-        # only over-estimate the reach when the tool is not axis-aligned: the safe direction.
-        self._home_guess = np.clip(np.zeros(len(self._arm_idx)), self._lower, self._upper)
-        self._set_arm(self._home_guess)
-        tcp_pos, tcp_quat = self._link_pose(self._tcp)
-        tool_z = np.array(pb.getMatrixFromQuaternion(tcp_quat)).reshape(3, 3)[:, 2]
-        reach = 0.0
-        for j in range(pb.getNumJoints(body, physicsClientId=cid)):
-            name = pb.getJointInfo(body, j, physicsClientId=cid)[12].decode()
-            if name.startswith('gripper') and j != self._tcp:
-                lo, hi = (np.array(v) for v in pb.getAABB(body, j, physicsClientId=cid))
-                corners = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1])
-                                    for z in (lo[2], hi[2])])
-                reach = max(reach, float(np.max((corners - tcp_pos) @ tool_z)))
-        self._fingertip_beyond_tcp = reach
+        description = self._description
+        gripper = description.gripper
+        assert gripper is not None
+        self._model = description.model
+        self._tcp = gripper.tcp_link
+        self._arm_names = description.joint_names
+        self._lower = np.array(description.limits.lower)
+        self._upper = np.array(description.limits.upper)
+        self._vmax = np.array(description.limits.velocity)
+        self._grip_open, self._grip_closed = gripper.open_position, gripper.closed_position
+        # The robot base in the world frame the poses arrive in (SimWorld mounts it there).
+        self._base_in_world = np.asarray(ROBOT_BASE_POSITION, dtype=float)
+        # How far the fingertips reach beyond the TCP along the tool axis, from the gripper's
+        # collision geometry (keeps the fingers off the table): the largest corner over the
+        # finger travel, so never less than the real reach.
+        self._fingertip_beyond_tcp = gripper.fingertip_beyond_tcp
+        self._home_guess = np.clip(np.zeros(len(self._arm_names)), self._lower, self._upper)
+
+    @property
+    def description(self) -> RobotDescription:
+        """The robot description the expert plans with."""
+        return self._description
 
     @property
     def joint_names(self) -> tuple[str, ...]:
@@ -252,7 +246,8 @@ class ScriptedExpert:
     @property
     def gripper_joint_names(self) -> tuple[str, ...]:
         """The finger joints whose mean position is the observed gripper position."""
-        return GRIPPER_JOINT_NAMES
+        assert self._description.gripper is not None
+        return self._description.gripper.joint_names
 
     @property
     def config(self) -> ExpertConfig:
@@ -294,60 +289,57 @@ class ScriptedExpert:
         """Why the expert gave up ('' otherwise)."""
         return self._failure
 
-    def _set_arm(self, q: np.ndarray) -> None:
-        for idx, value in zip(self._arm_idx, q):
-            pb.resetJointState(self._body, idx, float(value), 0.0, physicsClientId=self._cid)
-
-    def _link_pose(self, link: int) -> tuple[np.ndarray, np.ndarray]:
-        state = pb.getLinkState(self._body, link, computeForwardKinematics=True,
-                                physicsClientId=self._cid)
-        return np.array(state[4]), np.array(state[5])
+    def _tcp_pose(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """TCP position (world frame) and rotation matrix for arm joint positions q."""
+        pose = self._model.fk(q, self._tcp)
+        return pose[:3, 3] + self._base_in_world, pose[:3, :3]
 
     def forward(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """TCP pose (xyz, quaternion xyzw) for arm joint positions q."""
-        self._set_arm(q)
-        return self._link_pose(self._tcp)
+        position, rot = self._tcp_pose(np.asarray(q, dtype=float))
+        return position, matrix_to_quaternion(rot)
 
     def inverse(self, position: np.ndarray, quaternion: np.ndarray,
                 seed: np.ndarray) -> np.ndarray | None:
         """Arm joints placing the TCP at the pose, starting from `seed`; None if not reached.
 
-        PyBullet's damped least squares is re-run from its own answer (clamped to the URDF
-        joint limits) until the achieved pose, checked by forward kinematics, is within the
-        configured tolerances. When the seed's branch runs into a joint limit, three fixed
-        restarts are tried (the joint-range centre, half-way between seed and centre, the pose
-        the episode started in, i.e. the ready pose); of those that succeed the one nearest the
-        seed (in time at full joint speed) wins.
+        The description's damped-least-squares IK (within the URDF joint limits) runs from the
+        seed; the answer counts when forward kinematics puts it within the configured
+        tolerances. When the seed's branch runs into a joint limit, three fixed restarts are
+        tried (the joint-range centre, half-way between seed and centre, the pose the episode
+        started in, i.e. the ready pose); of those that succeed the one nearest the seed (in
+        time at full joint speed) wins.
         """
+        return self._inverse(np.asarray(position, dtype=float), quaternion_to_matrix(quaternion),
+                             seed)
+
+    def _inverse(self, position: np.ndarray, rot: np.ndarray,
+                 seed: np.ndarray) -> np.ndarray | None:
         seed = np.clip(np.asarray(seed, dtype=float), self._lower, self._upper)
-        q = self._refine(position, quaternion, seed)
+        q = self._refine(position, rot, seed)
         if q is not None:
             return q
         centre = (self._lower + self._upper) / 2.0
-        candidates = [self._refine(position, quaternion, start)
+        candidates = [self._refine(position, rot, start)
                       for start in (centre, (seed + centre) / 2.0, self._home_guess)]
         found = [c for c in candidates if c is not None]
         if not found:
             return None
         return min(found, key=lambda c: float(np.max(np.abs(c - seed) / self._vmax)))
 
-    def _refine(self, position: np.ndarray, quaternion: np.ndarray,
+    def _refine(self, position: np.ndarray, rot: np.ndarray,
                 start: np.ndarray) -> np.ndarray | None:
         cfg = self._config
-        q = start
-        target_rot = np.array(pb.getMatrixFromQuaternion(quaternion)).reshape(3, 3)
-        for _ in range(20):
-            self._set_arm(q)
-            solution = pb.calculateInverseKinematics(
-                self._body, self._tcp, list(position), list(quaternion),
-                maxNumIterations=50, residualThreshold=1e-7, physicsClientId=self._cid)
-            q = np.clip(np.array(solution)[self._arm_slots], self._lower, self._upper)
-            pos, quat = self.forward(q)
-            rot = np.array(pb.getMatrixFromQuaternion(quat)).reshape(3, 3)
-            angle = math.acos(np.clip((np.trace(target_rot @ rot.T) - 1) / 2, -1.0, 1.0))
-            if (np.linalg.norm(pos - position) < cfg.ik_position_tolerance
-                    and angle < cfg.ik_orientation_tolerance_rad):
-                return q
+        q, _converged = self._model.ik(
+            position - self._base_in_world, rot, q_seed=start, link=self._tcp,
+            max_iters=IK_MAX_ITERATIONS, tol_pos=IK_SOLVE_POSITION_TOL,
+            tol_rot=IK_SOLVE_ROTATION_TOL)
+        # Accepted by the expert's own tolerances, checked on the forward kinematics.
+        reached, reached_rot = self._tcp_pose(q)
+        angle = math.acos(np.clip((np.trace(rot @ reached_rot.T) - 1) / 2, -1.0, 1.0))
+        if (np.linalg.norm(reached - position) < cfg.ik_position_tolerance
+                and angle < cfg.ik_orientation_tolerance_rad):
+            return q
         return None
 
     # ------------------------------------------------------------------ episode
@@ -384,7 +376,7 @@ class ScriptedExpert:
             obs = ExpertObservation(np.asarray(obs, dtype=float), gripper_position,
                                     target_pose[0], target_pose[1], place_pose[0],
                                     place_pose[1], grasp_symmetry_rad=grasp_symmetry_rad)
-        q_meas = validate_joint_vector(obs.joint_positions, len(self._arm_idx),
+        q_meas = validate_joint_vector(obs.joint_positions, len(self._arm_names),
                                        'expert joint_positions')
         target = validate_joint_vector(obs.target_position, 3, 'expert target_position')
         target_quat = validate_joint_vector(obs.target_orientation, 4, 'expert target_orientation')
@@ -462,7 +454,7 @@ class ScriptedExpert:
                 if grip > self._grip_closed - 0.002:
                     self._retry('the gripper closed on nothing')
                     return
-                tcp, _ = self.forward(self._q_cmd)
+                tcp, _ = self._tcp_pose(self._q_cmd)
                 self._object_below_tcp = float(tcp[2] - target[2])
                 self._lift_start_z = float(target[2])
                 up = np.array([tcp[0], tcp[1], self._carry_z(place)])
@@ -470,7 +462,7 @@ class ScriptedExpert:
         elif phase == 'lift':
             if self._motion_finished(q_meas):
                 rise = float(target[2]) - self._lift_start_z
-                tcp, _ = self.forward(self._q_cmd)
+                tcp, _ = self._tcp_pose(self._q_cmd)
                 if rise < 0.5 * (tcp[2] - self._grasp_z) or grip > self._grip_closed - 0.002:
                     self._retry('the object was not lifted')
                     return
@@ -486,7 +478,7 @@ class ScriptedExpert:
                 self._enter('release')
         elif phase == 'release':
             if self._t >= cfg.release_s:
-                tcp, _ = self.forward(self._q_cmd)
+                tcp, _ = self._tcp_pose(self._q_cmd)
                 up = np.array([tcp[0], tcp[1], self._carry_z(place)])
                 self._enter('retreat', self._line_motion(self._q_cmd, up, self._theta))
         elif phase == 'retreat':
@@ -505,7 +497,7 @@ class ScriptedExpert:
             return
         # Back up straight to the approach height with the gripper open, then start over.
         assert self._q_cmd is not None
-        tcp, _ = self.forward(self._q_cmd)
+        tcp, _ = self._tcp_pose(self._q_cmd)
         up = np.array([tcp[0], tcp[1], tcp[2] + self._config.approach_height])
         self._enter('backoff', self._line_motion(self._q_cmd, up, self._theta))
 
@@ -523,7 +515,7 @@ class ScriptedExpert:
 
     def _solve(self, position: np.ndarray, theta: float, seed: np.ndarray,
                what: str) -> np.ndarray:
-        q = self.inverse(position, _tool_quaternion(theta), seed)
+        q = self._inverse(position, _tool_rotation(theta), seed)
         if q is None:
             raise _PlanningError(f'no IK solution {what} at {np.round(position, 3).tolist()}')
         return q
@@ -538,15 +530,15 @@ class ScriptedExpert:
 
     def _joint_motion(self, start: np.ndarray, goal: np.ndarray) -> _Motion:
         waypoints = np.vstack([start, goal])
-        p0, _ = self.forward(start)
-        p1, _ = self.forward(goal)
+        p0, _ = self._tcp_pose(start)
+        p1, _ = self._tcp_pose(goal)
         return _Motion(waypoints, self._duration(waypoints, float(np.linalg.norm(p1 - p0))))
 
     def _line_motion(self, start: np.ndarray, goal_position: np.ndarray,
                      theta: float) -> _Motion:
         """Straight TCP line from FK(start) to goal_position, tool yaw blending to theta."""
-        p0, q0 = self.forward(start)
-        theta0 = yaw_of(q0)
+        p0, rot0 = self._tcp_pose(start)
+        theta0 = _yaw_of_rotation(rot0)
         # theta0 is the tool x angle only when the tool points down; blend towards theta.
         dtheta = _wrap(theta - theta0)
         length = float(np.linalg.norm(goal_position - p0))
@@ -563,19 +555,7 @@ class ScriptedExpert:
 
     # ------------------------------------------------------------------ lifetime
     def close(self) -> None:
-        """Disconnect the kinematics client (idempotent)."""
-        if not self._closed:
-            self._closed = True
-            try:
-                pb.disconnect(physicsClientId=self._cid)
-            except pb.error:
-                pass
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:  # interpreter shutdown
-            pass
+        """Nothing to release (kept so callers can close every expert the same way)."""
 
 
 class _PlanningError(Exception):

@@ -9,17 +9,32 @@ in the tree.
 Speed: each joint transform is ``A + u * B + v * C`` with 4x4 constants precomputed at load
 (Rodrigues form folded into the fixed origin transform), so a 6-DOF FK is a handful of vectorised
 numpy operations.
+
+``RobotDescription`` is what the rest of the stack reads about a robot, from ONE parse of its
+URDF: the arm joints in chain order, one ``JointLimits``, the kinematic chain, the gripper facts
+(finger joints, open / closed positions, TCP link, how far the fingertips reach beyond the TCP)
+and the link indices as PyBullet numbers them. ``load_robot_description(robot)`` caches one per
+robot, so the simulator, the expert, the supervisor and the policy runtime all ask one place,
+and this numpy model is the only forward / inverse kinematics in the stack.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+import functools
 import math
 import pathlib
+from types import MappingProxyType
+from typing import TYPE_CHECKING
 import xml.etree.ElementTree as ET
 
 import numpy as np
 
 from noetra_ros.core.errors import ConfigError, ModelLoadError, UnknownNameError
+from noetra_ros.core.joint_limits import JointLimits
+
+if TYPE_CHECKING:
+    from noetra_ros.core.robots import GripperSpec
 
 _MOVABLE = ('revolute', 'prismatic', 'continuous')
 
@@ -43,6 +58,22 @@ class JointInfo:
     def movable(self) -> bool:
         """True for revolute, continuous and prismatic joints."""
         return self.type in _MOVABLE
+
+
+@dataclass(frozen=True)
+class CollisionBox:
+    """A bound of one <collision> element: a box ``origin`` (4x4, link frame) with half edge
+    lengths ``half_size``. Boxes are exact; a cylinder or sphere is replaced by the box around it
+    (an over-estimate, the safe direction for clearance checks)."""
+
+    origin: np.ndarray
+    half_size: np.ndarray
+
+    def corners(self) -> np.ndarray:
+        """The 8 corners in the link frame (8 x 3)."""
+        signs = np.array([[x, y, z] for x in (-1, 1) for y in (-1, 1) for z in (-1, 1)], float)
+        local = signs * self.half_size
+        return local @ self.origin[:3, :3].T + self.origin[:3, 3]
 
 
 def rpy_to_matrix(rpy) -> np.ndarray:
@@ -76,6 +107,37 @@ def rotation_error(target: np.ndarray, current: np.ndarray) -> np.ndarray:
     return v * (angle / (2.0 * math.sin(angle)))
 
 
+def quaternion_to_matrix(quaternion) -> np.ndarray:
+    """3x3 rotation of a quaternion (x, y, z, w); normalised first."""
+    x, y, z, w = np.asarray(quaternion, dtype=float).reshape(4) / np.linalg.norm(quaternion)
+    return np.array([
+        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
+    ])
+
+
+def matrix_to_quaternion(rot: np.ndarray) -> np.ndarray:
+    """Quaternion (x, y, z, w) of a 3x3 rotation (Shepperd's method; q and -q are the same
+    rotation, and which of the two comes out depends on the branch taken)."""
+    m = np.asarray(rot, dtype=float)
+    trace = m[0, 0] + m[1, 1] + m[2, 2]
+    if trace > 0:
+        s = math.sqrt(trace + 1.0) * 2
+        q = [(m[2, 1] - m[1, 2]) / s, (m[0, 2] - m[2, 0]) / s, (m[1, 0] - m[0, 1]) / s, s / 4]
+    elif m[0, 0] > m[1, 1] and m[0, 0] > m[2, 2]:
+        s = math.sqrt(1.0 + m[0, 0] - m[1, 1] - m[2, 2]) * 2
+        q = [s / 4, (m[0, 1] + m[1, 0]) / s, (m[0, 2] + m[2, 0]) / s, (m[2, 1] - m[1, 2]) / s]
+    elif m[1, 1] > m[2, 2]:
+        s = math.sqrt(1.0 + m[1, 1] - m[0, 0] - m[2, 2]) * 2
+        q = [(m[0, 1] + m[1, 0]) / s, s / 4, (m[1, 2] + m[2, 1]) / s, (m[0, 2] - m[2, 0]) / s]
+    else:
+        s = math.sqrt(1.0 + m[2, 2] - m[0, 0] - m[1, 1]) * 2
+        q = [(m[0, 2] + m[2, 0]) / s, (m[1, 2] + m[2, 1]) / s, s / 4, (m[1, 0] - m[0, 1]) / s]
+    quat = np.array(q)
+    return quat / np.linalg.norm(quat)
+
+
 def _floats(text: str | None, default: tuple[float, ...], what: str) -> np.ndarray:
     if text is None:
         return np.array(default, dtype=float)
@@ -88,6 +150,44 @@ def _floats(text: str | None, default: tuple[float, ...], what: str) -> np.ndarr
     return values
 
 
+def _origin(el: ET.Element | None, what: str) -> np.ndarray:
+    """4x4 of an <origin> element (identity when absent)."""
+    origin = np.eye(4)
+    if el is not None:
+        origin[:3, :3] = rpy_to_matrix(_floats(el.get('rpy'), (0, 0, 0), f'{what} origin rpy'))
+        origin[:3, 3] = _floats(el.get('xyz'), (0, 0, 0), f'{what} origin xyz')
+    return origin
+
+
+def _parse_collisions(el: ET.Element) -> tuple[tuple[CollisionBox, ...], bool]:
+    """Collision bounds of one <link>, and whether every element could be bounded (a mesh
+    cannot without loading it)."""
+    name = el.get('name', '')
+    boxes: list[CollisionBox] = []
+    bounded = True
+    for collision in el.findall('collision'):
+        what = f'link {name!r} collision'
+        origin = _origin(collision.find('origin'), what)
+        geometry = collision.find('geometry')
+        shape = None if geometry is None else next(iter(geometry), None)
+        if shape is None:
+            raise ModelLoadError(f'{what}: <geometry> without a shape')
+        if shape.tag == 'box':
+            half = _floats(shape.get('size'), (0, 0, 0), f'{what} box size') / 2.0
+        elif shape.tag == 'cylinder':
+            radius = float(_floats(shape.get('radius'), (0,), f'{what} cylinder radius')[0])
+            length = float(_floats(shape.get('length'), (0,), f'{what} cylinder length')[0])
+            half = np.array([radius, radius, length / 2.0])
+        elif shape.tag == 'sphere':
+            radius = float(_floats(shape.get('radius'), (0,), f'{what} sphere radius')[0])
+            half = np.full(3, radius)
+        else:
+            bounded = False
+            continue
+        boxes.append(CollisionBox(origin, np.abs(half)))
+    return tuple(boxes), bounded
+
+
 def _parse_joint(el: ET.Element) -> JointInfo:
     name = el.get('name')
     jtype = el.get('type')
@@ -96,12 +196,7 @@ def _parse_joint(el: ET.Element) -> JointInfo:
     parent_el, child_el = el.find('parent'), el.find('child')
     if parent_el is None or child_el is None:
         raise ModelLoadError(f'joint {name!r}: missing <parent> or <child>')
-    origin = np.eye(4)
-    origin_el = el.find('origin')
-    if origin_el is not None:
-        origin[:3, :3] = rpy_to_matrix(_floats(origin_el.get('rpy'), (0, 0, 0),
-                                               f'joint {name!r} origin rpy'))
-        origin[:3, 3] = _floats(origin_el.get('xyz'), (0, 0, 0), f'joint {name!r} origin xyz')
+    origin = _origin(el.find('origin'), f'joint {name!r}')
     axis_el = el.find('axis')
     axis = _floats(None if axis_el is None else axis_el.get('xyz'), (1, 0, 0),
                    f'joint {name!r} axis')
@@ -124,6 +219,19 @@ def _parse_joint(el: ET.Element) -> JointInfo:
                      axis, lower, upper, velocity, effort)
 
 
+def _cross_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise cross product of two (n, 3) arrays: np.cross's result without its axis
+    handling, which costs more than the arithmetic at this size (the IK calls it per step)."""
+    return np.stack([a[:, 1] * b[:, 2] - a[:, 2] * b[:, 1],
+                     a[:, 2] * b[:, 0] - a[:, 0] * b[:, 2],
+                     a[:, 0] * b[:, 1] - a[:, 1] * b[:, 0]], axis=1)
+
+
+def _read_only(array: np.ndarray) -> np.ndarray:
+    array.setflags(write=False)
+    return array
+
+
 def _skew4(axis: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """4x4 padded K and K^2 of the cross-product matrix of ``axis``."""
     x, y, z = axis
@@ -140,10 +248,20 @@ class RobotModel:
     """
 
     def __init__(self, name: str, links: list[str], joints: list[JointInfo],
-                 base_link: str = 'base_link', tool_link: str = 'tool0') -> None:
+                 base_link: str = 'base_link', tool_link: str = 'tool0',
+                 collisions: Mapping[str, tuple[CollisionBox, ...]] | None = None,
+                 unbounded_links: frozenset[str] = frozenset()) -> None:
         self.name = name
         self.links = tuple(links)
+        if len(set(self.links)) != len(self.links):
+            raise ModelLoadError(f'URDF {name!r} names a link twice')
         self.joints: dict[str, JointInfo] = {j.name: j for j in joints}
+        if len(self.joints) != len(joints):
+            raise ModelLoadError(f'URDF {name!r} names a joint twice')
+        # Collision bounds per link (link frame); links with a mesh are in unbounded_links.
+        self.collisions: Mapping[str, tuple[CollisionBox, ...]] = MappingProxyType(
+            dict(collisions or {}))
+        self.unbounded_links = frozenset(unbounded_links)
         self._parent_joint: dict[str, JointInfo] = {}
         for j in joints:
             if j.child in self._parent_joint:
@@ -164,10 +282,10 @@ class RobotModel:
         self.extra_joint_names: tuple[str, ...] = tuple(
             j.name for j in joints if j.movable and j.name not in self.joint_names)
         self._arm_index = {n: i for i, n in enumerate(self.joint_names)}
-        self.lower = np.array([j.lower for j in arm])
-        self.upper = np.array([j.upper for j in arm])
-        self.velocity_limits = np.array([j.velocity for j in arm])
-        self.effort_limits = np.array([j.effort for j in arm])
+        self.lower = _read_only(np.array([j.lower for j in arm]))
+        self.upper = _read_only(np.array([j.upper for j in arm]))
+        self.velocity_limits = _read_only(np.array([j.velocity for j in arm]))
+        self.effort_limits = _read_only(np.array([j.effort for j in arm]))
         self._chains: dict[str, tuple] = {}
 
     # ------------------------------------------------------------------ construction
@@ -192,18 +310,61 @@ class RobotModel:
             raise ModelLoadError(f'URDF {source} is not valid XML: {exc}') from exc
         if root.tag != 'robot':
             raise ModelLoadError(f'URDF {source}: root element is <{root.tag}>, not <robot>')
-        links = [el.get('name', '') for el in root.findall('link')]
+        link_els = root.findall('link')
+        links = [el.get('name', '') for el in link_els]
         joints = [_parse_joint(el) for el in root.findall('joint')]
         known = set(links)
         for j in joints:
             if j.parent not in known or j.child not in known:
                 raise ModelLoadError(f'URDF {source}: joint {j.name!r} refers to a missing link')
-        return cls(root.get('name', ''), links, joints, base_link, tool_link)
+        collisions, unbounded = {}, set()
+        for el in link_els:
+            boxes, bounded = _parse_collisions(el)
+            collisions[el.get('name', '')] = boxes
+            if not bounded:
+                unbounded.add(el.get('name', ''))
+        return cls(root.get('name', ''), links, joints, base_link, tool_link, collisions,
+                   frozenset(unbounded))
 
     @property
     def dof(self) -> int:
         """Number of arm joints."""
         return len(self.joint_names)
+
+    def chain(self, link: str | None = None) -> tuple[JointInfo, ...]:
+        """The joints (fixed ones included) from the base link down to ``link`` (default: the
+        tool link), in order: the kinematic chain the FK multiplies out."""
+        return tuple(self._path(self.base_link, link or self.tool_link))
+
+    def parent_joint(self, link: str) -> JointInfo | None:
+        """The joint whose child is ``link`` (None for the root link)."""
+        if link not in self.links:
+            raise UnknownNameError(f'unknown link {link!r}; known links: {", ".join(self.links)}')
+        return self._parent_joint.get(link)
+
+    def child_joints(self, link: str) -> tuple[JointInfo, ...]:
+        """Joints hanging from ``link``, in URDF order."""
+        return tuple(j for j in self.joints.values() if j.parent == link)
+
+    def subtree(self, link: str) -> tuple[str, ...]:
+        """``link`` and every link below it, depth first in URDF joint order."""
+        if link not in self.links:
+            raise UnknownNameError(f'unknown link {link!r}; known links: {", ".join(self.links)}')
+        out = [link]
+        for joint in self.child_joints(link):
+            out.extend(self.subtree(joint.child))
+        return tuple(out)
+
+    def pybullet_link_indices(self) -> dict[str, int]:
+        """Link name -> link index as PyBullet numbers them when it loads this URDF.
+
+        PyBullet gives the root link index -1 and numbers the other links depth first from the
+        root, children in the order their joints appear in the file (and joint i is the joint
+        whose child is link i). SimWorld checks this against the loaded body, so a different
+        numbering (another loader version) is an error at load, not a wrong link.
+        """
+        order = self.subtree(self.root)
+        return {link: index - 1 for index, link in enumerate(order)}
 
     def _path(self, start: str, end: str) -> list[JointInfo]:
         """Joints from ``start`` down to ``end`` (``start`` must be an ancestor of ``end``)."""
@@ -322,7 +483,12 @@ class RobotModel:
         q = self._check_q(q)
         if q.ndim != 1:
             raise ConfigError('jacobian takes a single configuration (shape (dof,))')
-        chain = self._chain(link or self.tool_link)
+        return self._pose_and_jacobian(q, self._chain(link or self.tool_link), extra)[1]
+
+    def _pose_and_jacobian(self, q: np.ndarray, chain: tuple,
+                           extra: dict[str, float] | None) -> tuple[np.ndarray, np.ndarray]:
+        """Pose (4x4, as fk gives it) and geometric Jacobian of the chain's end link for one
+        configuration, from one pass over the chain (the IK needs both at every trial point)."""
         a, _b, _c, arm_idx, _names, kinds, tail, axes = chain
         m = self._chain_transforms(q, chain, extra)
         n = m.shape[0]
@@ -331,15 +497,16 @@ class RobotModel:
         for i in range(n):
             frames[i] = t @ a[i]  # joint frame at its zero value: axis and origin live here
             t = t @ m[i]
-        end = (t @ tail)[:3, 3]
+        pose = t @ tail
+        end = pose[:3, 3]
         z = np.einsum('nij,nj->ni', frames[:, :3, :3], axes)
-        lin = np.where(kinds[:, None], z, np.cross(z, end - frames[:, :3, 3]))
+        lin = np.where(kinds[:, None], z, _cross_rows(z, end - frames[:, :3, 3]))
         ang = np.where(kinds[:, None], 0.0, z)
         jac = np.zeros((6, self.dof))
         on_arm = arm_idx >= 0
         jac[:3, arm_idx[on_arm]] = lin[on_arm].T
         jac[3:, arm_idx[on_arm]] = ang[on_arm].T
-        return jac
+        return pose, jac
 
     def ik(self, target_pos, target_rot=None, q_seed=None, link: str | None = None,
            extra: dict[str, float] | None = None, max_iters: int = 200, tol_pos: float = 1e-4,
@@ -372,44 +539,47 @@ class RobotModel:
                 best_q, best_cost = q, cost
         return best_q, False
 
-    def _ik_error(self, q, target_pos, rot, link, extra) -> tuple[np.ndarray, float, float]:
-        t = self.fk(q, link, extra)
-        e_pos = target_pos - t[:3, 3]
+    @staticmethod
+    def _ik_error(pose: np.ndarray, target_pos: np.ndarray, rot: np.ndarray | None
+                  ) -> tuple[np.ndarray, float, float]:
+        e_pos = target_pos - pose[:3, 3]
         if rot is None:
             return e_pos, float(np.linalg.norm(e_pos)), 0.0
-        e_rot = rotation_error(rot, t[:3, :3])
+        e_rot = rotation_error(rot, pose[:3, :3])
         return (np.concatenate([e_pos, e_rot]), float(np.linalg.norm(e_pos)),
                 float(np.linalg.norm(e_rot)))
 
     def _ik_once(self, target_pos, rot, q, link, extra, max_iters, tol_pos, tol_rot, lower,
                  upper) -> tuple[np.ndarray, bool, float]:
         lam = 1e-3
-        err, e_p, e_r = self._ik_error(q, target_pos, rot, link, extra)
+        chain = self._chain(link or self.tool_link)
+        pose, jac = self._pose_and_jacobian(q, chain, extra)
+        err, e_p, e_r = self._ik_error(pose, target_pos, rot)
         cost = float(err @ err)
         eye = np.eye(self.dof)
         for _ in range(max_iters):
             if e_p <= tol_pos and e_r <= tol_rot:
                 return q, True, cost
-            jac = self.jacobian(q, link, extra)
-            if rot is None:
-                jac = jac[:3]
+            task_jac = jac if rot is not None else jac[:3]
             while True:
-                dq = self._ik_step(jac, err, lam, eye)
+                dq = self._ik_step(task_jac, err, lam, eye)
                 # Joints pinned at a limit that the step pushes further out are frozen and the
                 # step is re-solved without them (active set), so clamping cannot stall the
                 # remaining joints.
                 pinned = ((q <= lower + 1e-9) & (dq < 0)) | ((q >= upper - 1e-9) & (dq > 0))
                 if pinned.any():
-                    dq = self._ik_step(jac * ~pinned, err, lam, eye)
+                    dq = self._ik_step(task_jac * ~pinned, err, lam, eye)
                     dq[pinned] = 0.0
                 step = float(np.max(np.abs(dq)))
                 if step > 0.5:  # keep each step in the region where the linearisation holds
                     dq *= 0.5 / step
                 q_new = np.clip(q + dq, lower, upper)
-                err_new, e_p_new, e_r_new = self._ik_error(q_new, target_pos, rot, link, extra)
+                pose_new, jac_new = self._pose_and_jacobian(q_new, chain, extra)
+                err_new, e_p_new, e_r_new = self._ik_error(pose_new, target_pos, rot)
                 cost_new = float(err_new @ err_new)
                 if cost_new < cost:
                     q, err, e_p, e_r, cost = q_new, err_new, e_p_new, e_r_new, cost_new
+                    jac = jac_new
                     lam = max(lam / 3.0, 1e-7)
                     break
                 lam *= 4.0
@@ -450,3 +620,193 @@ class RobotModel:
                 best, best_q = float(d[k]), grid[k]
             span = span * 4.0 / n
         return best
+
+
+# ---------------------------------------------------------------------- robot description
+@dataclass(frozen=True, eq=False)
+class GripperFacts:
+    """The gripper as the URDF states it, checked against the gripper's data (robots.py).
+
+    ``open_position`` / ``closed_position`` are the finger joints' URDF lower / upper limits
+    (m of travel per finger, 0 = open); the gripper position a node reports is the mean of the
+    finger joints. ``fingertip_beyond_tcp`` is how far the gripper's collision geometry reaches
+    past the TCP along the tool axis, over the whole finger travel: the clearance a top-down
+    grasp must keep above a surface.
+    """
+
+    joint_names: tuple[str, ...]
+    limits: JointLimits
+    tcp_link: str
+    mount_link: str
+    links: tuple[str, ...]
+    fingertip_beyond_tcp: float
+
+    @property
+    def open_position(self) -> float:
+        """Finger position of a fully open gripper (m)."""
+        return float(self.limits.lower[0])
+
+    @property
+    def closed_position(self) -> float:
+        """Finger position of a fully closed gripper, pads touching (m)."""
+        return float(self.limits.upper[0])
+
+
+@dataclass(frozen=True, eq=False)
+class RobotDescription:
+    """Everything the stack reads about one robot, from one parse of its URDF.
+
+    ``model`` is the kinematics (the only FK / IK); ``limits`` the arm joints' JointLimits in
+    chain order; ``gripper`` the gripper facts (None for an arm without one); ``link_indices``
+    the PyBullet link numbering (root -1); ``home`` the ready pose from the robot's facts
+    (None when built from a URDF alone).
+    """
+
+    name: str
+    urdf_path: pathlib.Path | None
+    model: RobotModel
+    limits: JointLimits
+    gripper: GripperFacts | None
+    link_indices: Mapping[str, int]
+    home: np.ndarray | None = None
+
+    @property
+    def joint_names(self) -> tuple[str, ...]:
+        """Arm joints in chain order (base to tool)."""
+        return self.model.joint_names
+
+    @property
+    def dof(self) -> int:
+        """Number of arm joints."""
+        return self.model.dof
+
+    @property
+    def state_joint_names(self) -> tuple[str, ...]:
+        """Arm joints then finger joints: the order of a joint_states message."""
+        return self.joint_names + (self.gripper.joint_names if self.gripper else ())
+
+    @property
+    def arm_chain(self) -> tuple[JointInfo, ...]:
+        """Every joint from the base link to the tool link (fixed ones included), in order."""
+        return self.model.chain()
+
+    def link_index(self, link: str) -> int:
+        """PyBullet index of ``link`` (UnknownNameError naming the known links)."""
+        try:
+            return self.link_indices[link]
+        except KeyError:
+            raise UnknownNameError(f'robot {self.name!r} has no link {link!r}; known links: '
+                                   f'{", ".join(self.link_indices)}') from None
+
+    def joint_index(self, joint: str) -> int:
+        """PyBullet index of ``joint`` (that of its child link)."""
+        info = self.model.joints.get(joint)
+        if info is None:
+            raise UnknownNameError(f'robot {self.name!r} has no joint {joint!r}; known joints: '
+                                   f'{", ".join(self.model.joints)}')
+        return self.link_indices[info.child]
+
+    @classmethod
+    def from_urdf(cls, path: str | pathlib.Path, name: str = '',
+                  gripper: GripperSpec | None = None,
+                  home: Sequence[float] | np.ndarray | None = None,
+                  base_link: str = 'base_link', tool_link: str = 'tool0') -> RobotDescription:
+        """Read a URDF once. With ``gripper`` (its data sheet), the finger joints it names must
+        be in the URDF with the range it states; ``home`` (arm joints, chain order) is kept.
+        Raises ModelLoadError when the URDF is unreadable or disagrees with the gripper data."""
+        path = pathlib.Path(path)
+        model = RobotModel.from_urdf(path, base_link, tool_link)
+        name = name or model.name
+        try:
+            limits = JointLimits.from_robot_model(model)
+        except ConfigError as exc:
+            raise ModelLoadError(f'URDF {path}: arm joint limits unusable: {exc}') from None
+        facts = _gripper_facts(model, gripper, str(path)) if gripper is not None else None
+        home_q = None
+        if home is not None:
+            home_q = np.array(home, dtype=float).reshape(-1)
+            if home_q.shape != (model.dof,) or not np.all(np.isfinite(home_q)):
+                raise ConfigError(f'home positions of {name}: {home_q} do not fit joints '
+                                  f'{model.joint_names}')
+            home_q.setflags(write=False)
+        return cls(name, path, model, limits, facts,
+                   MappingProxyType(model.pybullet_link_indices()), home_q)
+
+
+def _gripper_facts(model: RobotModel, spec: GripperSpec, source: str) -> GripperFacts:
+    missing = [n for n in spec.joint_names if n not in model.joints]
+    missing += [n for n in (spec.tcp_link,) if n not in model.links]
+    if missing:
+        raise ModelLoadError(f'URDF {source}: gripper {spec.name!r} needs joint/link(s) '
+                             f'{missing}; regenerate it with tools/generate_urdfs.py')
+    infos = [model.joints[n] for n in spec.joint_names]
+    if any(not j.movable for j in infos):
+        raise ModelLoadError(f'URDF {source}: finger joints {spec.joint_names} must be movable')
+    try:
+        limits = JointLimits.from_arrays(spec.joint_names, [j.lower for j in infos],
+                                         [j.upper for j in infos],
+                                         [j.velocity for j in infos], [j.effort for j in infos])
+    except ConfigError as exc:
+        raise ModelLoadError(f'URDF {source}: finger joint limits unusable: {exc}') from None
+    # One range for both fingers, and the one the data sheet states: the gripper command
+    # convention (0 = open, stroke = closed) is shared by the sim, the supervisor and policies.
+    stated = (spec.open_position, spec.closed_position)
+    for j in infos:
+        if not (math.isclose(j.lower, stated[0], abs_tol=1e-9)
+                and math.isclose(j.upper, stated[1], abs_tol=1e-9)):
+            raise ModelLoadError(f'URDF {source}: finger joint {j.name!r} range '
+                                 f'[{j.lower}, {j.upper}] differs from gripper {spec.name!r} '
+                                 f'[{stated[0]}, {stated[1]}]; regenerate the URDFs')
+    link = infos[0].parent  # walk up from the finger: the gripper must hang below the tool link
+    while link != model.tool_link:
+        parent = model.parent_joint(link)
+        if parent is None:
+            raise ModelLoadError(f'URDF {source}: the gripper is not mounted below '
+                                 f'{model.tool_link!r}')
+        link = parent.parent
+    links = model.subtree(model.tool_link)[1:]
+    return GripperFacts(tuple(spec.joint_names), limits, spec.tcp_link, model.tool_link, links,
+                        _fingertip_beyond_tcp(model, links, infos, spec.tcp_link, source))
+
+
+def _fingertip_beyond_tcp(model: RobotModel, links: tuple[str, ...],
+                          fingers: list[JointInfo], tcp_link: str, source: str) -> float:
+    """Largest reach of the gripper links' collision bounds past the TCP along its z axis.
+
+    Evaluated at both ends of the finger travel (a prismatic finger moves its corners linearly,
+    so the ends bound every position between); the arm pose does not matter, every link here
+    hangs below the tool flange.
+    """
+    unbounded = sorted(set(links) & model.unbounded_links)
+    if unbounded:
+        raise ModelLoadError(f'URDF {source}: gripper link(s) {unbounded} have mesh collision '
+                             'geometry; the fingertip reach needs boxes, cylinders or spheres')
+    q = np.clip(np.zeros(model.dof), np.where(np.isfinite(model.lower), model.lower, 0.0),
+                np.where(np.isfinite(model.upper), model.upper, 0.0))
+    reach = 0.0
+    for value in ('lower', 'upper'):
+        extra = {j.name: getattr(j, value) for j in fingers}
+        tcp_inv = np.linalg.inv(model.fk(q, tcp_link, extra))
+        for link in links:
+            pose = tcp_inv @ model.fk(q, link, extra)
+            for box in model.collisions.get(link, ()):
+                corners = box.corners() @ pose[:3, :3].T + pose[:3, 3]
+                reach = max(reach, float(corners[:, 2].max()))
+    return reach
+
+
+@functools.lru_cache(maxsize=None)
+def load_robot_description(robot: str, with_gripper: bool = True) -> RobotDescription:
+    """The description of a known robot (robots.ROBOT_NAMES) from its generated URDF, with the
+    default gripper when ``with_gripper``; read once per process and shared (it is immutable)."""
+    from noetra_ros.core import robots  # the facts registry imports nothing from here
+    path = robots.urdf_path(robot, with_gripper)
+    spec = robots.robot_spec(robot)
+    description = RobotDescription.from_urdf(
+        path, robot, robots.gripper_spec() if with_gripper else None,
+        robots.home_positions(robot), spec.base_link, spec.tool_link)
+    if description.joint_names != spec.joint_names:
+        raise ModelLoadError(f'URDF {path}: arm joints {description.joint_names} differ from '
+                             f'{robot} {spec.joint_names}; regenerate it with '
+                             'tools/generate_urdfs.py')
+    return description

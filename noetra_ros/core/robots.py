@@ -16,16 +16,24 @@ import pathlib
 
 import numpy as np
 
+from noetra_ros.core import paths
 from noetra_ros.core.errors import ConfigError, UnknownNameError
 
-PACKAGE = 'noetra_ros'
+PACKAGE = paths.PACKAGE
 
 Vec3 = tuple[float, float, float]
 Aabb = tuple[Vec3, Vec3]
 
-# Gripper finger command convention: 0 = fully open, GRIPPER_CLOSED = fingers touching.
+# The gripper facts, stated once: the URDF generator writes them, load_robot_description reads
+# them back from the URDF and checks they agree, and every other module imports them from here.
+# Finger command convention: 0 = fully open, GRIPPER_CLOSED = fingers touching (the 2F-85 stroke
+# per finger, see _GRIPPER_2F85).
 GRIPPER_OPEN = 0.0
 GRIPPER_CLOSED = 0.0425
+# Finger joints (left closes along -y, right along +y of tool0) and the TCP frame between the
+# pads, as the generated URDFs name them.
+GRIPPER_JOINT_NAMES: tuple[str, str] = ('gripper_left_finger_joint', 'gripper_right_finger_joint')
+GRIPPER_TCP_LINK = 'gripper_tcp'
 
 
 @dataclass(frozen=True)
@@ -224,7 +232,22 @@ class GripperSpec:
     @property
     def joint_names(self) -> tuple[str, str]:
         """Finger joint names (left closes along -y, right along +y of tool0)."""
-        return ('gripper_left_finger_joint', 'gripper_right_finger_joint')
+        return GRIPPER_JOINT_NAMES
+
+    @property
+    def tcp_link(self) -> str:
+        """The frame between the pads, at the pad centre height: what a grasp aims."""
+        return GRIPPER_TCP_LINK
+
+    @property
+    def open_position(self) -> float:
+        """Finger joint value of the open gripper (m)."""
+        return GRIPPER_OPEN
+
+    @property
+    def closed_position(self) -> float:
+        """Finger joint value of the closed gripper, pads touching (m)."""
+        return GRIPPER_OPEN + self.stroke_per_finger
 
     @property
     def body_mass(self) -> float:
@@ -560,19 +583,8 @@ def urdf_file_name(name: str, with_gripper: bool) -> str:
 
 
 def urdf_dir() -> pathlib.Path:
-    """Directory holding the generated URDFs (source tree first, then the installed share dir)."""
-    source_tree = pathlib.Path(__file__).resolve().parents[2] / 'urdf'
-    if source_tree.is_dir():
-        return source_tree
-    try:
-        from ament_index_python.packages import get_package_share_directory
-        installed = pathlib.Path(get_package_share_directory(PACKAGE)) / 'urdf'
-    except Exception as exc:  # not installed, or ament_index missing: report both places
-        raise ConfigError(f'URDF directory not found: {source_tree} does not exist and the '
-                          f'{PACKAGE} share directory is unavailable ({exc})') from exc
-    if not installed.is_dir():
-        raise ConfigError(f'URDF directory not found: neither {source_tree} nor {installed}')
-    return installed
+    """Directory holding the generated URDFs (see core/paths.py for where it is looked up)."""
+    return paths.urdf_dir()
 
 
 def urdf_path(name: str, with_gripper: bool = True) -> pathlib.Path:

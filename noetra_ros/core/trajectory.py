@@ -127,8 +127,9 @@ class JointTrajectory:
             velocities=None if self.velocities is None else self.velocities[:, order],
             accelerations=None if self.accelerations is None else self.accelerations[:, order])
 
-    def anchored(self, start_positions: Sequence[float],
-                 start_velocities: Sequence[float] | None = None) -> JointTrajectory:
+    def anchored(self, start_positions: Sequence[float] | np.ndarray,
+                 start_velocities: Sequence[float] | np.ndarray | None = None
+                 ) -> JointTrajectory:
         """Prepend the state at receipt as a point at t = 0 (if point 0 is later than t = 0).
 
         Velocities of the start state are used only when the trajectory carries velocities

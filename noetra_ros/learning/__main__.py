@@ -6,6 +6,8 @@
     python -m noetra_ros.learning all       --workdir DIR --model MODEL.onnx   (the shipped recipe)
     python -m noetra_ros.learning ensemble  --models A.onnx,B.onnx --output MODEL.onnx
     python -m noetra_ros.learning evalcheck --model MODEL.onnx [--seeds 10000:10050] [--expert]
+                                            [--cell pick_place_lrmate_policy] [--episode-timeout S]
+                                            [--one-run]
     python -m noetra_ros.learning reference [--model models/pick_place_lrmate.onnx]
     python -m noetra_ros.learning info      DATASET_OR_MODEL
 
@@ -24,7 +26,8 @@ from typing import Any, Sequence
 
 import numpy as np
 from noetra_ros.core.errors import ConfigError
-from noetra_ros.learning.record import DEFAULT_CAMERAS
+from noetra_ros.core.policy.chunking import BLEND_STRATEGIES
+from noetra_ros.learning.record import DEFAULT_CAMERAS, DEFAULT_EVAL_CELL
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SHIPPED_MODEL = REPO_ROOT / 'models' / 'pick_place_lrmate.onnx'
@@ -94,13 +97,17 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_evalcheck(args: argparse.Namespace) -> int:
-    from noetra_ros.learning.record import evaluate_expert, evaluate_policy
+    from noetra_ros.learning.record import EvalSettings, evaluate_expert, evaluate_policy
 
     seeds = parse_seeds(args.seeds)
-    results = [evaluate_policy(args.model, seeds, robot=args.robot,
-                               replan_every=args.replan_every, blend=args.blend)]
+    policy = {key: value for key, value in (('replan_steps', args.replan_every),
+                                            ('blend', args.blend)) if value is not None}
+    settings = EvalSettings.from_cell(args.cell, episode_timeout_s=args.episode_timeout,
+                                      policy=policy)
+    results = [evaluate_policy(args.model, seeds, settings, as_one_run=args.one_run)]
     if args.expert:
-        results.append(evaluate_expert(seeds, robot=args.robot))
+        results.append(evaluate_expert(seeds, robot=settings.robot,
+                                       world_config=settings.world_config()))
     for result in results:
         print(result.describe())
         if args.verbose:
@@ -113,9 +120,12 @@ def cmd_evalcheck(args: argparse.Namespace) -> int:
         print(f'policy / expert success ratio: {ratio:.2f} on {len(seeds)} held-out seeds')
     if args.json:
         Path(args.json).write_text(json.dumps([{
-            'label': r.label, 'seeds': r.seeds, 'successes': r.successes,
-            'explanations': r.explanations, 'success_rate': r.success_rate,
-            'wall_time_s': r.wall_time_s} for r in results], indent=2) + '\n')
+            'label': r.label, 'cell': settings.cell,
+            'episode_timeout_s': settings.episode_timeout_s, 'seeds': r.seeds,
+            'successes': r.successes, 'explanations': r.explanations,
+            'sim_times': r.sim_times, 'success_rate': r.success_rate,
+            'wall_time_s': r.wall_time_s, 'interventions': r.interventions}
+            for r in results], indent=2) + '\n')
     return 0
 
 
@@ -358,13 +368,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--output', required=True)
     p.set_defaults(func=cmd_ensemble)
 
-    p = sub.add_parser('evalcheck', help='closed-loop success of an ONNX policy in the sim')
+    p = sub.add_parser('evalcheck', help='closed-loop success of an ONNX policy in the sim, '
+                       'run as a cell\'s graph runs it (supervisor included), without ROS')
     p.add_argument('--model', default=str(SHIPPED_MODEL))
-    p.add_argument('--robot', default='fanuc_lrmate200id')
+    p.add_argument('--cell', default=DEFAULT_EVAL_CELL,
+                   help='cell file (name or path) giving the robot, world, episode limit, '
+                        'policy loop and safety supervisor (default %(default)s)')
+    p.add_argument('--episode-timeout', type=float, default=None,
+                   help='episode limit in sim seconds (default: the cell\'s)')
     p.add_argument('--seeds', default=HELD_OUT_SEEDS, help="'a:b' (range) or 'a,b,c'")
-    # Defaults: the shipped policy cell's setting (config/cells/pick_place_lrmate_policy.yaml).
-    p.add_argument('--replan-every', type=int, default=2)
-    p.add_argument('--blend', default='ensemble', choices=('replace', 'crossfade', 'ensemble'))
+    # Default: the cell's policy node settings.
+    p.add_argument('--replan-every', type=int, default=None)
+    p.add_argument('--blend', default=None, choices=BLEND_STRATEGIES)
+    p.add_argument('--one-run', action='store_true',
+                   help='run the seeds as one `noetra eval` run does (one supervisor, reset '
+                        'pauses, a running clock): the results are that run\'s; default: '
+                        'every episode on its own, as the first of a run')
     p.add_argument('--expert', action='store_true', help='also run the expert on the seeds')
     p.add_argument('--json', default=None, help='write the results to this file')
     p.add_argument('--verbose', action='store_true')

@@ -20,18 +20,27 @@ Optional noise injection (``action_noise_rad`` > 0, DART-style): the arm execute
 joint targets plus a slowly varying, seeded random offset, while the dataset stores the expert's
 clean targets as the action. The demonstrations then visit states slightly off the expert's
 path together with the command that leads back to it - the states a cloned policy drifts into.
+
+The closed-loop evaluation (`evaluate_policy`, `PolicyDriver`) runs a cell's graph in process:
+the cell file gives the world, the episode limit, the policy loop settings and the safety
+supervisor, the loop is policy_node's own (core/policy/loop.py) and every command passes the
+cell's SafetySupervisor before it reaches the world, so its figures include the supervisor as
+`noetra eval` figures do.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+import math
 from pathlib import Path
 import time
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from noetra_ros.core.errors import ConfigError
+from noetra_ros.core.episodes import DEFAULT_EPISODE_TIMEOUT_S, DEFAULT_RESET_PAUSE_S
+from noetra_ros.core.errors import ConfigError, InputError
 from noetra_ros.core.expert import yaw_of
+from noetra_ros.core.policy.loop import Command, DEFAULTS as LOOP_DEFAULTS, LoopConfig
 from noetra_ros.core.sim.task import COLOURS, MAX_DISTRACTORS, SHAPES
 from noetra_ros.learning.dataset import DatasetSpec, DatasetWriter, Episode, progress
 
@@ -40,14 +49,32 @@ GRIPPER_STATE_NAME = 'gripper_position'
 DEFAULT_CAMERAS = ('workspace_camera', 'wrist_camera')
 # Object slots in observation.environment_state: the target + task.MAX_DISTRACTORS.
 MAX_SCENE_OBJECTS = MAX_DISTRACTORS + 1
-# Cross-fade into a new set of chunks, as the shipped policy cell sets it
-# (config/cells/pick_place_lrmate_policy.yaml: blend_window_s).
-EVAL_BLEND_WINDOW_S = 0.1
+# The cell whose graph the in-process evaluation reproduces by default: the shipped policy's.
+DEFAULT_EVAL_CELL = 'pick_place_lrmate_policy'
 # Outside RecordConfig.noise_phases the injected offset shrinks by this factor per control step
 # (to 1 % in about 0.5 s at 20 Hz): the arm converges back onto the expert's path smoothly.
 NOISE_DECAY_PER_STEP = 0.8
 # Off-image value stored for a point behind a camera (keeps the column finite).
 BEHIND_CAMERA_PX = -1000.0
+
+
+def header_stamp(seconds: float) -> float:
+    """`seconds` as a header stamp carries it (whole nanoseconds), read back as the nodes read
+    it: the arithmetic of ros_conversions.seconds_to_stamp / stamp_to_seconds, so that the
+    in-process loop and supervisor compute with the same floats as the graph's nodes."""
+    sec = int(math.floor(seconds))
+    nanosec = int(round((seconds - sec) * 1e9))
+    if nanosec >= 1_000_000_000:
+        sec, nanosec = sec + 1, nanosec - 1_000_000_000
+    return sec + nanosec * 1e-9
+
+
+def cell_stamp(world_time: float, control_hz: float) -> float:
+    """The stamp the cell's nodes see for `world_time` (SimWorld seconds since the reset) in
+    the first episode of a graph run: sim_node starts an episode one control period after its
+    last published step, so a run's first stamp is one period (never the zero stamp the
+    supervisor refuses as unset)."""
+    return header_stamp(1.0 / control_hz + world_time)  # sim_node: offset + sim time
 
 
 def environment_names(cameras: Sequence[str]) -> tuple[str, ...]:
@@ -152,79 +179,329 @@ class RecordSummary:
         return text
 
 
+@dataclass(frozen=True)
+class EvalSettings:
+    """What the in-process evaluation takes from a cell file, so that it runs the cell's graph
+    (`noetra eval <cell>`, lockstep) without ROS: the sim's world (robot, rates, camera sizes,
+    episode limit), the policy node's loop settings and the safety node's supervisor settings.
+
+    Read by `from_cell`; every value a cell does not set keeps the default the node would use
+    (loop settings: core/policy/loop.LoopConfig; episode limit:
+    core/episodes.DEFAULT_EPISODE_TIMEOUT_S; world rates: WorldConfig). The safety node's
+    `profile` and `period_s` must be named in the cell: they define the limits in force.
+    """
+
+    cell: str
+    robot: str
+    episode_timeout_s: float
+    safety_profile: str
+    safety_period_s: float
+    auto_arm: bool
+    loop: LoopConfig = LOOP_DEFAULTS
+    arm_on_start: bool = False
+    reset_pause_s: float = DEFAULT_RESET_PAUSE_S
+    # sim parameters the world is built from (control_hz, physics_hz, command_timeout_s) and
+    # the cameras as (name, width, height)
+    world_parameters: tuple[tuple[str, Any], ...] = ()
+    cameras: tuple[tuple[str, int, int], ...] = ()
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.episode_timeout_s) and self.episode_timeout_s > 0):
+            raise ConfigError(f'episode_timeout_s={self.episode_timeout_s!r}: must be > 0')
+        if not (math.isfinite(self.reset_pause_s) and self.reset_pause_s >= 0):
+            raise ConfigError(f'reset_pause_s={self.reset_pause_s!r}: must be >= 0')
+
+    @classmethod
+    def from_cell(cls, cell: str = DEFAULT_EVAL_CELL, *, episode_timeout_s: float | None = None,
+                  policy: Mapping[str, Any] | None = None) -> 'EvalSettings':
+        """The settings of `cell` (a name in config/cells or a path). `episode_timeout_s`
+        replaces the cell's episode limit, `policy` replaces policy node parameters (e.g.
+        {'replan_steps': 1}); anything else is changed in the cell file itself."""
+        from noetra_ros.bringup import load_cell
+
+        spec = load_cell(cell, None)
+
+        def node(executable: str) -> Mapping[str, Any]:
+            found = [n for n in spec.nodes if n.executable == executable]
+            if len(found) != 1:
+                raise ConfigError(f'cell {spec.name!r}: the in-process evaluation needs exactly '
+                                  f'one {executable}, the cell has {len(found)}')
+            return found[0].parameters
+
+        sim, safety = node('sim_node'), node('safety_node')
+        policy_params = dict(node('policy_node'), **(policy or {}))
+        robot = sim.get('robot', spec.robot)
+        for name, params in (('policy', policy_params), ('safety', safety)):
+            if params.get('robot', robot) != robot:
+                raise ConfigError(f'cell {spec.name!r}: the {name} node runs robot '
+                                  f'{params.get("robot")!r}, the sim {robot!r}')
+        # The supervisor is run as safety_node runs it in a lockstep cell: one cycle per step,
+        # after the step's command. A realtime trigger depends on message timing.
+        if safety.get('update_trigger') != 'command':
+            raise ConfigError(f'cell {spec.name!r}: the in-process evaluation reproduces a '
+                              'lockstep cell; its safety node must set update_trigger: command')
+        missing = [key for key in ('profile', 'period_s') if key not in safety]
+        if missing:
+            raise ConfigError(f'cell {spec.name!r}: name the safety node\'s {missing} in the '
+                              'cell (they define the limits the evaluation applies)')
+        if safety.get('watched_sensors'):
+            raise ConfigError(f'cell {spec.name!r}: watched_sensors '
+                              f'{list(safety["watched_sensors"])} are not reproduced in process')
+        cameras = []
+        for name in sim.get('cameras', ()):
+            size = sim.get(name, {}) if isinstance(sim.get(name), dict) else {}
+            width = size.get('width', sim.get('camera_width'))
+            height = size.get('height', sim.get('camera_height'))
+            if width is None or height is None:
+                raise ConfigError(f'cell {spec.name!r}: give camera {name!r} its size in the '
+                                  f'sim node ({name}: {{width: W, height: H}})')
+            cameras.append((str(name), int(width), int(height)))
+        timeout = sim.get('episode_timeout_s', DEFAULT_EPISODE_TIMEOUT_S) \
+            if episode_timeout_s is None else episode_timeout_s
+        return cls(
+            cell=spec.name, robot=robot, episode_timeout_s=float(timeout),
+            loop=LoopConfig.from_parameters(policy_params),
+            safety_profile=str(safety['profile']), safety_period_s=float(safety['period_s']),
+            auto_arm=bool(safety.get('auto_arm', False)),
+            arm_on_start=bool(safety.get('arm_on_start', False)),
+            reset_pause_s=float(sim.get('reset_pause_s', DEFAULT_RESET_PAUSE_S)),
+            world_parameters=tuple((key, sim[key]) for key in
+                                   ('control_hz', 'physics_hz', 'command_timeout_s')
+                                   if key in sim),
+            cameras=tuple(cameras))
+
+    def world_config(self) -> Any:
+        """The WorldConfig the cell's sim node builds (its cameras at the cell's sizes)."""
+        from dataclasses import replace
+
+        from noetra_ros.core.sim.world import default_cameras, WorldConfig
+
+        defaults = {cam.name: cam for cam in default_cameras()}
+        unknown = [name for name, _, _ in self.cameras if name not in defaults]
+        if unknown:
+            raise ConfigError(f'cell {self.cell!r}: unknown cameras {unknown} (the world has '
+                              f'{sorted(defaults)})')
+        cameras = tuple(replace(defaults[name], width=width, height=height)
+                        for name, width, height in self.cameras) or tuple(defaults.values())
+        values = dict(self.world_parameters)
+        return WorldConfig(robot=self.robot, cameras=cameras,
+                           episode_timeout_s=self.episode_timeout_s,
+                           **{k: (float(v) if k == 'command_timeout_s' else int(v))
+                              for k, v in values.items()})
+
+    def describe(self) -> str:
+        """One line: the cell and the settings that shape the result."""
+        return (f'cell {self.cell}: replan every {self.loop.replan_steps}, {self.loop.blend} '
+                f'{self.loop.blend_window_s} s, supervisor {self.safety_profile}, episode limit '
+                f'{self.episode_timeout_s:g} s')
+
+
+@dataclass(frozen=True)
+class CellOutput:
+    """What the in-process safety node sent to the robot for one step."""
+
+    arm: np.ndarray | None        # joint positions, supervisor (URDF) joint order; None: nothing
+    gripper: float | None         # gripper target (m); None: nothing
+    state: Any                    # SafetyState after the cycle
+
+
+class CellSafety:
+    """The cell's safety_node, in process: the same SafetySupervisor, built from the cell's
+    robot / profile / period, driven the way safety_node drives it in a lockstep cell
+    (update_trigger: command), including its simulation-only auto_arm.
+
+    Per step, in safety_node's fixed order: the joint state, the arm command (a valid command
+    while not armed re-arms first with auto_arm), the gripper command (followed only while
+    ARMED, clipped to the finger range), then one `update` at the step's stamp; with auto_arm a
+    tracking fault re-arms at once and re-emits. A step without a policy command runs no cycle
+    (safety_node waits for every input of the step).
+
+    `reset` gives an episode a supervisor that was never armed, as at node start (a graph
+    run's first episode); evaluate_policy(as_one_run=True) keeps one across episodes, as the
+    deployed node does, which then sees each reset as a jump of the arm.
+    """
+
+    def __init__(self, settings: EvalSettings) -> None:
+        from noetra_ros.core.paths import config_dir
+        from noetra_ros.core.robot_model import load_robot_description
+        from noetra_ros.core.safety import load_profile
+
+        self.settings = settings
+        self._description = load_robot_description(settings.robot)
+        gripper = self._description.gripper
+        if gripper is None:
+            raise ConfigError(f'robot {settings.robot!r} has no gripper description')
+        self._profile = load_profile(settings.safety_profile, config_dir('safety'))
+        self.gripper_range = (gripper.open_position, gripper.closed_position)
+        self.gripper_joints = tuple(gripper.joint_names)
+        self.reset()
+
+    @property
+    def joint_names(self) -> tuple[str, ...]:
+        """Joint order of `CellOutput.arm`."""
+        return tuple(self.supervisor.joint_names)
+
+    def reset(self) -> None:
+        """A new episode: a supervisor that has never been armed, as at node start."""
+        from noetra_ros.core.safety import fk_from_model, SafetySupervisor
+
+        # Built as safety_node builds it: the description's limits, FK of the profile's frame.
+        self.supervisor = SafetySupervisor(
+            self._description.limits, self._profile,
+            fk=fk_from_model(self._description.model, self._profile.tool_frame),
+            period_s=self.settings.safety_period_s)
+        self.gripper_target: float | None = None
+        self._arm_pending = self.settings.arm_on_start
+
+    def _maybe_arm(self, now: float) -> None:
+        from noetra_ros.core.safety import SafetyState
+
+        if self.supervisor.state in (SafetyState.ARMED, SafetyState.ESTOP):
+            return
+        if self._arm_pending or self.settings.auto_arm:
+            if self.supervisor.arm(now).accepted:
+                self._arm_pending = False
+
+    def step(self, names: Sequence[str], positions: Sequence[float],
+             velocities: Sequence[float] | None, stamp: float,
+             command: Command | None) -> CellOutput | None:
+        """One lockstep step at `stamp`: the measured joint state and the policy's command in,
+        what the robot is sent out (None: no cycle, the robot keeps its last targets)."""
+        from noetra_ros.core.safety import SafetyState
+
+        if command is None:
+            return None
+        sup = self.supervisor
+        now = stamp
+        decision = sup.on_joint_state(list(names), list(positions),
+                                      None if velocities is None else list(velocities),
+                                      stamp, now)
+        if self.gripper_target is None and decision.accepted:
+            # Until a source commands the gripper, hold it where it is.
+            fingers = [q for n, q in zip(names, positions) if n in self.gripper_joints]
+            if fingers and np.isfinite(fingers).all():
+                self.gripper_target = float(np.clip(np.mean(fingers), *self.gripper_range))
+        if self._arm_pending:
+            self._maybe_arm(now)
+
+        def submit() -> Any:
+            if self.settings.loop.command_interface == 'trajectory':
+                times = [(ns // 1_000_000_000) + (ns % 1_000_000_000) * 1e-9
+                         for ns in command.times_from_start_ns]  # as a Duration reads back
+                return sup.on_command_trajectory(list(command.joint_names), times,
+                                                 [list(row) for row in command.positions],
+                                                 None, command.stamp, now)
+            # A Float64MultiArray has no header: its receipt time is its stamp.
+            order = [list(command.joint_names).index(j) for j in sup.joint_names]
+            return sup.on_command_positions(None, list(command.positions[0][order]), now, now)
+
+        decision = submit()
+        if (not decision.accepted and decision.reason.startswith('valid, but not armed')
+                and self.settings.auto_arm):
+            self._maybe_arm(now)
+            if sup.state is SafetyState.ARMED:
+                submit()
+        if command.gripper_position is not None and math.isfinite(command.gripper_position) \
+                and sup.state is SafetyState.ARMED:
+            self.gripper_target = float(np.clip(command.gripper_position, *self.gripper_range))
+        out = sup.update(now)
+        if (self.settings.auto_arm and out.state is SafetyState.FAULT
+                and out.reason.startswith('tracking error')):
+            self._maybe_arm(now)
+            if sup.state is SafetyState.ARMED:
+                out = sup.update(now)
+        arm = None
+        if out.positions is not None and np.isfinite(out.positions).all():
+            arm = np.array(out.positions)
+        return CellOutput(arm, self.gripper_target, out.state)
+
+
+@dataclass(frozen=True)
+class DriverStep:
+    """One control step of the in-process cell: the policy's command and what reached the
+    robot through the supervisor (`sent` None: no cycle ran, the robot kept its targets)."""
+
+    command: Command | None
+    sent: CellOutput | None
+
+
 class PolicyDriver:
-    """An ONNX policy acting in a SimWorld the way policy_node does: every `replan_every`
-    control steps a new chunk from the raw camera frames, joint state and instruction goes into
-    an ActionQueue (strategy `blend`), and each step takes the queue's action for the sim time.
-    Used by the closed-loop evaluation.
+    """A cell's policy node and safety node acting on a SimWorld in process, step for step as
+    the lockstep graph runs them: core/policy/loop.PolicyLoop turns the world's observation into
+    commands (the same loop policy_node runs, configured from the cell), and every command goes
+    through the cell's supervisor (CellSafety) before it reaches the world.
 
     (Tried and dropped: letting it drive the arm while the scripted expert labels the states
     it reaches, DAgger-style. The expert follows its own timed plan, so its labels drifted
     0.4 rad (median) from the policy-driven arm; they need an expert that replans from the
     measured state.)"""
 
-    def __init__(self, model_path: str | Path, joint_names: Sequence[str],
-                 replan_every: int = 2, blend: str = 'ensemble', threads: int = 1) -> None:
+    def __init__(self, model_path: str | Path, settings: EvalSettings | None = None,
+                 threads: int = 1) -> None:
+        from noetra_ros.core.policy.loop import PolicyLoop
         from noetra_ros.core.policy.runtime import PolicyRuntime
+        from noetra_ros.core.robots import robot_spec
 
+        self.settings = settings or EvalSettings.from_cell()
         self.runtime = PolicyRuntime(model_path, intra_op_threads=threads)
-        self.runtime.validate_robot(tuple(joint_names), has_gripper=True)
-        self.contract = self.runtime.contract
-        chunk_length = self.contract.action.chunk_length
-        if not isinstance(replan_every, int) or not 1 <= replan_every <= chunk_length:
-            raise ConfigError(f'replan_every={replan_every!r}: must be an integer in '
-                              f'[1, chunk length {chunk_length}]')
-        self.joint_names = tuple(joint_names)
-        # Fixed by the contract: maps the action's joint order onto `joint_names`, once.
-        positions = self.contract.action.component('joint_positions')
-        if positions is None:
+        try:
+            joint_names = robot_spec(self.settings.robot).joint_names
+            self.runtime.validate_robot(joint_names, has_gripper=True, has_wrench=True)
+            self.loop = PolicyLoop(self.runtime, joint_names, self.settings.loop)
+            self.safety = CellSafety(self.settings)
+        except Exception:
             self.runtime.close()
-            raise ConfigError(f'{model_path}: the in-process driver commands joint position '
-                              'targets; this model outputs none (run it through policy_node)')
-        action_joints = positions.joints
-        self._to_robot = np.array([action_joints.index(n) for n in self.joint_names])
-        self.replan_every = replan_every
-        self.blend = blend
-        self.reset()
+            raise
+        self.contract = self.runtime.contract
 
     def reset(self) -> None:
-        """Forget the queued actions (call at every episode start)."""
-        from noetra_ros.core.policy.chunking import ActionQueue, BlendConfig
+        """A new episode (the graph's new task/instruction): nothing queued, fresh supervisor."""
+        self.loop.reset()
+        self.safety.reset()
 
-        self.queue = ActionQueue(BlendConfig(strategy=self.blend,
-                                             blend_window_s=EVAL_BLEND_WINDOW_S))
-        self.steps = 0
+    def act(self, world: Any, instruction: str, stamp: float | None = None) -> DriverStep:
+        """One control step at world.sim_time, stamped `stamp` (default: as a graph run's
+        first episode stamps it, `cell_stamp`): observe (cameras are rendered only when the loop
+        infers), run the loop, pass its command through the supervisor and command the world
+        with what the supervisor sends (the caller then steps the world).
 
-    @property
-    def wants_observation(self) -> bool:
-        """True when the next act() call infers a new chunk (and so needs the images)."""
-        return self.steps % self.replan_every == 0
-
-    def act(self, images: dict[str, np.ndarray] | None, joint_positions: np.ndarray,
-            gripper_position: float, instruction: str,
-            now: float) -> tuple[np.ndarray, float] | None:
-        """(arm joint targets in joint_names order, gripper target) for sim time `now`, or None
-        while the queue has nothing for it. `images` (RGB frames by camera name) are read only
-        when wants_observation is True."""
+        Raises InputError / InferenceError when the observation cannot be turned into model
+        inputs or the model fails: an evaluation stops and says why instead of counting it.
+        """
+        from noetra_ros.core.errors import InferenceError
+        from noetra_ros.core.policy.loop import INPUT_ERRORS, Observation
         from noetra_ros.core.policy.preprocess import ImageFrame
 
-        if self.wants_observation:
-            if images is None:
-                raise ConfigError('PolicyDriver.act: this step infers a new chunk and needs '
-                                  'the camera images')
-            frames = {cam: ImageFrame(images[cam], images[cam].shape[1], images[cam].shape[0],
-                                      'rgb8') for cam in self.contract.cameras}
-            inputs = self.runtime.build_inputs(
-                frames, dict(zip(self.joint_names, np.asarray(joint_positions).tolist())),
-                gripper_position=gripper_position, instruction=instruction)
-            chunk = self.runtime.infer(inputs)
-            self.queue.add(chunk.values, stamp=now, step_period_s=chunk.step_period_s, now=now)
-        self.steps += 1
-        action = self.queue.action_at(now)
-        if action is None:
-            return None
-        parts = self.contract.action.split(action)
-        return np.asarray(parts.joint_positions)[self._to_robot], float(parts.gripper_position)
+        t = cell_stamp(world.sim_time, world.config.control_hz) if stamp is None else stamp
+        positions, velocities, _ = world.joint_state()
+        names = tuple(world.joint_names) + tuple(world.gripper_joint_names)
+        measured = dict(zip(names, (float(v) for v in positions)))
+
+        def observe() -> Observation:
+            images = {}
+            for cam in self.loop.cameras:
+                pixels = world.render(cam)
+                images[cam] = ImageFrame(pixels, pixels.shape[1], pixels.shape[0], 'rgb8')
+            fingers = [measured[j] for j in world.gripper_joint_names]
+            return Observation(
+                stamp=t, joint_positions=measured, images=images, instruction=instruction,
+                gripper_position=float(np.mean(fingers)) if fingers else None,
+                wrench=world.wrench() if self.loop.uses_wrench else None)
+
+        result = self.loop.step(t, observe)
+        for problem in result.problems:
+            if problem.kind == INPUT_ERRORS:
+                raise InputError(problem.reason)
+            if problem.kind != 'no_command_stale':
+                raise InferenceError(problem.reason)
+        sent = self.safety.step(names, positions, velocities, t, result.command)
+        if sent is not None:
+            if sent.arm is not None:
+                order = [self.safety.joint_names.index(j) for j in world.joint_names]
+                world.command_positions(sent.arm[order])
+            if sent.gripper is not None:
+                world.command_gripper(sent.gripper)
+        return DriverStep(result.command, sent)
 
     def close(self) -> None:
         self.runtime.close()
@@ -237,9 +514,10 @@ def record_episode(world: Any, expert: Any, seed: int, cameras: Sequence[str],
     """Run one expert episode for `seed` and return (episode, success, explanation).
 
     Runs ``noetra_ros.core.expert.run_episode`` with a recorder attached; frame t holds the
-    observation before the t-th command and that command as its action. With `action_noise_rad` > 0 the executed arm
-    command gets an Ornstein-Uhlenbeck offset of that stationary std (correlation time
-    `noise_correlation_s`, seeded by `seed`); the stored action stays the expert's.
+    observation before the t-th command and that command as its action. With
+    `action_noise_rad` > 0 the executed arm command gets an Ornstein-Uhlenbeck offset of that
+    stationary std (correlation time `noise_correlation_s`, seeded by `seed`); the stored
+    action stays the expert's.
     With `noise_phases`, the offset is injected only while the expert is in those phases and
     decays (NOISE_DECAY_PER_STEP) in the others.
     """
@@ -287,12 +565,13 @@ def record_episode(world: Any, expert: Any, seed: int, cameras: Sequence[str],
     return episode, bool(result.success), explanation
 
 
-def make_world_and_expert(robot: str) -> tuple[Any, Any]:
-    """A SimWorld with the default cell and cameras plus a ScriptedExpert at its control rate."""
+def make_world_and_expert(robot: str, world_config: Any = None) -> tuple[Any, Any]:
+    """A SimWorld (default cell and cameras unless `world_config` is given) plus a
+    ScriptedExpert at its control rate."""
     from noetra_ros.core.expert import ScriptedExpert
     from noetra_ros.core.sim.world import SimWorld, WorldConfig
 
-    world = SimWorld(WorldConfig(robot=robot))
+    world = SimWorld(world_config if world_config is not None else WorldConfig(robot=robot))
     expert = ScriptedExpert(robot, control_hz=world.config.control_hz)
     return world, expert
 
@@ -369,6 +648,8 @@ class EvalResult:
     explanations: list[str]
     sim_times: list[float]
     wall_time_s: float = 0.0
+    # Per episode, the supervisor's intervention counters at its end (policy runs only).
+    interventions: list[dict[str, int]] = field(default_factory=list)
 
     @property
     def success_rate(self) -> float:
@@ -383,12 +664,14 @@ class EvalResult:
                 f'({100 * self.success_rate:.0f} %){mean_t} [{self.wall_time_s:.0f} s wall]')
 
 
-def evaluate_expert(seeds: Sequence[int], robot: str = 'fanuc_lrmate200id') -> EvalResult:
-    """The scripted expert's success on `seeds` (the reference the policy is compared with)."""
+def evaluate_expert(seeds: Sequence[int], robot: str = 'fanuc_lrmate200id',
+                    world_config: Any = None) -> EvalResult:
+    """The scripted expert's success on `seeds` (the reference the policy is compared with),
+    in `world_config` (default: the robot's default world)."""
     from noetra_ros.core.expert import run_episode
 
     start = time.monotonic()
-    world, expert = make_world_and_expert(robot)
+    world, expert = make_world_and_expert(robot, world_config)
     result = EvalResult('expert', list(seeds), [], [], [])
     try:
         for seed in progress(list(seeds), desc='expert'):
@@ -404,45 +687,62 @@ def evaluate_expert(seeds: Sequence[int], robot: str = 'fanuc_lrmate200id') -> E
 
 
 def evaluate_policy(model_path: str | Path, seeds: Sequence[int],
-                    robot: str = 'fanuc_lrmate200id', replan_every: int = 2,
-                    blend: str = 'ensemble', threads: int = 1,
-                    on_step: Callable[[int, Any, Any], None] | None = None) -> EvalResult:
-    """Closed-loop success of an ONNX policy run through ``PolicyRuntime`` in a SimWorld.
+                    settings: EvalSettings | None = None, threads: int = 1,
+                    on_step: Callable[[int, Any, Any], None] | None = None,
+                    as_one_run: bool = False) -> EvalResult:
+    """Closed-loop success of an ONNX policy in a SimWorld, as the cell's graph runs it.
 
-    Every `replan_every` control steps the cameras are rendered, the runtime builds the inputs
-    from the raw frames / joint state / instruction and returns an action chunk, which goes into
-    an ``ActionQueue`` (strategy `blend`); every step the queue's action for the current sim time
-    is commanded (joint position targets + gripper), as the policy node does. An episode ends
-    when the task checker says success or failure (including its timeout). `on_step(seed, world,
-    status)` sees every step after the task check (for analysis tools; it must not change the
-    world); `status.done` marks an episode's last step.
+    `settings` (default: the shipped policy cell, EvalSettings.from_cell()) gives the world,
+    the episode limit, the loop and the supervisor. Every control step the PolicyDriver runs
+    the policy loop (a new chunk every `replan_steps` steps, blended in the ActionQueue) and
+    sends its command through the cell's SafetySupervisor to the world, joint targets and
+    gripper, exactly as policy_node -> safety_node -> sim_node do in lockstep; so the success
+    figures include the supervisor. An episode ends when the task checker says success or
+    failure (including the episode limit). `on_step(seed, world, status)` sees every step
+    of an episode after the task check (for analysis tools; it must not change the world);
+    `status.done` marks an episode's last step.
+
+    Every episode runs as the first episode of a graph run does (a supervisor that was never
+    armed, the run's first stamps), so its result does not depend on the seeds before it.
+    `as_one_run` runs the seeds as one `noetra eval` run does instead: one supervisor for all
+    of them (a reset teleports the arm: a tracking fault that auto_arm clears), the sim's
+    reset pause between episodes with the nodes still acting on the finished scene, and a cell
+    clock that runs on; the results are then those of that run, episode for episode.
     """
-    from noetra_ros.core.sim.world import SimWorld, WorldConfig
+    from noetra_ros.core.sim.world import SimWorld
 
     start = time.monotonic()
-    world = SimWorld(WorldConfig(robot=robot))
-    joint_names = world.joint_names
+    driver = PolicyDriver(model_path, settings, threads)
+    settings = driver.settings
     try:
-        driver = PolicyDriver(model_path, joint_names, replan_every, blend, threads)
+        world = SimWorld(settings.world_config())
     except Exception:
-        world.close()
+        driver.close()
         raise
-    result = EvalResult(f'policy {Path(model_path).name} (replan every {replan_every}, {blend})',
-                        list(seeds), [], [], [])
+    label = f'policy {Path(model_path).name} ({settings.describe()}' + (
+        ', one run)' if as_one_run else ')')
+    result = EvalResult(label, list(seeds), [], [], [])
+    period = 1.0 / world.config.control_hz
+    last_published = 0.0  # cell time of the last observation (sim_node._last_published)
+
+    def act(offset: float, instruction: str) -> None:
+        nonlocal last_published
+        now = offset + world.sim_time  # sim_node's cell time: offset + world time
+        driver.act(world, instruction, header_stamp(now))
+        last_published = now
+        world.step()
+
     try:
-        for seed in progress(list(seeds), desc='policy'):
+        for index, seed in enumerate(progress(list(seeds), desc='policy')):
             episode = world.reset(seed)
-            driver.reset()
+            if as_one_run and index > 0:
+                driver.loop.reset()  # the new task/instruction; the supervisor carries on
+                offset = last_published + period - world.sim_time
+            else:
+                driver.reset()
+                offset = period - world.sim_time  # a run's first episode
             while True:
-                images = ({cam: world.render(cam) for cam in driver.contract.cameras}
-                          if driver.wants_observation else None)
-                command = driver.act(images, world.joint_state()[0][:len(joint_names)],
-                                     world.gripper_position(), episode.instruction,
-                                     world.sim_time)
-                if command is not None:
-                    world.command_positions(command[0])
-                    world.command_gripper(command[1])
-                world.step()
+                act(offset, episode.instruction)
                 status = world.task_status()
                 if on_step is not None:
                     on_step(seed, world, status)
@@ -451,6 +751,13 @@ def evaluate_policy(model_path: str | Path, seeds: Sequence[int],
             result.successes.append(bool(status.success))
             result.explanations.append(status.explanation)
             result.sim_times.append(float(world.sim_time))
+            result.interventions.append(dict(driver.safety.supervisor.counters))
+            if as_one_run and index + 1 < len(seeds):
+                # sim_node holds the finished scene for reset_pause_s (EpisodeSchedule.reset_due)
+                # while the policy and the supervisor keep answering every step.
+                ended = offset + world.sim_time
+                while offset + world.sim_time - ended < settings.reset_pause_s:
+                    act(offset, episode.instruction)
     finally:
         driver.close()
         world.close()

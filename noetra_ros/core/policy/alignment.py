@@ -45,7 +45,8 @@ class InputAligner:
         self.reference = reference
         self.tolerance_s = tolerance_s
         self.max_age_s = max_age_s
-        self._history = {s: deque(maxlen=history) for s in self.sources}
+        self._history: dict[str, deque[Sample]] = {s: deque(maxlen=history)
+                                                   for s in self.sources}
 
     def add(self, source: str, stamp: float, received: float, value: Any) -> None:
         self._history[source].append(Sample(stamp, received, value))
@@ -74,9 +75,10 @@ class InputAligner:
         if reference_stamp is None:
             ref = ref_history[-1]
         else:
-            ref = next((s for s in reversed(ref_history) if s.stamp == reference_stamp), None)
-            if ref is None:
+            found = next((s for s in reversed(ref_history) if s.stamp == reference_stamp), None)
+            if found is None:
                 return Alignment(None, f'{self.reference} at {reference_stamp:.3f} s is gone')
+            ref = found
         age = now - ref.stamp
         if age > self.max_age_s:
             return Alignment(None, f'{self.reference} is stale: {age:.3f} s old '

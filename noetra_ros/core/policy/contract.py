@@ -23,6 +23,7 @@ import numpy as np
 
 from noetra_ros.core.errors import ContractError, ModelLoadError
 from noetra_ros.core.policy.tokenizer import PAD_TOKEN, UNK_TOKEN, WORD_PATTERN
+from noetra_ros.core.robots import GRIPPER_CLOSED, GRIPPER_OPEN
 
 _LOG = logging.getLogger(__name__)
 
@@ -30,10 +31,9 @@ CONTRACT_VERSION = 1
 METADATA_KEY = 'noetra.contract'
 SIDECAR_SUFFIX = '.contract.yaml'
 
-# Robotiq 2F-85 travel per finger, 0 = open
-# (arm_facts.yaml: robotiq_2f85.specs.stroke_per_finger_m).
-GRIPPER_OPEN_M = 0.0
-GRIPPER_CLOSED_M = 0.0425
+# Finger travel, 0 = open: the one gripper convention (core/robots.py, read back from the URDF).
+GRIPPER_OPEN_M = GRIPPER_OPEN
+GRIPPER_CLOSED_M = GRIPPER_CLOSED
 
 WRENCH_AXES = ('fx', 'fy', 'fz', 'tx', 'ty', 'tz')
 TWIST_AXES = ('vx', 'vy', 'vz', 'wx', 'wy', 'wz')
@@ -574,13 +574,14 @@ class PolicyContract:
             if isinstance(spec, StateInput):
                 for j, component in enumerate(spec.components):
                     self._check_known_joints(component.joints, f'inputs[{i}].components[{j}]')
-        for i, spec in enumerate(self.outputs):
-            if not isinstance(spec, ActionOutput):
-                _fail(f'outputs[{i}]', f'must be an ActionOutput, got {spec!r}')
-            if spec.name in names:
-                _fail(f'outputs[{i}].name', f'{spec.name!r} already used by {names[spec.name]}')
-            for j, component in enumerate(spec.components):
-                self._check_known_joints(component.joints, f'outputs[{i}].components[{j}]')
+        for i, output in enumerate(self.outputs):
+            if not isinstance(output, ActionOutput):
+                _fail(f'outputs[{i}]', f'must be an ActionOutput, got {output!r}')
+            if output.name in names:
+                _fail(f'outputs[{i}].name',
+                      f'{output.name!r} already used by {names[output.name]}')
+            for j, part in enumerate(output.components):
+                self._check_known_joints(part.joints, f'outputs[{i}].components[{j}]')
 
     def _check_known_joints(self, joints: Sequence[str], path: str) -> None:
         for k, joint in enumerate(joints):
@@ -837,7 +838,7 @@ def read_metadata(model_path: str | Path) -> dict[str, str]:
     path = _existing_model(model_path)
     try:
         model = onnx.load(str(path), load_external_data=False)
-    except Exception as error:  # onnx raises DecodeError, OSError, ...: all mean unreadable
+    except Exception as error:  # noqa: BLE001 - onnx raises DecodeError, OSError, ...: all mean unreadable
         raise ModelLoadError(f'cannot read ONNX model {path}: {error}') from None
     return {p.key: p.value for p in model.metadata_props}
 
@@ -920,7 +921,7 @@ def embed_contract(model: Any, contract: PolicyContract, output_path: str | Path
         source = _existing_model(model)
         try:
             model = onnx.load(str(source), load_external_data=False)
-        except Exception as error:
+        except Exception as error:  # noqa: BLE001 - onnx / onnxruntime errors share no base class
             raise ModelLoadError(f'cannot read ONNX model {source}: {error}') from None
     if not isinstance(model, onnx.ModelProto):
         raise TypeError(f'model must be a path or onnx.ModelProto, got {type(model).__name__}')
@@ -992,7 +993,7 @@ def model_io(model: Any) -> tuple[tuple[TensorInfo, ...], tuple[TensorInfo, ...]
         path = _existing_model(model)
         try:
             model = onnx.load(str(path), load_external_data=False)
-        except Exception as error:
+        except Exception as error:  # noqa: BLE001 - onnx / onnxruntime errors share no base class
             raise ModelLoadError(f'cannot read ONNX model {path}: {error}') from None
     if hasattr(model, 'get_inputs') and hasattr(model, 'get_outputs'):
         def info(arg: Any) -> TensorInfo:
@@ -1028,11 +1029,11 @@ def _expected_io(contract: PolicyContract) -> list[tuple[str, PolicyInput | Acti
                          [('D (sum of component sizes)', spec.size, f'{path}.components')]))
         else:
             rows.append((path, spec, 'int64', [('L', spec.max_length, f'{path}.max_length')]))
-    for i, spec in enumerate(contract.outputs):
+    for i, output in enumerate(contract.outputs):
         path = f'outputs[{i}]'
-        rows.append((path, spec, 'float32',
-                     [('T', spec.chunk_length, f'{path}.chunk_length'),
-                      ('A (sum of component sizes)', spec.size, f'{path}.components')]))
+        rows.append((path, output, 'float32',
+                     [('T', output.chunk_length, f'{path}.chunk_length'),
+                      ('A (sum of component sizes)', output.size, f'{path}.components')]))
     return rows
 
 
@@ -1140,19 +1141,19 @@ def validate_against_robot(contract: PolicyContract, joint_names: Sequence[str],
             if component.source == 'wrench' and not has_wrench:
                 problems.append(f'{path}.source: the state reads a wrench but the robot has no '
                                 'force-torque sensor')
-    for i, spec in enumerate(contract.outputs):
-        for j, component in enumerate(spec.components):
+    for i, output in enumerate(contract.outputs):
+        for j, part in enumerate(output.components):
             path = f'outputs[{i}].components[{j}]'
-            check_joints(component.joints, path)
-            if component.meaning == 'gripper_position' and not has_gripper:
+            check_joints(part.joints, path)
+            if part.meaning == 'gripper_position' and not has_gripper:
                 problems.append(f'{path}.meaning: the policy commands gripper_position but the '
                                 'robot has no gripper')
-            if component.meaning == 'base_twist':
+            if part.meaning == 'base_twist':
                 if not has_base:
                     problems.append(f'{path}.meaning: the policy commands base_twist but the '
                                     'robot has no mobile base')
                 else:
-                    for k, axis in enumerate(component.axes):
+                    for k, axis in enumerate(part.axes):
                         if axis not in base_axes:
                             problems.append(f'{path}.axes[{k}]: the base cannot move along '
                                             f'{axis!r} (axes: {", ".join(base_axes)})')

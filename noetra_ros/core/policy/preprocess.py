@@ -1,7 +1,8 @@
 """Turn raw sensor data into the tensors a policy contract declares.
 
-Images: bytes as they arrive in a sensor_msgs/Image (rgb8, bgr8, mono8, rgba8, bgra8, any row
-step) -> crop / resize (cv2 INTER_AREA) -> colour order -> (p / scale - mean) / std -> float32.
+Images: bytes as they arrive in a sensor_msgs/Image (any encoding of core/images.ENCODINGS, any
+row step; viewed by core/images.image_view, the project's one decoding path) -> crop / resize
+(cv2 INTER_AREA) -> colour order -> (p / scale - mean) / std -> float32.
 The bytes are viewed in place (np.frombuffer); the only full-frame pass is the resize, and the
 colour swap and the NCHW transpose are folded into the normalisation pass on the small image.
 
@@ -19,16 +20,8 @@ import cv2
 import numpy as np
 
 from noetra_ros.core.errors import InputError
+from noetra_ros.core.images import ENCODINGS, image_view  # image_view is re-exported
 from noetra_ros.core.policy.contract import ImageInput, StateInput, WRENCH_AXES
-
-# encoding -> (channel order of the bytes, bytes per pixel)
-ENCODINGS: Mapping[str, tuple[str, int]] = {
-    'rgb8': ('rgb', 3),
-    'bgr8': ('bgr', 3),
-    'mono8': ('mono', 1),
-    'rgba8': ('rgb', 4),
-    'bgra8': ('bgr', 4),
-}
 
 _GRAY_CODES = {('rgb', 3): cv2.COLOR_RGB2GRAY, ('bgr', 3): cv2.COLOR_BGR2GRAY,
                ('rgb', 4): cv2.COLOR_RGBA2GRAY, ('bgr', 4): cv2.COLOR_BGRA2GRAY}
@@ -47,47 +40,6 @@ class ImageFrame:
     height: int
     encoding: str
     step: int = 0
-
-
-def image_view(data: Any, width: int, height: int, encoding: str,
-               step: int = 0) -> np.ndarray:
-    """A uint8 view (H, W, C) - or (H, W) for mono8 - of raw image bytes, without copying.
-
-    Raises InputError for an unknown encoding, bad sizes or a byte count that is not
-    height * step.
-    """
-    if encoding not in ENCODINGS:
-        raise InputError(f'image encoding {encoding!r} is not supported (supported: '
-                         f'{", ".join(ENCODINGS)})')
-    _, channels = ENCODINGS[encoding]
-    for label, value in (('width', width), ('height', height)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-            raise InputError(f'image {label} must be a positive integer, got {value!r}')
-    row = width * channels
-    if isinstance(data, np.ndarray) and data.ndim > 1:
-        expected = (height, width) if channels == 1 else (height, width, channels)
-        if data.dtype != np.uint8 or data.shape not in (expected, (height, width, channels)):
-            raise InputError(f'image array is {data.dtype} {data.shape}, expected uint8 '
-                             f'{expected} for a {width}x{height} {encoding} image')
-        return data.reshape(expected)
-    step = row if not step else step
-    if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step < row:
-        raise InputError(f'image step {step!r} is shorter than a {width}-pixel {encoding} row '
-                         f'({row} bytes)')
-    try:
-        flat = np.frombuffer(data, dtype=np.uint8)
-    except (TypeError, ValueError, BufferError):
-        # A plain list of ints (no buffer protocol): one copy is unavoidable.
-        flat = np.asarray(data, dtype=np.uint8).reshape(-1)
-    if flat.size != height * step:
-        raise InputError(
-            f'image data has {flat.size} bytes but a {width}x{height} {encoding} image '
-            f'({channels} byte(s) per pixel, step {step}) needs {height * step}')
-    rows = flat.reshape(height, step)
-    if step != row:
-        rows = rows[:, :row]
-    return rows.reshape(height, width) if channels == 1 else rows.reshape(height, width,
-                                                                           channels)
 
 
 def crop_box(width: int, height: int, spec: ImageInput) -> tuple[int, int, int, int]:

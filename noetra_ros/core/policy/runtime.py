@@ -107,7 +107,8 @@ class ActionChunk:
     @property
     def gripper_position(self) -> np.ndarray | None:
         """(T,) gripper positions in m (0 open .. 0.0425 closed), or None."""
-        return self.parts.gripper_position
+        value = self.parts.gripper_position
+        return None if value is None else np.asarray(value)
 
     @property
     def joint_velocities(self) -> np.ndarray | None:
@@ -223,7 +224,7 @@ class PolicyRuntime:
         try:
             session = ort.InferenceSession(str(path), sess_options=options, providers=providers,
                                            provider_options=per_provider)
-        except Exception as error:  # onnxruntime raises its own pybind classes; all mean
+        except Exception as error:  # noqa: BLE001 - onnxruntime raises its own pybind classes; all mean
             # "cannot load" (missing operator, bad protobuf, unsupported IR version, ...)
             raise ModelLoadError(f'cannot load model {path}: {error}') from None
         active = session.get_providers()
@@ -401,7 +402,7 @@ class PolicyRuntime:
         start = time.perf_counter()
         try:
             (raw,) = self._session.run([output.name], checked)
-        except Exception as error:  # onnxruntime raises its own pybind classes
+        except Exception as error:  # noqa: BLE001 - onnxruntime raises its own pybind classes
             raise InferenceError(f'running {self._model_path.name} failed: {error}') from None
         elapsed = time.perf_counter() - start
         if raw.shape != output.shape:
@@ -428,7 +429,7 @@ class PolicyRuntime:
             start = time.perf_counter()
             try:
                 self._session.run([output], feed)
-            except Exception as error:
+            except Exception as error:  # noqa: BLE001 - onnx / onnxruntime errors share no base class
                 raise InferenceError(f'warm-up of {self._model_path.name} failed: {error}') \
                     from None
             elapsed = time.perf_counter() - start

@@ -23,12 +23,19 @@ WORD_PATTERN = re.compile(r'[^\W_]+')
 
 
 class InstructionSpec(Protocol):
-    """The parts of a contract instruction input the tokenizer needs (see contract.py)."""
+    """The parts of a contract instruction input the tokenizer needs (see contract.py).
 
-    name: str
-    vocabulary: tuple[str, ...]
-    max_length: int
-    unknown_words: str
+    Read-only properties, so frozen dataclasses such as `InstructionInput` satisfy it.
+    """
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def vocabulary(self) -> tuple[str, ...]: ...
+    @property
+    def max_length(self) -> int: ...
+    @property
+    def unknown_words(self) -> str: ...
 
 
 def split_words(text: str) -> list[str]:
@@ -101,7 +108,10 @@ class Tokenizer:
                 f'{unknown} (the contract says unknown_words: reject)')
         ids = np.full((1, self._max_length), self._pad_id, dtype=np.int64)
         for i, word in enumerate(words):
-            ids[0, i] = self._ids.get(word, self._unk_id)
+            token_id = self._ids.get(word, self._unk_id)
+            # An unknown word without `<unk>` in the vocabulary raised above.
+            assert token_id is not None
+            ids[0, i] = token_id
         tokens = tuple(w if w in self._ids else UNK_TOKEN for w in words)
         return Encoding(ids=ids, tokens=tokens, unknown_words=tuple(unknown),
                         truncated=truncated, length=len(words))

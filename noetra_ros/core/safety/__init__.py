@@ -1,9 +1,14 @@
 """ROS-free safety supervisor: profiles, limits, the joint supervisor and the base supervisor.
 
 A non-safety-rated software layer: it requests controlled holds; it is not an e-stop.
+
+Parts (each readable and tested alone): intake.py (message parsing and whole-message
+rejection), joint_limiter.py (one step of joint limiting, pure), cartesian.py (workspace box
+and tool speed), state_machine.py, supervisor_base.py (what the joint supervisor in
+supervisor.py and the mobile-base supervisor in mobile_base.py share).
 """
-from noetra_ros.core.safety.base import TwistOutput, TwistSupervisor
 from noetra_ros.core.safety.limits import JointLimits
+from noetra_ros.core.safety.mobile_base import TwistOutput, TwistSupervisor
 from noetra_ros.core.safety.profile import (
     available_profiles, BaseLimits, DEFAULT_PROFILE_DIR, EffectiveJointLimits, load_profile,
     SafetyProfile, WorkspaceBox)

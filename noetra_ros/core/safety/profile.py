@@ -20,6 +20,13 @@ Defaults and where they come from (safety.md anchors; "own" = our choice, no anc
   sensor_slowdown_fraction 0.5       own; C8 "slowdown, then stop"
   tracking_error_tolerance_rad 0.1   own; JTC constraints.<joint>.trajectory (0 = off there)
   tracking_window_s 0.1              own; controller lag allowed when comparing with commands
+  allow_whole_trajectories false     own; JTC runs a trajectory to its end and counts
+                                     cmd_timeout from its last point, so a source that died
+                                     mid-chunk still finishes the chunk. Off: a trajectory
+                                     expires command_timeout_s after its own stamp, like every
+                                     other command
+  trajectory_horizon_s 5.0           own; with whole trajectories allowed, the latest last point
+                                     accepted (s after the stamp); longer ones are refused
   base cmd_timeout_s 0.5             diff_drive cmd_vel_timeout (0.5 s)
 """
 from __future__ import annotations
@@ -34,11 +41,13 @@ from typing import Any, Mapping, Sequence, Union
 import numpy as np
 import yaml
 
+from noetra_ros.core import paths
 from noetra_ros.core.errors import ConfigError, UnknownNameError
 from noetra_ros.core.safety.limits import JointLimits
 
-# Source tree location of the profiles; an installed package passes its share directory.
-DEFAULT_PROFILE_DIR = Path(__file__).resolve().parents[3] / 'config' / 'safety'
+# Where a source checkout keeps the profiles; lookups without a config_dir go through
+# core/paths.config_dir('safety') (the checkout, else the installed share directory).
+DEFAULT_PROFILE_DIR = paths.SOURCE_TREE / 'config' / 'safety'
 
 AccelSpec = Union[float, tuple[float, ...], Mapping[str, float]]
 
@@ -154,6 +163,8 @@ class SafetyProfile:
     sensor_slowdown_fraction: float = 0.5
     tracking_error_tolerance_rad: float = 0.1
     tracking_window_s: float = 0.1
+    allow_whole_trajectories: bool = False
+    trajectory_horizon_s: float = 5.0
     base: BaseLimits = field(default_factory=BaseLimits)
 
     def __post_init__(self) -> None:
@@ -178,8 +189,11 @@ class SafetyProfile:
         setv(self, 'workspace_slowdown_m',
              _positive('workspace_slowdown_m', self.workspace_slowdown_m, allow_zero=True))
         setv(self, 'max_tool_speed', _optional_positive('max_tool_speed', self.max_tool_speed))
+        if not isinstance(self.allow_whole_trajectories, bool):
+            raise ConfigError(f'allow_whole_trajectories={self.allow_whole_trajectories!r} '
+                              'must be true or false')
         for name in ('command_timeout_s', 'max_command_age_s', 'tracking_error_tolerance_rad',
-                     'tracking_window_s'):
+                     'tracking_window_s', 'trajectory_horizon_s'):
             setv(self, name, _positive(name, getattr(self, name)))
         setv(self, 'future_tolerance_s',
              _positive('future_tolerance_s', self.future_tolerance_s, allow_zero=True))
@@ -244,8 +258,10 @@ class SafetyProfile:
         smaller('workspace_slowdown_m')
         for name in ('velocity_scale', 'jerk_limit', 'max_tool_speed', 'command_timeout_s',
                      'max_command_age_s', 'future_tolerance_s', 'sensor_slowdown_fraction',
-                     'tracking_error_tolerance_rad', 'tracking_window_s'):
+                     'tracking_error_tolerance_rad', 'tracking_window_s', 'trajectory_horizon_s'):
             larger(name)
+        if new.allow_whole_trajectories and not self.allow_whole_trajectories:
+            out.append('allow_whole_trajectories false -> true')
         for key in sorted(set(self.sensor_timeouts) | set(new.sensor_timeouts)):
             if new.sensor_timeout(key) > self.sensor_timeout(key):
                 out.append(f'sensor_timeouts.{key} {self.sensor_timeout(key)} -> '
@@ -308,8 +324,8 @@ class SafetyProfile:
 
 
 def available_profiles(config_dir: str | Path | None = None) -> list[str]:
-    """Names of the profiles in `config_dir` (default: the source tree's config/safety)."""
-    directory = Path(config_dir) if config_dir is not None else DEFAULT_PROFILE_DIR
+    """Names of the profiles in `config_dir` (default: the package's config/safety)."""
+    directory = Path(config_dir) if config_dir is not None else paths.config_dir('safety')
     return sorted(p.stem for p in directory.glob('*.yaml'))
 
 
@@ -319,7 +335,7 @@ def load_profile(name_or_path: str | Path,
     candidate = Path(name_or_path)
     if candidate.suffix in ('.yaml', '.yml') or candidate.is_file():
         return SafetyProfile.from_yaml(candidate)
-    directory = Path(config_dir) if config_dir is not None else DEFAULT_PROFILE_DIR
+    directory = Path(config_dir) if config_dir is not None else paths.config_dir('safety')
     path = directory / f'{name_or_path}.yaml'
     if not path.is_file():
         raise UnknownNameError(f'safety profile {str(name_or_path)!r} not found in {directory}; '

@@ -15,9 +15,11 @@ real controller would:
 - trajectories: sampled at every physics substep from the state at receipt (see trajectory.py) and
   tracked with the same limits; after the last point the final point is held (no timeout).
 
-All limits are read from the loaded URDF through getJointInfo. A rejected command (wrong length,
-NaN / Inf, unknown joints) raises CommandError and leaves the active command untouched (and does
-not feed the velocity watchdog).
+Joint names, order and limits and the gripper facts come from the robot description
+(core/robot_model.load_robot_description: the URDF read once for the whole stack); PyBullet is
+used for dynamics and rendering only, and the loaded body is checked to number its links as the
+description does. A rejected command (wrong length, NaN / Inf, unknown joints) raises
+CommandError and leaves the active command untouched (and does not feed the velocity watchdog).
 
 Sensors: joint_state() (arm + finger joints), wrench() (flange force/torque in tool0, see its
 docstring), render() / render_depth() (TinyRenderer pinhole cameras, intrinsics from
@@ -26,25 +28,35 @@ object_pose(), target_object_pose(), place_pose(), task_status().
 """
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 import math
 
 import numpy as np
 import pybullet as pb
 
+from noetra_ros.core import robots
 from noetra_ros.core.commands import validate_joint_vector, validate_scalar
-from noetra_ros.core.errors import CommandError, ConfigError, UnknownNameError
+from noetra_ros.core.episodes import DEFAULT_EPISODE_TIMEOUT_S
+from noetra_ros.core.errors import CommandError, ConfigError, NoetraError, UnknownNameError
+from noetra_ros.core.joint_limits import JointLimits
+from noetra_ros.core.robot_model import (
+    load_robot_description, matrix_to_quaternion, RobotDescription)
 from noetra_ros.core.sim import scene
 from noetra_ros.core.sim.task import (
     BinSpec, check_task, MAX_DISTRACTORS, ObjectSpec, sample_layout, sample_task, TaskSpec,
     TaskStatus)
 from noetra_ros.core.trajectory import JointTrajectory
 
-GRIPPER_JOINT_NAMES: tuple[str, ...] = ('gripper_left_finger_joint', 'gripper_right_finger_joint')
-TCP_LINK = 'gripper_tcp'
+# Aliases of the one source (core/robots.py, read back from the URDF by the description), kept
+# importable for the modules that name them.
+GRIPPER_JOINT_NAMES: tuple[str, ...] = robots.GRIPPER_JOINT_NAMES
+TCP_LINK = robots.GRIPPER_TCP_LINK
 FLANGE_LINK = 'flange'
 TOOL_LINK = 'tool0'
+# Where the robot's base_link sits in the world frame (on the table top, axes aligned): the
+# frame every pose the sim publishes is in.
+ROBOT_BASE_POSITION: tuple[float, float, float] = (0.0, 0.0, scene.TABLE.top_z)
 
 # Gripper contact: the grasp holds by friction only (no attachment constraint). Friction anchors
 # on the gripper links keep a pinched object from creeping / pivoting in the pads while the arm
@@ -189,11 +201,10 @@ class WorldConfig:
     min_distractors: int = 1
     max_distractors: int = 3
     seed: int = 0
-    episode_timeout_s: float = 40.0
+    episode_timeout_s: float = DEFAULT_EPISODE_TIMEOUT_S  # the one default (episodes.py)
     render_shadows: bool = False
 
     def __post_init__(self) -> None:
-        from noetra_ros.core import robots  # lazy: registry owned elsewhere
         if self.robot not in robots.ROBOT_NAMES:
             raise UnknownNameError(f'WorldConfig.robot: {self.robot!r} is not a known robot; '
                                    f'allowed: {", ".join(robots.ROBOT_NAMES)}')
@@ -242,18 +253,15 @@ class Episode:
         return tuple(o.name for o in self.objects if o.name != self.target_object)
 
 
-@dataclass
-class _JointLimits:
-    lower: np.ndarray
-    upper: np.ndarray
-    velocity: np.ndarray
-    effort: np.ndarray
-
-
-def _robot_resources(robot: str) -> tuple[str, object]:
-    """URDF path (arm + gripper) and home positions from the robot registry."""
-    from noetra_ros.core import robots  # lazy: the registry is owned elsewhere
-    return str(robots.urdf_path(robot, with_gripper=True)), robots.home_positions(robot)
+def _description(robot: str) -> RobotDescription:
+    """The robot's description (arm + gripper), with a ConfigError naming the robot."""
+    try:
+        description = load_robot_description(robot)
+    except NoetraError as exc:
+        raise ConfigError(f'robot {robot!r} could not be loaded: {exc}') from None
+    if description.gripper is None or description.home is None:
+        raise ConfigError(f'robot {robot!r}: the sim needs a gripper and a home pose')
+    return description
 
 
 def _pose_matrix(position: Sequence[float], quaternion: Sequence[float]) -> np.ndarray:
@@ -268,7 +276,8 @@ class SimWorld:
 
     def __init__(self, config: WorldConfig | None = None) -> None:
         self._config = config if config is not None else WorldConfig()
-        self._urdf, self._home_source = _robot_resources(self._config.robot)
+        self._description = _description(self._config.robot)
+        self._urdf = str(self._description.urdf_path)
         self._substeps = self._config.physics_hz // self._config.control_hz
         self._dt = 1.0 / self._config.physics_hz
         self._cameras = {c.name: c for c in self._config.cameras}
@@ -294,6 +303,11 @@ class SimWorld:
         return self._robot
 
     @property
+    def description(self) -> RobotDescription:
+        """The robot description (names, limits, kinematics, gripper facts) the sim runs."""
+        return self._description
+
+    @property
     def joint_names(self) -> tuple[str, ...]:
         """Arm joints in URDF order."""
         return self._arm_names
@@ -301,7 +315,7 @@ class SimWorld:
     @property
     def gripper_joint_names(self) -> tuple[str, ...]:
         """The two finger joints (prismatic, 0 = open)."""
-        return GRIPPER_JOINT_NAMES
+        return self._grip_names
 
     @property
     def sim_time(self) -> float:
@@ -398,48 +412,42 @@ class SimWorld:
 
     def _load_robot(self) -> None:
         cid = self._cid
+        description = self._description
+        gripper = description.gripper
+        assert gripper is not None and description.home is not None
         try:
-            self._robot = pb.loadURDF(self._urdf, [0.0, 0.0, scene.TABLE.top_z], useFixedBase=True,
+            self._robot = pb.loadURDF(self._urdf, list(ROBOT_BASE_POSITION), useFixedBase=True,
                                       flags=pb.URDF_USE_INERTIA_FROM_FILE, physicsClientId=cid)
         except pb.error as exc:
             raise ConfigError(f'robot URDF {self._urdf!r} could not be loaded: {exc}') from None
-        joints: dict[str, int] = {}
-        links: dict[str, int] = {}
-        movable: list[str] = []
-        info_by_name = {}
+        self._check_numbering()
         for j in range(pb.getNumJoints(self._robot, physicsClientId=cid)):
-            info = pb.getJointInfo(self._robot, j, physicsClientId=cid)
-            name = info[1].decode()
-            joints[name] = j
-            links[info[12].decode()] = j
-            info_by_name[name] = info
-            if info[2] in (pb.JOINT_REVOLUTE, pb.JOINT_PRISMATIC):
-                movable.append(name)
             dyn = pb.getDynamicsInfo(self._robot, j, physicsClientId=cid)
             if dyn[0] == 1.0 and np.allclose(dyn[2], (1.0, 1.0, 1.0)):
                 # No <inertial> in the URDF: see FRAME_LINK_MASS_KG.
                 pb.changeDynamics(self._robot, j, mass=FRAME_LINK_MASS_KG,
                                   localInertiaDiagonal=[1e-7] * 3, physicsClientId=cid)
-        missing = [n for n in GRIPPER_JOINT_NAMES if n not in joints]
-        missing += [n for n in (TCP_LINK, FLANGE_LINK, TOOL_LINK) if n not in links]
+        links = description.link_indices
+        missing = [n for n in (TCP_LINK, FLANGE_LINK, TOOL_LINK) if n not in links]
         if missing:
-            raise ConfigError(f'robot URDF {self._urdf!r}: missing joint/link(s) {missing}')
-        self._joint_index = joints
-        self._link_index = links
-        self._arm_names = tuple(n for n in movable if n not in GRIPPER_JOINT_NAMES)
-        self._arm_idx = [joints[n] for n in self._arm_names]
-        self._grip_idx = [joints[n] for n in GRIPPER_JOINT_NAMES]
-        self._arm_limits = self._limits(self._arm_names, info_by_name)
-        self._gripper_limits = self._limits(GRIPPER_JOINT_NAMES, info_by_name)
-        self._home = self._home_vector()
+            raise ConfigError(f'robot URDF {self._urdf!r}: missing link(s) {missing}')
+        # The root (base_link, PyBullet index -1) is the body's base, not a link state.
+        self._link_index = {name: index for name, index in links.items() if index >= 0}
+        self._arm_names = description.joint_names
+        self._grip_names = gripper.joint_names
+        self._arm_idx = [description.joint_index(n) for n in self._arm_names]
+        self._grip_idx = [description.joint_index(n) for n in self._grip_names]
+        self._arm_limits: JointLimits = description.limits
+        self._gripper_limits: JointLimits = gripper.limits
+        self._home = np.array(description.home)
         # Gripper links: everything mounted below tool0 (the tool0 frame itself excluded).
-        self._gripper_links = set(self._subtree(links[TOOL_LINK])) - {links[TOOL_LINK]}
+        self._gripper_links = {links[name] for name in gripper.links}
         for idx in sorted(self._gripper_links):
             pb.changeDynamics(self._robot, idx, lateralFriction=FINGER_LATERAL_FRICTION,
                               spinningFriction=FINGER_SPINNING_FRICTION, frictionAnchor=1,
                               physicsClientId=cid)
         # The flange force/torque sensor sees everything distal to the flange (see wrench()).
-        self._distal = self._subtree(links[FLANGE_LINK])
+        self._distal = [links[name] for name in description.model.subtree(FLANGE_LINK)]
         self._distal_set = set(self._distal)
         dyn = [pb.getDynamicsInfo(self._robot, j, physicsClientId=cid) for j in self._distal]
         self._distal_mass = np.array([d[0] for d in dyn])
@@ -464,48 +472,28 @@ class SimWorld:
         self._apply_arm(self._q_ref, self._qd_ref)
         self._apply_gripper()
 
-    def _subtree(self, root: int) -> list[int]:
-        """Link indices of `root` and every link below it."""
-        cid = self._cid
-        parents = {j: pb.getJointInfo(self._robot, j, physicsClientId=cid)[16]
-                   for j in range(pb.getNumJoints(self._robot, physicsClientId=cid))}
-        subtree = []
-        for j in parents:
-            k = j
-            while k not in (-1, root):
-                k = parents[k]
-            if k == root:
-                subtree.append(j)
-        return subtree
-
-    def _limits(self, names: Sequence[str], infos: Mapping[str, tuple]) -> _JointLimits:
-        rows = []
-        for name in names:
-            info = infos[name]
-            lower, upper, effort, velocity = info[8], info[9], info[10], info[11]
-            if not upper > lower:
-                raise ConfigError(f'URDF joint {name}: position limits [{lower}, {upper}] missing '
-                                  'or empty')
-            if velocity <= 0.0 or effort <= 0.0:
-                raise ConfigError(f'URDF joint {name}: velocity ({velocity}) and effort '
-                                  f'({effort}) limits must be > 0')
-            rows.append((lower, upper, velocity, effort))
-        array = np.array(rows, dtype=float)
-        return _JointLimits(array[:, 0], array[:, 1], array[:, 2], array[:, 3])
-
-    def _home_vector(self) -> np.ndarray:
-        source = self._home_source
-        if isinstance(source, Mapping):
-            missing = [n for n in self._arm_names if n not in source]
-            if missing:
-                raise ConfigError(f'home positions of {self._config.robot}: missing {missing}')
-            home = np.array([float(source[n]) for n in self._arm_names])
-        else:
-            home = np.asarray(source, dtype=float).reshape(-1)
-        if home.shape != (len(self._arm_names),) or not np.all(np.isfinite(home)):
-            raise ConfigError(f'home positions of {self._config.robot}: {home} do not fit '
-                              f'joints {self._arm_names}')
-        return home
+    def _check_numbering(self) -> None:
+        """The loaded body's joints and links are numbered, named and typed as the description
+        says (so its indices address the right links), else ConfigError naming the first
+        difference."""
+        cid, description = self._cid, self._description
+        count = pb.getNumJoints(self._robot, physicsClientId=cid)
+        expected = {index: link for link, index in description.link_indices.items()
+                    if index >= 0}
+        if count != len(expected):
+            raise ConfigError(f'robot URDF {self._urdf!r}: PyBullet loaded {count} joints, the '
+                              f'description has {len(expected)}')
+        movable = (pb.JOINT_REVOLUTE, pb.JOINT_PRISMATIC)
+        for j in range(count):
+            info = pb.getJointInfo(self._robot, j, physicsClientId=cid)
+            link, joint = info[12].decode(), info[1].decode()
+            parent = description.model.parent_joint(expected[j])
+            assert parent is not None
+            if (link, joint) != (expected[j], parent.name) or \
+                    (info[2] in movable) != parent.movable:
+                raise ConfigError(f'robot URDF {self._urdf!r}: PyBullet index {j} is joint '
+                                  f'{joint!r} / link {link!r}; the description expects '
+                                  f'{parent.name!r} / {expected[j]!r}')
 
     # ------------------------------------------------------------------ commands
     def _receipt_time(self, now: float | None) -> float:
@@ -513,7 +501,8 @@ class SimWorld:
             return self.sim_time
         return validate_scalar(now, 'command receipt time now')
 
-    def command_positions(self, positions: Sequence[float], now: float | None = None) -> None:
+    def command_positions(self, positions: Sequence[float] | np.ndarray,
+                          now: float | None = None) -> None:
         """Hold the arm at joint `positions` (rad/m, joint_names order), clamped to the limits."""
         q = validate_joint_vector(positions, len(self._arm_idx), 'position command')
         stamp = self._receipt_time(now)
@@ -530,7 +519,8 @@ class SimWorld:
         self._mode = 'position'
         self._last_command_time = stamp
 
-    def command_velocities(self, velocities: Sequence[float], now: float | None = None) -> None:
+    def command_velocities(self, velocities: Sequence[float] | np.ndarray,
+                           now: float | None = None) -> None:
         """Drive the arm at joint `velocities` (clamped to the URDF limit) until the timeout."""
         qd = validate_joint_vector(velocities, len(self._arm_idx), 'velocity command')
         stamp = self._receipt_time(now)
@@ -781,7 +771,7 @@ class SimWorld:
             right /= np.linalg.norm(right)
             down = np.cross(forward, right)
             rot = np.column_stack([right, down, forward])
-            return np.array(spec.eye), _quat_from_matrix(rot)
+            return np.array(spec.eye), matrix_to_quaternion(rot)
         link_pos, link_quat = self.link_pose(spec.link)
         offset_quat = pb.getQuaternionFromEuler(spec.offset_rpy)
         pos, quat = pb.multiplyTransforms(link_pos, link_quat, spec.offset_xyz, offset_quat)
@@ -864,25 +854,5 @@ class SimWorld:
     def __del__(self) -> None:
         try:
             self.close()
-        except Exception:  # interpreter shutdown: pybullet may already be gone
+        except Exception:  # noqa: BLE001 - interpreter shutdown: pybullet may already be gone
             pass
-
-
-def _quat_from_matrix(rot: np.ndarray) -> np.ndarray:
-    """Quaternion (xyzw) of a rotation matrix (Shepperd's method)."""
-    m = rot
-    trace = m[0, 0] + m[1, 1] + m[2, 2]
-    if trace > 0:
-        s = math.sqrt(trace + 1.0) * 2
-        q = [(m[2, 1] - m[1, 2]) / s, (m[0, 2] - m[2, 0]) / s, (m[1, 0] - m[0, 1]) / s, s / 4]
-    elif m[0, 0] > m[1, 1] and m[0, 0] > m[2, 2]:
-        s = math.sqrt(1.0 + m[0, 0] - m[1, 1] - m[2, 2]) * 2
-        q = [s / 4, (m[0, 1] + m[1, 0]) / s, (m[0, 2] + m[2, 0]) / s, (m[2, 1] - m[1, 2]) / s]
-    elif m[1, 1] > m[2, 2]:
-        s = math.sqrt(1.0 + m[1, 1] - m[0, 0] - m[2, 2]) * 2
-        q = [(m[0, 1] + m[1, 0]) / s, s / 4, (m[1, 2] + m[2, 1]) / s, (m[0, 2] - m[2, 0]) / s]
-    else:
-        s = math.sqrt(1.0 + m[2, 2] - m[0, 0] - m[1, 1]) * 2
-        q = [(m[0, 2] + m[2, 0]) / s, (m[1, 2] + m[2, 1]) / s, s / 4, (m[1, 0] - m[0, 1]) / s]
-    quat = np.array(q)
-    return quat / np.linalg.norm(quat)
