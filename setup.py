@@ -42,6 +42,7 @@ setup(
             'expert_node = noetra_ros.expert_node:main',
             'policy_node = noetra_ros.policy_node:main',
             'safety_node = noetra_ros.safety_node:main',
+            'state_publisher_node = noetra_ros.state_publisher_node:main',
             'noetra = noetra_ros.cli:main',
         ],
     },

@@ -23,7 +23,7 @@ from noetra_ros.core.paths import config_dir, share_dir  # noqa: F401
 
 PACKAGE = 'noetra_ros'
 # Executables the package installs (setup.py console_scripts); a cell may only start these.
-EXECUTABLES = ('sim_node', 'expert_node', 'policy_node', 'safety_node')
+EXECUTABLES = ('sim_node', 'expert_node', 'policy_node', 'safety_node', 'state_publisher_node')
 _PARAM_TYPES = (bool, int, float, str)
 
 

@@ -232,7 +232,9 @@ def run_monitor(cell, procs, out_dir: Path, video: bool, wall_timeout_s: float,
         sim_span = node.sim_time - (0.0 if math.isnan(node.sim_time_first)
                                     else node.sim_time_first)
         topics = {topic: rate.rates() for topic, rate in node.rates.items() if rate.count}
-        controller = next((n.name for n in cell.nodes if n.executable != 'sim_node'), 'none')
+        # The command source: neither the sim nor the transform publisher drive the arm.
+        controller = next((n.name for n in cell.nodes
+                           if n.executable not in ('sim_node', 'state_publisher_node')), 'none')
         return {
             'cell': {'name': cell.name, 'robot': cell.robot, 'sector': cell.sector,
                      'description': cell.description},

@@ -29,6 +29,14 @@ SENSOR_DATA = qos_profile_sensor_data
 # effort, depth 1, rclpy/time_source.py) and any reliable subscriber of other tools.
 CLOCK = RELIABLE
 
+# /tf and /tf_static as tf2_ros's broadcasters offer them (github ros2/geometry2,
+# tf2_ros/include/tf2_ros/qos.hpp @ 02849c049f0abe876b2e6681ef7df8e48c86099b:
+# DynamicBroadcasterQoS = QoS(100), StaticBroadcasterQoS = QoS(1).transient_local()), so every
+# tf2 listener matches. robot_description is LATCHED, as robot_state_publisher publishes it.
+TF = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100,
+                reliability=ReliabilityPolicy.RELIABLE)
+TF_STATIC = LATCHED
+
 # The monitor counts every message of an episode; a deep queue keeps bursts from being dropped
 # while its callback is busy writing the video.
 MONITOR = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1000,

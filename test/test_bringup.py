@@ -148,3 +148,17 @@ def test_command_sources_reach_the_robot_only_through_the_supervisor(cell_name):
                     f'{cell_name}: {spec.name} would publish {topic} straight to the robot')
         if spec.executable == 'safety_node' and spec.parameters.get('auto_arm'):
             assert 'sim_node' in executables, 'auto_arm is for simulated cells only'
+
+
+@pytest.mark.parametrize('cell_name', available_cells())
+def test_every_cell_publishes_its_robot_description_and_frames(cell_name):
+    # tf2 users (rviz, MoveIt, a perception stack) need robot_description and /tf for the robot
+    # the sim runs, and a frame for every camera whose images name one.
+    cell = load_cell(cell_name)
+    publishers = [n for n in cell.nodes if n.executable == 'state_publisher_node']
+    assert len(publishers) == 1, f'{cell_name}: {len(publishers)} state publishers'
+    params = publishers[0].parameters
+    sim = cell.node('sim').parameters
+    assert params['robot'] == sim['robot'] == cell.robot
+    assert params['cameras'] == sim['cameras']
+    assert 'joint_states' not in publishers[0].remappings  # reads the sim's joint_states

@@ -463,15 +463,15 @@ def test_a_reused_member_must_have_been_trained_with_the_members_settings(tmp_pa
     torch = pytest.importorskip('torch')
     from dataclasses import asdict, replace
 
-    from noetra_ros.learning.__main__ import (
-        _train_config, build_parser, ensemble_members, REPO_ROOT)
+    from noetra_ros.core.paths import models_dir
+    from noetra_ros.learning.__main__ import _train_config, build_parser, ensemble_members
     from noetra_ros.learning.train import settings_differing
 
     args = build_parser().parse_args(['all', '--workdir', str(tmp_path), '--model', 'm.onnx'])
     members = ensemble_members(_train_config(args), args.members)
     assert len(members) == 4
     for name, config in members:
-        assert settings_differing(REPO_ROOT / 'models' / f'pick_place_lrmate_{name}.pt',
+        assert settings_differing(models_dir() / f'pick_place_lrmate_{name}.pt',
                                   config) == []
     config = members[0][1]
     stale = tmp_path / 'member_heading.pt'

@@ -28,7 +28,7 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import Float64MultiArray
 import pytest
 
-from noetra_ros import expert_node, policy_node, safety_node, sim_node
+from noetra_ros import expert_node, policy_node, safety_node, sim_node, state_publisher_node
 from noetra_ros.bringup import load_cell
 from ros_harness import NodeProcess, ROOT, ros_env, RosSession
 
@@ -36,7 +36,8 @@ pytestmark = pytest.mark.ros
 
 # The parameter table each executable declares from, to know the type every value must have.
 TABLES = {'sim_node': sim_node.PARAMETERS, 'expert_node': expert_node.PARAMETERS,
-          'safety_node': safety_node.PARAMETERS, 'policy_node': policy_node.PARAMETERS}
+          'safety_node': safety_node.PARAMETERS, 'policy_node': policy_node.PARAMETERS,
+          'state_publisher_node': state_publisher_node.PARAMETERS}
 TYPE_OF = {bool: ParameterType.PARAMETER_BOOL, int: ParameterType.PARAMETER_INTEGER,
            float: ParameterType.PARAMETER_DOUBLE, str: ParameterType.PARAMETER_STRING}
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,

@@ -206,12 +206,21 @@ def test_a_model_without_joint_position_targets_is_refused(tmp_path):
 
 def test_node_evaluation_and_cell_share_one_set_of_defaults(tmp_path):
     from noetra_ros.core.sim.world import WorldConfig
-    from noetra_ros.learning.record import EvalSettings
+    from noetra_ros.core.safety import SafetyNodeSettings
+    from noetra_ros.learning.record import EvalSettings, SAFETY_SETTINGS_IN_PROCESS
     from noetra_ros.policy_node import PARAMETERS as POLICY_PARAMETERS
+    from noetra_ros.safety_node import PARAMETERS as SAFETY_PARAMETERS
     from noetra_ros.sim_node import PARAMETERS as SIM_PARAMETERS
 
     for name in LoopConfig.__dataclass_fields__:
         assert POLICY_PARAMETERS[name][0] == getattr(DEFAULTS, name), name
+    # The safety node declares its parameters from the settings the evaluation reads a cell
+    # with, and the evaluation has decided what to do with each of them.
+    defaults = SafetyNodeSettings()
+    for name, (default, _) in SAFETY_PARAMETERS.items():
+        assert default == (list(getattr(defaults, name)) if isinstance(default, list)
+                           else getattr(defaults, name)), name
+    assert set(SAFETY_PARAMETERS) == set(SAFETY_SETTINGS_IN_PROCESS)
     # One episode limit: the world's task check, the sim node and its schedule.
     assert WorldConfig().episode_timeout_s == DEFAULT_EPISODE_TIMEOUT_S
     assert SIM_PARAMETERS['episode_timeout_s'][0] == DEFAULT_EPISODE_TIMEOUT_S
@@ -221,7 +230,7 @@ def test_node_evaluation_and_cell_share_one_set_of_defaults(tmp_path):
     shipped = EvalSettings.from_cell('pick_place_lrmate_policy')
     assert shipped.loop == LoopConfig(replan_steps=2, blend='ensemble', blend_window_s=0.1)
     assert shipped.episode_timeout_s == 25.0 and shipped.world_config().episode_timeout_s == 25.0
-    assert (shipped.safety_profile, shipped.safety_period_s, shipped.auto_arm) == (
+    assert (shipped.safety.profile, shipped.safety.period_s, shipped.safety.auto_arm) == (
         'collaborative', 0.05, True)
     # ... and a cell that leaves the loop and the limit out gets the nodes' defaults.
     cell = tmp_path / 'bare.yaml'
@@ -235,7 +244,8 @@ def test_node_evaluation_and_cell_share_one_set_of_defaults(tmp_path):
         '     period_s: 0.05, update_trigger: command}}\n')
     bare = EvalSettings.from_cell(str(cell))
     assert bare.loop == DEFAULTS and bare.episode_timeout_s == DEFAULT_EPISODE_TIMEOUT_S
-    assert not bare.auto_arm
+    assert bare.safety == SafetyNodeSettings(profile='industrial', update_trigger='command')
+    assert not bare.safety.auto_arm
     world = bare.world_config()
     assert [(c.name, c.width, c.height) for c in world.cameras] == [('workspace_camera', 64, 48)]
     assert EvalSettings.from_cell(str(cell), episode_timeout_s=9.0).episode_timeout_s == 9.0
@@ -254,4 +264,17 @@ def test_cells_the_evaluation_cannot_reproduce_are_refused_with_the_reason(tmp_p
         '  - {name: safety, executable: safety_node, parameters: {profile: industrial}}\n')
     with pytest.raises(ConfigError, match='update_trigger: command'):
         EvalSettings.from_cell(str(cell))
+    # Safety node settings with no in-process counterpart are refused by name, not ignored.
+    for extra, named in (('watched_sensors: [scene_camera/image_raw]', 'watched_sensors'),
+                         ('mobile_base: true', 'mobile_base'),
+                         ('lockstep_inputs: [arm]', 'lockstep_inputs')):
+        cell.write_text(
+            'cell: {name: lockstep, robot: fanuc_lrmate200id}\n'
+            'nodes:\n'
+            '  - {name: sim, executable: sim_node}\n'
+            '  - {name: policy, executable: policy_node}\n'
+            '  - {name: safety, executable: safety_node, parameters: {profile: industrial,\n'
+            f'     period_s: 0.05, update_trigger: command, {extra}}}}}\n')
+        with pytest.raises(ConfigError, match=f"safety node's {named}=.*not reproduced"):
+            EvalSettings.from_cell(str(cell))
     assert learning_main(['evalcheck', '--cell', 'no_such_cell', '--seeds', '1']) == 2

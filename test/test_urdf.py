@@ -221,6 +221,7 @@ def test_one_lookup_of_the_data_folders():
     assert paths.config_dir('safety') == REPO / 'config' / 'safety'
     assert cells_dir() == paths.config_dir('cells') == REPO / 'config' / 'cells'
     assert paths.models_dir() == REPO / 'models'
+    assert paths.checkout_test_data_dir() == REPO / 'test' / 'data'
     with pytest.raises(ConfigError, match='no_such_folder'):
         paths.config_dir('no_such_folder')
 

@@ -39,7 +39,7 @@ import time
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 from noetra_ros.cli import main as noetra_main  # noqa: E402
-from noetra_ros.learning.__main__ import parse_seeds, SHIPPED_MODEL  # noqa: E402
+from noetra_ros.learning.__main__ import parse_seeds, shipped_model  # noqa: E402
 from noetra_ros.learning.record import (  # noqa: E402
     DEFAULT_EVAL_CELL, EvalSettings, evaluate_policy)
 
@@ -76,7 +76,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--seeds', default='10000:10005', help="'a:b' (a range)")
     parser.add_argument('--cell', default=DEFAULT_EVAL_CELL)
-    parser.add_argument('--model', default=str(SHIPPED_MODEL))
+    parser.add_argument('--model', default=str(shipped_model()))
     parser.add_argument('--graph', choices=('run', 'per-seed', 'both'), default='both',
                         help='graph runs: one over all seeds, one per seed, or both')
     parser.add_argument('--timeout', type=float, default=7200.0,

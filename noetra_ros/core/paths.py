@@ -61,6 +61,11 @@ def models_dir() -> Path:
     return _data_dir('models')
 
 
+def checkout_test_data_dir() -> Path:
+    """test/data, the tests' stored fixtures: in a source checkout only (not installed)."""
+    return _data_dir('test', 'data')
+
+
 def resolve_data_path(path: str | Path, what: str = 'file') -> Path:
     """A user-given path: as given when absolute or found from the working directory, else
     relative to the data folder (e.g. 'models/x.onnx'). Raises ConfigError naming the places

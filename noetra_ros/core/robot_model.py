@@ -355,6 +355,25 @@ class RobotModel:
             out.extend(self.subtree(joint.child))
         return tuple(out)
 
+    def joint_transform(self, joint: str, value: float = 0.0) -> np.ndarray:
+        """Pose (4x4) of ``joint``'s child link in its parent link at joint ``value`` (rad or m;
+        ignored for a joint that does not move): one factor of the product ``fk`` multiplies
+        out along a chain, in the same form (origin, then Rodrigues about the axis / a shift
+        along it). The transform tree (core/tf_tree.py) publishes these per joint."""
+        info = self.joints.get(joint)
+        if info is None:
+            raise UnknownNameError(f'robot {self.name!r} has no joint {joint!r}; known joints: '
+                                   f'{", ".join(self.joints)}')
+        if not info.movable:
+            return info.origin.copy()
+        motion = np.eye(4)
+        if info.type == 'prismatic':
+            motion[:3, 3] = info.axis * value
+        else:
+            k, k2 = _skew4(info.axis)
+            motion += math.sin(value) * k + (1.0 - math.cos(value)) * k2
+        return info.origin @ motion
+
     def pybullet_link_indices(self) -> dict[str, int]:
         """Link name -> link index as PyBullet numbers them when it loads this URDF.
 

@@ -26,14 +26,26 @@ from typing import Any, Sequence
 
 import numpy as np
 from noetra_ros.core.errors import ConfigError
+from noetra_ros.core.paths import checkout_test_data_dir, models_dir
 from noetra_ros.core.policy.chunking import BLEND_STRATEGIES
 from noetra_ros.learning.record import DEFAULT_CAMERAS, DEFAULT_EVAL_CELL
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-SHIPPED_MODEL = REPO_ROOT / 'models' / 'pick_place_lrmate.onnx'
-REFERENCE_PATH = REPO_ROOT / 'test' / 'data' / 'shipped_model_reference.npz'
+# The shipped policy (in models/) and its stored-output fixture (in test/data/), looked up
+# through core/paths.py when a command needs them.
+SHIPPED_MODEL_FILE = 'pick_place_lrmate.onnx'
+REFERENCE_FILE = 'shipped_model_reference.npz'
 REFERENCE_SEED = 10000
 HELD_OUT_SEEDS = '10000:10050'
+
+
+def shipped_model() -> Path:
+    """The shipped ONNX policy (models/ of the checkout, else of the installed share)."""
+    return models_dir() / SHIPPED_MODEL_FILE
+
+
+def reference_path() -> Path:
+    """The shipped model's stored-output fixture (a source checkout's test/data/)."""
+    return checkout_test_data_dir() / REFERENCE_FILE
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -104,7 +116,8 @@ def cmd_evalcheck(args: argparse.Namespace) -> int:
                                             ('blend', args.blend)) if value is not None}
     settings = EvalSettings.from_cell(args.cell, episode_timeout_s=args.episode_timeout,
                                       policy=policy)
-    results = [evaluate_policy(args.model, seeds, settings, as_one_run=args.one_run)]
+    model = args.model or shipped_model()
+    results = [evaluate_policy(model, seeds, settings, as_one_run=args.one_run)]
     if args.expert:
         results.append(evaluate_expert(seeds, robot=settings.robot,
                                        world_config=settings.world_config()))
@@ -284,8 +297,8 @@ def make_reference(model: str | Path, seed: int = REFERENCE_SEED) -> dict[str, n
 
 
 def cmd_reference(args: argparse.Namespace) -> int:
-    data = make_reference(args.model, args.seed)
-    output = Path(args.output)
+    data = make_reference(args.model or shipped_model(), args.seed)
+    output = Path(args.output) if args.output else reference_path()
     output.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(output, **data)
     print(f'wrote {output} ({output.stat().st_size / 1024:.0f} KiB): seed {args.seed}, '
@@ -370,7 +383,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser('evalcheck', help='closed-loop success of an ONNX policy in the sim, '
                        'run as a cell\'s graph runs it (supervisor included), without ROS')
-    p.add_argument('--model', default=str(SHIPPED_MODEL))
+    p.add_argument('--model', default=None,
+                   help=f'ONNX policy (default: the shipped models/{SHIPPED_MODEL_FILE})')
     p.add_argument('--cell', default=DEFAULT_EVAL_CELL,
                    help='cell file (name or path) giving the robot, world, episode limit, '
                         'policy loop and safety supervisor (default %(default)s)')
@@ -390,8 +404,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_evalcheck)
 
     p = sub.add_parser('reference', help='regenerate the shipped-model stored-output fixture')
-    p.add_argument('--model', default=str(SHIPPED_MODEL))
-    p.add_argument('--output', default=str(REFERENCE_PATH))
+    p.add_argument('--model', default=None,
+                   help=f'ONNX policy (default: the shipped models/{SHIPPED_MODEL_FILE})')
+    p.add_argument('--output', default=None,
+                   help=f'(default: test/data/{REFERENCE_FILE} of the source checkout)')
     p.add_argument('--seed', type=int, default=REFERENCE_SEED)
     p.set_defaults(func=cmd_reference)
 

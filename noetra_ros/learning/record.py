@@ -23,9 +23,9 @@ path together with the command that leads back to it - the states a cloned polic
 
 The closed-loop evaluation (`evaluate_policy`, `PolicyDriver`) runs a cell's graph in process:
 the cell file gives the world, the episode limit, the policy loop settings and the safety
-supervisor, the loop is policy_node's own (core/policy/loop.py) and every command passes the
-cell's SafetySupervisor before it reaches the world, so its figures include the supervisor as
-`noetra eval` figures do.
+node's settings, the loop is policy_node's own (core/policy/loop.py) and every command passes
+safety_node's own supervision (core/safety/cell.py) before it reaches the world, so its figures
+include the supervisor as `noetra eval` figures do.
 """
 from __future__ import annotations
 
@@ -41,6 +41,10 @@ from noetra_ros.core.episodes import DEFAULT_EPISODE_TIMEOUT_S, DEFAULT_RESET_PA
 from noetra_ros.core.errors import ConfigError, InputError
 from noetra_ros.core.expert import yaw_of
 from noetra_ros.core.policy.loop import Command, DEFAULTS as LOOP_DEFAULTS, LoopConfig
+from noetra_ros.core.safety.cell import (ArmCommand, ArmPositions, ArmTrajectory, CellOutput,
+                                         LOCKSTEP_INPUTS, MeasuredJoints, SafetyCell,
+                                         SafetyNodeSettings)
+from noetra_ros.core.safety.supervisor import SafetySupervisor
 from noetra_ros.core.sim.task import COLOURS, MAX_DISTRACTORS, SHAPES
 from noetra_ros.learning.dataset import DatasetSpec, DatasetWriter, Episode, progress
 
@@ -56,6 +60,22 @@ DEFAULT_EVAL_CELL = 'pick_place_lrmate_policy'
 NOISE_DECAY_PER_STEP = 0.8
 # Off-image value stored for a point behind a camera (keeps the column finite).
 BEHIND_CAMERA_PX = -1000.0
+# What the in-process evaluation does with each safety node parameter (SafetyNodeSettings). A
+# test checks that every parameter is listed, so a new one is decided on, not forgotten.
+SAFETY_SETTINGS_IN_PROCESS = {
+    'robot': 'applied; must be the sim\'s robot',
+    'profile': 'applied; must be named in the cell',
+    'period_s': 'applied; must be named in the cell',
+    'update_trigger': "must be 'command': one cycle per lockstep step",
+    'lockstep_inputs': f'must be {list(LOCKSTEP_INPUTS)}: the step takes both commands',
+    'arm_on_start': 'applied',
+    'auto_arm': 'applied',
+    'controller_joints': 'applied: a position command is read in this order',
+    'watched_sensors': 'must be empty: no sensor stream to watch in process',
+    'mobile_base': 'must be false: the world has no base',
+    'watchdog_hz': 'unused: the watchdog runs only with update_trigger joint_states',
+    'joint_states_qos': 'unused: DDS transport only',
+}
 
 
 def header_stamp(seconds: float) -> float:
@@ -186,19 +206,17 @@ class EvalSettings:
     episode limit), the policy node's loop settings and the safety node's supervisor settings.
 
     Read by `from_cell`; every value a cell does not set keeps the default the node would use
-    (loop settings: core/policy/loop.LoopConfig; episode limit:
-    core/episodes.DEFAULT_EPISODE_TIMEOUT_S; world rates: WorldConfig). The safety node's
-    `profile` and `period_s` must be named in the cell: they define the limits in force.
+    (loop settings: core/policy/loop.LoopConfig; safety node: SafetyNodeSettings in
+    core/safety/cell.py; episode limit: core/episodes.DEFAULT_EPISODE_TIMEOUT_S; world rates:
+    WorldConfig). The safety node's `profile` and `period_s` must be named in the cell: they
+    define the limits in force.
     """
 
     cell: str
     robot: str
     episode_timeout_s: float
-    safety_profile: str
-    safety_period_s: float
-    auto_arm: bool
+    safety: SafetyNodeSettings
     loop: LoopConfig = LOOP_DEFAULTS
-    arm_on_start: bool = False
     reset_pause_s: float = DEFAULT_RESET_PAUSE_S
     # sim parameters the world is built from (control_hz, physics_hz, command_timeout_s) and
     # the cameras as (name, width, height)
@@ -228,25 +246,36 @@ class EvalSettings:
                                   f'one {executable}, the cell has {len(found)}')
             return found[0].parameters
 
-        sim, safety = node('sim_node'), node('safety_node')
+        sim, safety_params = node('sim_node'), node('safety_node')
         policy_params = dict(node('policy_node'), **(policy or {}))
         robot = sim.get('robot', spec.robot)
-        for name, params in (('policy', policy_params), ('safety', safety)):
-            if params.get('robot', robot) != robot:
-                raise ConfigError(f'cell {spec.name!r}: the {name} node runs robot '
-                                  f'{params.get("robot")!r}, the sim {robot!r}')
+        if policy_params.get('robot', robot) != robot:
+            raise ConfigError(f'cell {spec.name!r}: the policy node runs robot '
+                              f'{policy_params.get("robot")!r}, the sim {robot!r}')
+        # Parsed as the node parses its parameters: one definition of names and defaults.
+        safety = SafetyNodeSettings.from_parameters(safety_params)
+        if safety.robot != robot:
+            raise ConfigError(f'cell {spec.name!r}: the safety node runs robot '
+                              f'{safety.robot!r}, the sim {robot!r}')
         # The supervisor is run as safety_node runs it in a lockstep cell: one cycle per step,
         # after the step's command. A realtime trigger depends on message timing.
-        if safety.get('update_trigger') != 'command':
+        if safety.update_trigger != 'command':
             raise ConfigError(f'cell {spec.name!r}: the in-process evaluation reproduces a '
                               'lockstep cell; its safety node must set update_trigger: command')
-        missing = [key for key in ('profile', 'period_s') if key not in safety]
+        missing = [key for key in ('profile', 'period_s') if key not in safety_params]
         if missing:
             raise ConfigError(f'cell {spec.name!r}: name the safety node\'s {missing} in the '
                               'cell (they define the limits the evaluation applies)')
-        if safety.get('watched_sensors'):
-            raise ConfigError(f'cell {spec.name!r}: watched_sensors '
-                              f'{list(safety["watched_sensors"])} are not reproduced in process')
+        refused = [key for key, differs in (
+            ('watched_sensors', bool(safety.watched_sensors)),
+            ('mobile_base', safety.mobile_base),
+            ('lockstep_inputs', sorted(safety.lockstep_inputs) != sorted(LOCKSTEP_INPUTS)))
+            if differs]
+        if refused:
+            key = refused[0]
+            raise ConfigError(f'cell {spec.name!r}: the safety node\'s {key}='
+                              f'{getattr(safety, key)!r} is not reproduced in process '
+                              f'({key} {SAFETY_SETTINGS_IN_PROCESS[key]})')
         cameras = []
         for name in sim.get('cameras', ()):
             size = sim.get(name, {}) if isinstance(sim.get(name), dict) else {}
@@ -260,10 +289,7 @@ class EvalSettings:
             if episode_timeout_s is None else episode_timeout_s
         return cls(
             cell=spec.name, robot=robot, episode_timeout_s=float(timeout),
-            loop=LoopConfig.from_parameters(policy_params),
-            safety_profile=str(safety['profile']), safety_period_s=float(safety['period_s']),
-            auto_arm=bool(safety.get('auto_arm', False)),
-            arm_on_start=bool(safety.get('arm_on_start', False)),
+            loop=LoopConfig.from_parameters(policy_params), safety=safety,
             reset_pause_s=float(sim.get('reset_pause_s', DEFAULT_RESET_PAUSE_S)),
             world_parameters=tuple((key, sim[key]) for key in
                                    ('control_hz', 'physics_hz', 'command_timeout_s')
@@ -292,31 +318,16 @@ class EvalSettings:
     def describe(self) -> str:
         """One line: the cell and the settings that shape the result."""
         return (f'cell {self.cell}: replan every {self.loop.replan_steps}, {self.loop.blend} '
-                f'{self.loop.blend_window_s} s, supervisor {self.safety_profile}, episode limit '
+                f'{self.loop.blend_window_s} s, supervisor {self.safety.profile}, episode limit '
                 f'{self.episode_timeout_s:g} s')
 
 
-@dataclass(frozen=True)
-class CellOutput:
-    """What the in-process safety node sent to the robot for one step."""
-
-    arm: np.ndarray | None        # joint positions, supervisor (URDF) joint order; None: nothing
-    gripper: float | None         # gripper target (m); None: nothing
-    state: Any                    # SafetyState after the cycle
-
-
 class CellSafety:
-    """The cell's safety_node, in process: the same SafetySupervisor, built from the cell's
-    robot / profile / period, driven the way safety_node drives it in a lockstep cell
-    (update_trigger: command), including its simulation-only auto_arm.
+    """The cell's safety_node in process: the node's own SafetyCell (core/safety/cell.py),
+    given each step what the node would receive from policy_node in a lockstep cell.
 
-    Per step, in safety_node's fixed order: the joint state, the arm command (a valid command
-    while not armed re-arms first with auto_arm), the gripper command (followed only while
-    ARMED, clipped to the finger range), then one `update` at the step's stamp; with auto_arm a
-    tracking fault re-arms at once and re-emits. A step without a policy command runs no cycle
-    (safety_node waits for every input of the step).
-
-    `reset` gives an episode a supervisor that was never armed, as at node start (a graph
+    A step without a policy command runs no cycle (safety_node waits for every input of the
+    step). `reset` gives an episode a cell that was never armed, as at node start (a graph
     run's first episode); evaluate_policy(as_one_run=True) keeps one across episodes, as the
     deployed node does, which then sees each reset as a jump of the arm.
     """
@@ -327,14 +338,15 @@ class CellSafety:
         from noetra_ros.core.safety import load_profile
 
         self.settings = settings
-        self._description = load_robot_description(settings.robot)
-        gripper = self._description.gripper
-        if gripper is None:
-            raise ConfigError(f'robot {settings.robot!r} has no gripper description')
-        self._profile = load_profile(settings.safety_profile, config_dir('safety'))
-        self.gripper_range = (gripper.open_position, gripper.closed_position)
-        self.gripper_joints = tuple(gripper.joint_names)
+        # Loaded once; `reset` builds a new cell from them.
+        self._description = load_robot_description(settings.safety.robot)
+        self._profile = load_profile(settings.safety.profile, config_dir('safety'))
         self.reset()
+
+    @property
+    def supervisor(self) -> SafetySupervisor:
+        """The supervisor of the current cell."""
+        return self.cell.supervisor
 
     @property
     def joint_names(self) -> tuple[str, ...]:
@@ -342,78 +354,29 @@ class CellSafety:
         return tuple(self.supervisor.joint_names)
 
     def reset(self) -> None:
-        """A new episode: a supervisor that has never been armed, as at node start."""
-        from noetra_ros.core.safety import fk_from_model, SafetySupervisor
+        """A new episode: a cell that has never been armed, as at node start."""
+        self.cell = SafetyCell(self._description, self._profile, self.settings.safety)
 
-        # Built as safety_node builds it: the description's limits, FK of the profile's frame.
-        self.supervisor = SafetySupervisor(
-            self._description.limits, self._profile,
-            fk=fk_from_model(self._description.model, self._profile.tool_frame),
-            period_s=self.settings.safety_period_s)
-        self.gripper_target: float | None = None
-        self._arm_pending = self.settings.arm_on_start
-
-    def _maybe_arm(self, now: float) -> None:
-        from noetra_ros.core.safety import SafetyState
-
-        if self.supervisor.state in (SafetyState.ARMED, SafetyState.ESTOP):
-            return
-        if self._arm_pending or self.settings.auto_arm:
-            if self.supervisor.arm(now).accepted:
-                self._arm_pending = False
+    def _arm_message(self, command: Command) -> ArmCommand:
+        """The arm command as policy_node publishes it and safety_node reads it back."""
+        if self.settings.loop.command_interface == 'trajectory':
+            times = [(ns // 1_000_000_000) + (ns % 1_000_000_000) * 1e-9
+                     for ns in command.times_from_start_ns]  # as a Duration reads back
+            return ArmTrajectory(list(command.joint_names), times,
+                                 [list(row) for row in command.positions], None, command.stamp)
+        # A Float64MultiArray: the values only, in the policy's joint order.
+        return ArmPositions(list(command.positions[0]))
 
     def step(self, names: Sequence[str], positions: Sequence[float],
              velocities: Sequence[float] | None, stamp: float,
              command: Command | None) -> CellOutput | None:
         """One lockstep step at `stamp`: the measured joint state and the policy's command in,
         what the robot is sent out (None: no cycle, the robot keeps its last targets)."""
-        from noetra_ros.core.safety import SafetyState
-
         if command is None:
             return None
-        sup = self.supervisor
-        now = stamp
-        decision = sup.on_joint_state(list(names), list(positions),
-                                      None if velocities is None else list(velocities),
-                                      stamp, now)
-        if self.gripper_target is None and decision.accepted:
-            # Until a source commands the gripper, hold it where it is.
-            fingers = [q for n, q in zip(names, positions) if n in self.gripper_joints]
-            if fingers and np.isfinite(fingers).all():
-                self.gripper_target = float(np.clip(np.mean(fingers), *self.gripper_range))
-        if self._arm_pending:
-            self._maybe_arm(now)
-
-        def submit() -> Any:
-            if self.settings.loop.command_interface == 'trajectory':
-                times = [(ns // 1_000_000_000) + (ns % 1_000_000_000) * 1e-9
-                         for ns in command.times_from_start_ns]  # as a Duration reads back
-                return sup.on_command_trajectory(list(command.joint_names), times,
-                                                 [list(row) for row in command.positions],
-                                                 None, command.stamp, now)
-            # A Float64MultiArray has no header: its receipt time is its stamp.
-            order = [list(command.joint_names).index(j) for j in sup.joint_names]
-            return sup.on_command_positions(None, list(command.positions[0][order]), now, now)
-
-        decision = submit()
-        if (not decision.accepted and decision.reason.startswith('valid, but not armed')
-                and self.settings.auto_arm):
-            self._maybe_arm(now)
-            if sup.state is SafetyState.ARMED:
-                submit()
-        if command.gripper_position is not None and math.isfinite(command.gripper_position) \
-                and sup.state is SafetyState.ARMED:
-            self.gripper_target = float(np.clip(command.gripper_position, *self.gripper_range))
-        out = sup.update(now)
-        if (self.settings.auto_arm and out.state is SafetyState.FAULT
-                and out.reason.startswith('tracking error')):
-            self._maybe_arm(now)
-            if sup.state is SafetyState.ARMED:
-                out = sup.update(now)
-        arm = None
-        if out.positions is not None and np.isfinite(out.positions).all():
-            arm = np.array(out.positions)
-        return CellOutput(arm, self.gripper_target, out.state)
+        gripper = None if command.gripper_position is None else [command.gripper_position]
+        return self.cell.step(MeasuredJoints(names, positions, velocities, stamp),
+                              self._arm_message(command), gripper, stamp)
 
 
 @dataclass(frozen=True)
