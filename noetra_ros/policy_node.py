@@ -1,7 +1,9 @@
 """policy_node: runs an exported ONNX multimodal policy on a ROS 2 robot (lifecycle node).
 
-Inputs: the contract's cameras (`<camera>/image_raw`), `joint_states`, the wrist wrench and
-`task/instruction`, aligned by header stamp. Output: action chunks turned into
+Inputs: the contract's cameras (`<camera>/image_raw`, sensor_msgs/Image; or, for the cameras
+listed in `compressed_cameras`, `<camera>/image_raw/compressed`, sensor_msgs/CompressedImage JPEG
+or PNG as image_transport's compressed plugin or usb_cam publish it), `joint_states`, the wrist
+wrench and `task/instruction`, aligned by header stamp. Output: action chunks turned into
 `joint_trajectory_controller/joint_trajectory` (or forward position commands) and gripper
 commands at the control rate.
 
@@ -31,11 +33,13 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import WrenchStamped
 import numpy as np
 from rclpy.lifecycle import Node as LifecycleNode, State, TransitionCallbackReturn
-from sensor_msgs.msg import Image, JointState
+from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_msgs.msg import Float64MultiArray, String
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
-from noetra_ros.core.errors import ConfigError, InputError, NoetraError
+from noetra_ros.core.command_stream import CommandStream, INTERPOLATIONS, StreamConfig
+from noetra_ros.core.errors import CommandError, ConfigError, InputError, NoetraError
+from noetra_ros.core.images import decode_compressed
 from noetra_ros.core.paths import resolve_data_path
 from noetra_ros.core.policy.alignment import InputAligner
 from noetra_ros.core.policy.chunking import BLEND_STRATEGIES
@@ -65,6 +69,12 @@ PARAMETERS = {
     'inter_op_threads': (1, 'onnxruntime inter-op threads (0 = onnxruntime default)'),
     'mode': ('async', f'one of {MODES}'),
     'control_hz': (20.0, 'rate at which commands are published (async mode)'),
+    'command_rate_hz': (0.0, 'async mode, opt-in: > 0 publishes a command stream at this rate '
+                             '(the driver\'s: 125 / 250 / 500 Hz), position and velocity '
+                             'continuous across chunks (core/command_stream.py); 0 = one '
+                             'command per control_hz period'),
+    'command_interpolation': ('cubic', f'command_rate_hz > 0: one of {INTERPOLATIONS} (as '
+                                       'joint_trajectory_controller interpolates)'),
     # The loop's settings default to core/policy/loop.LoopConfig, which the in-process
     # evaluation uses as well: one place for them.
     'replan_steps': (LOOP_DEFAULTS.replan_steps,
@@ -79,6 +89,9 @@ PARAMETERS = {
     'command_interface': (LOOP_DEFAULTS.command_interface, f'one of {INTERFACES}'),
     'trajectory_points': (LOOP_DEFAULTS.trajectory_points,
                           'future points per published JointTrajectory'),
+    'compressed_cameras': ([], 'contract cameras whose frames arrive as sensor_msgs/'
+                               'CompressedImage (JPEG / PNG) on <camera>/image_raw/compressed; '
+                               'the others as sensor_msgs/Image on <camera>/image_raw'),
     'joint_states_qos': ('reliable', f'joint_states subscription: one of '
                                      f'{JOINT_STATES_QOS_KINDS} (sensor_data = best effort, '
                                      'as MotoROS2 publishes it)'),
@@ -119,6 +132,20 @@ class PolicyNode(LifecycleNode):
             if self.p[key] not in allowed:
                 raise ConfigError(f'parameter {key}={self.p[key]!r}: must be one of {allowed}')
         self.loop_config = LoopConfig.from_parameters(self.p)
+        self.stream_config: StreamConfig | None = None
+        if float(self.p['command_rate_hz']) != 0.0:
+            if self.p['mode'] != 'async':
+                raise ConfigError('parameter command_rate_hz: the command stream is for async '
+                                  'mode; lockstep answers each joint_states with one command')
+            try:
+                self.stream_config = StreamConfig(float(self.p['command_rate_hz']),
+                                                  str(self.p['command_interpolation']))
+            except ConfigError as exc:
+                raise ConfigError(f'parameters command_rate_hz / command_interpolation: '
+                                  f'{exc}') from None
+        self._stream: CommandStream | None = None  # made from the measured state when needed
+        self._stream_chunks = -1  # queue.added when the stream was last fed
+        self._stream_ticks = 0
         self.runtime: PolicyRuntime | None = None
         self.loop: PolicyLoop | None = None
         self.active = False
@@ -160,6 +187,11 @@ class PolicyNode(LifecycleNode):
             assert robot.gripper is not None  # the description includes the gripper by default
             self.gripper_joints = list(robot.gripper.joint_names)
             self.runtime.validate_robot(self.joint_names, has_gripper=True, has_wrench=True)
+            unknown = [c for c in self.p['compressed_cameras']
+                       if c not in self.runtime.contract.cameras]
+            if unknown:
+                raise ConfigError(f'parameter compressed_cameras: {unknown} are not cameras of '
+                                  f'the model (its cameras: {list(self.runtime.contract.cameras)})')
             self.loop = PolicyLoop(self.runtime, self.joint_names, self.loop_config)
         except NoetraError as exc:
             self.last_problem = str(exc)
@@ -188,9 +220,13 @@ class PolicyNode(LifecycleNode):
             JointState, 'joint_states', self._on_joint_state,
             joint_states_qos(self.p['joint_states_qos'])))
         for camera in self.cameras:
+            # Decoding waits for the inference that uses the frame (see _frame): the executor
+            # thread only stores the message.
+            msg_type, topic = ((CompressedImage, f'{camera}/image_raw/compressed')
+                               if camera in self.p['compressed_cameras']
+                               else (Image, f'{camera}/image_raw'))
             self._subs.append(self.create_subscription(
-                Image, f'{camera}/image_raw',
-                lambda msg, cam=camera: self._on_input(cam, msg), sensor_qos))
+                msg_type, topic, lambda msg, cam=camera: self._on_input(cam, msg), sensor_qos))
         if self.uses_wrench:
             self._subs.append(self.create_subscription(
                 WrenchStamped, 'force_torque_sensor_broadcaster/wrench',
@@ -219,8 +255,13 @@ class PolicyNode(LifecycleNode):
             # before a deactivate ends after it, without picking up new work.
             self._worker = _InferenceWorker(self._inference_loop)
             self._worker.thread.start()
-            self._timers.append(self.create_timer(1.0 / float(self.p['control_hz']),
-                                                  self._control_tick))
+            if self.stream_config is None:
+                self._timers.append(self.create_timer(1.0 / float(self.p['control_hz']),
+                                                      self._control_tick))
+            else:
+                self._stream = None
+                self._timers.append(self.create_timer(self.stream_config.period_s,
+                                                      self._stream_tick))
         self.get_logger().info(f'active ({self.p["mode"]} mode)')
         return super().on_activate(state)
 
@@ -298,6 +339,7 @@ class PolicyNode(LifecycleNode):
         self.instruction = msg.data
         if self.loop is not None:
             self.loop.reset()
+        self._stream = None
         self.get_logger().info(f'instruction: {msg.data!r}')
 
     def _on_input(self, source: str, msg) -> None:
@@ -356,9 +398,7 @@ class PolicyNode(LifecycleNode):
         positions = _named(joints.name, joints.position, 'joint_states.position')
         gripper = float(np.mean([positions[j] for j in self.gripper_joints])) \
             if all(j in positions for j in self.gripper_joints) else None
-        images = {cam: ImageFrame(samples[cam].value.data, samples[cam].value.width,
-                                  samples[cam].value.height, samples[cam].value.encoding,
-                                  samples[cam].value.step) for cam in self.cameras}
+        images = {cam: _frame(cam, samples[cam].value) for cam in self.cameras}
         wrench = None
         if self.uses_wrench:
             w = samples['wrench'].value.wrench
@@ -402,6 +442,77 @@ class PolicyNode(LifecycleNode):
         self._account(result)
         if result.command is not None:
             self._publish(result.command)
+
+    def _stream_tick(self) -> None:
+        """command_rate_hz > 0: one sample of the command stream per driver period.
+
+        The loop's queue still blends overlapping chunks (blend, blend_window_s); whenever a new
+        chunk was queued, the blended rows over its horizon go to the CommandStream, which joins
+        them from the state it is streaming, so the controller gets no position or velocity
+        step. Samples are taken on the stream's grid (reset time + n / command_rate_hz), so each
+        message moves one period's worth even when the timer fires late; a timer that fell
+        more than a period behind skips the missed grid points. Stale inputs: nothing is
+        published and the stream restarts from the measured state when commands resume (the
+        robot held meanwhile).
+        """
+        now = self._now()
+        with self._lock:
+            stale = self.aligner.stale_sources(now)
+            joints = self.aligner.latest('joints')
+        if stale:
+            self.loop.discard_plans()
+            self._stream = None
+            self._problem('no_command_stale', f'stale or missing inputs: {stale}')
+            return
+        assert self.stream_config is not None  # this timer exists only with a stream
+        queue = self.loop.queue
+        n = len(self.joint_names)
+        if self._stream is None:
+            if joints is None:
+                return
+            try:
+                measured = _named(joints.value.name, joints.value.position,
+                                  'joint_states.position')
+                start = [measured[j] for j in self.joint_names]
+                stream = CommandStream(self.joint_names, self.stream_config)
+                stream.reset(now, start)
+            except (KeyError, NoetraError) as exc:
+                self._problem('input_errors', f'cannot start the command stream from '
+                                              f'joint_states: {exc!r}')
+                return
+            self._stream = stream
+            self._stream_chunks = -1
+        self._stream.catch_up(now)
+        tick_time = self._stream.next_tick_time
+        if queue.added != self._stream_chunks:
+            self._stream_chunks = queue.added
+            rows, times = [], []
+            while len(rows) < 1000:
+                t = tick_time + (len(rows) + 1) * self.loop.period
+                row = queue.action_at(t)
+                if row is None:
+                    break
+                rows.append(row[:n])
+                times.append(t)
+            if rows:
+                try:
+                    self._stream.add_chunk(np.asarray(rows), times, tick_time)
+                except CommandError as exc:  # the stream keeps its plan
+                    self._problem('input_errors', f'chunk not streamed: {exc}')
+        if self._stream.switches == 0:
+            return  # like the control tick: nothing is commanded before the first chunk
+        point = self._stream.tick()
+        # The gripper keeps its control_hz rate: a binary-ish target needs no 250 Hz stream.
+        decimation = max(1, round(self.stream_config.rate_hz / float(self.p['control_hz'])))
+        gripper = None
+        if self.loop.uses_gripper and self._stream_ticks % decimation == 0:
+            row = queue.action_at(tick_time)
+            gripper = None if row is None else float(row[n])
+        self._stream_ticks += 1
+        self._publish(Command(
+            stamp=point.t, joint_names=tuple(self.joint_names), positions=point.positions[None, :],
+            times_from_start_ns=(int(round(self.stream_config.period_s * 1e9)),),
+            gripper_position=gripper))
 
     def _publish(self, command: Command) -> None:
         n = len(self.joint_names)
@@ -492,6 +603,19 @@ class PolicyNode(LifecycleNode):
         array = DiagnosticArray(status=[status])
         array.header.stamp = self.get_clock().now().to_msg()
         self.pub_diag.publish(array)
+
+
+def _frame(camera: str, msg: Image | CompressedImage) -> ImageFrame:
+    """The ImageFrame of a camera message; a CompressedImage is decoded here (InputError naming
+    the camera and the cause when it cannot be)."""
+    if isinstance(msg, CompressedImage):
+        try:
+            pixels, encoding = decode_compressed(msg.data, msg.format)
+        except InputError as error:
+            raise InputError(f'camera {camera!r} (CompressedImage on frame '
+                             f'{msg.header.frame_id!r}): {error}') from None
+        return ImageFrame(pixels, pixels.shape[1], pixels.shape[0], encoding)
+    return ImageFrame(msg.data, msg.width, msg.height, msg.encoding, msg.step)
 
 
 def _named(names, values, what: str) -> dict[str, float]:

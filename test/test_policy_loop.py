@@ -7,7 +7,6 @@ observation it was planned from and how far along its chunk it is.
 """
 import numpy as np
 import onnx
-from onnx import numpy_helper
 import pytest
 
 from noetra_ros.core.episodes import DEFAULT_EPISODE_TIMEOUT_S, EpisodeSchedule
@@ -17,6 +16,7 @@ from noetra_ros.core.policy.loop import (
     DEFAULTS, INPUT_ERRORS, LoopConfig, NO_COMMAND_STALE, NoFreshInputs, Observation, PolicyLoop)
 from noetra_ros.core.policy.preprocess import ImageFrame
 from noetra_ros.core.policy.runtime import build_toy_model, PolicyRuntime
+from toy_models import set_ramp_head
 
 JOINTS = [f'joint_{i}' for i in range(1, 7)]
 CHUNK, DT, STEP = 10, 0.05, 0.01
@@ -43,18 +43,7 @@ def _contract():
 
 @pytest.fixture(scope='module')
 def runtime(tmp_path_factory):
-    model = build_toy_model(_contract(), seed=0)
-    for init in model.graph.initializer:
-        array = numpy_helper.to_array(init)
-        if init.name == 'head_w':
-            array = np.zeros_like(array)
-        elif init.name == 'head_b':
-            rows = np.arange(CHUNK, dtype=np.float32)[:, None] * STEP
-            array = np.arctanh(np.repeat(rows, len(JOINTS) + 1, axis=1)).reshape(-1)
-            array = array.astype(np.float32)
-        else:
-            continue
-        init.CopyFrom(numpy_helper.from_array(array, init.name))
+    model = set_ramp_head(build_toy_model(_contract(), seed=0), CHUNK, STEP, len(JOINTS) + 1)
     path = tmp_path_factory.mktemp('loop') / 'ramp.onnx'
     onnx.save(model, str(path))
     with PolicyRuntime(path, intra_op_threads=1) as session:

@@ -4,7 +4,6 @@ import threading
 
 import numpy as np
 import onnx
-from onnx import numpy_helper
 import pytest
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Float64MultiArray, String
@@ -16,6 +15,7 @@ from noetra_ros.core.policy.contract import contract_from_dict
 from noetra_ros.core.policy.runtime import build_toy_model
 from noetra_ros.policy_node import PolicyNode
 from noetra_ros.ros_conversions import numpy_to_image, seconds_to_stamp
+from toy_models import set_ramp_head
 
 pytestmark = pytest.mark.ros
 
@@ -47,18 +47,8 @@ def _contract(joints=JOINTS):
 
 def _ramp_model(path, joints=JOINTS):
     """Action row k = measured state + k * STEP on every joint (zero weights, fixed bias)."""
-    model = build_toy_model(_contract(joints), seed=0)
-    for init in model.graph.initializer:
-        array = numpy_helper.to_array(init)
-        if init.name == 'head_w':
-            array = np.zeros_like(array)
-        elif init.name == 'head_b':
-            rows = np.arange(CHUNK, dtype=np.float32)[:, None] * STEP
-            array = np.arctanh(np.repeat(rows, len(joints) + 1, axis=1)).reshape(-1)
-            array = array.astype(np.float32)
-        else:
-            continue
-        init.CopyFrom(numpy_helper.from_array(array, init.name))
+    model = set_ramp_head(build_toy_model(_contract(joints), seed=0), CHUNK, STEP,
+                          len(joints) + 1)
     onnx.save(model, path)
     return str(path)
 
