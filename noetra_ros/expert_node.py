@@ -21,6 +21,7 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 from noetra_ros.core.commands import controller_order
 from noetra_ros.core.errors import ConfigError, NoetraError
 from noetra_ros.core.expert import ScriptedExpert
+from noetra_ros.core.joint_names import JointNameMap, SCHEMES
 from noetra_ros.core.sim.task import GRASP_SYMMETRY_RAD, shape_in_instruction
 from noetra_ros.core.sync import ExactStampSync
 from noetra_ros.qos import RELIABLE
@@ -34,6 +35,11 @@ PARAMETERS = {
     'command_interface': ('position', f'how arm targets are sent: one of {INTERFACES}'),
     'controller_joints': ([], 'joint order of the arm command ([] = URDF order)'),
     'control_hz': (20, 'expected observation rate; trajectory points are one period ahead'),
+    'driver_joint_names': ('urdf', f'joint names in joint_states: one of {SCHEMES} (the '
+                                   'driver\'s: fanuc J1..Jn, motoros2 joint_1..n); '
+                                   'core/joint_names.py'),
+    'joint_name_prefix': ('', 'prefix of the driver\'s arm joint names (fanuc_driver\'s prefix, '
+                              'MotoROS2 group_<g>/)'),
 }
 
 
@@ -59,6 +65,10 @@ class ExpertNode(Node):
         self.arm_joints = list(self.expert.joint_names)
         self.controller_joints, self._from_world = controller_order(p['controller_joints'],
                                                                     self.arm_joints)
+        # joint_states arrive in the driver's names; the expert plans in the description's.
+        self.names = JointNameMap.for_scheme(self.arm_joints, str(p['driver_joint_names']),
+                                             str(p['joint_name_prefix']),
+                                             keep=self.expert.gripper_joint_names)
         self.episode = None
         self.grasp_symmetry = math.pi
         # Status and poses are stamped with the step they belong to; acting on a mix of steps
@@ -105,7 +115,8 @@ class ExpertNode(Node):
             self.grasp_symmetry = GRASP_SYMMETRY_RAD[shape] if shape else math.pi
         joints: JointState = step['joints']
         try:
-            positions = dict(zip(joints.name, joints.position))
+            positions = dict(zip(self.names.from_driver(joints.name, 'joint_states.name'),
+                                 joints.position))
             q = np.array([positions[j] for j in self.arm_joints])
             gripper = float(np.mean([positions[j] for j in self.expert.gripper_joint_names]))
             target, place = _pose(step['target']), _pose(step['place'])

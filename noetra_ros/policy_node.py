@@ -40,6 +40,7 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 from noetra_ros.core.command_stream import CommandStream, INTERPOLATIONS, StreamConfig
 from noetra_ros.core.errors import CommandError, ConfigError, InputError, NoetraError
 from noetra_ros.core.images import decode_compressed
+from noetra_ros.core.joint_names import JointNameMap, SCHEMES
 from noetra_ros.core.paths import resolve_data_path
 from noetra_ros.core.policy.alignment import InputAligner
 from noetra_ros.core.policy.chunking import BLEND_STRATEGIES
@@ -95,6 +96,11 @@ PARAMETERS = {
     'joint_states_qos': ('reliable', f'joint_states subscription: one of '
                                      f'{JOINT_STATES_QOS_KINDS} (sensor_data = best effort, '
                                      'as MotoROS2 publishes it)'),
+    'driver_joint_names': ('urdf', f'joint names in joint_states: one of {SCHEMES} (the '
+                                   'driver\'s: fanuc J1..Jn, motoros2 joint_1..n); '
+                                   'core/joint_names.py'),
+    'joint_name_prefix': ('', 'prefix of the driver\'s arm joint names (fanuc_driver\'s prefix, '
+                              'MotoROS2 group_<g>/)'),
     'autostart': (True, 'configure and activate at start (no lifecycle manager needed)'),
 }
 # How long stopping waits for an inference in progress before handing the session's close to
@@ -128,7 +134,8 @@ class PolicyNode(LifecycleNode):
         super().__init__('policy')
         self.p = declare_parameters(self, PARAMETERS, read_only=True)
         for key, allowed in (('mode', MODES), ('command_interface', INTERFACES),
-                             ('blend', BLENDS), ('joint_states_qos', JOINT_STATES_QOS_KINDS)):
+                             ('blend', BLENDS), ('joint_states_qos', JOINT_STATES_QOS_KINDS),
+                             ('driver_joint_names', SCHEMES)):
             if self.p[key] not in allowed:
                 raise ConfigError(f'parameter {key}={self.p[key]!r}: must be one of {allowed}')
         self.loop_config = LoopConfig.from_parameters(self.p)
@@ -186,6 +193,10 @@ class PolicyNode(LifecycleNode):
             self.joint_names = list(robot.joint_names)
             assert robot.gripper is not None  # the description includes the gripper by default
             self.gripper_joints = list(robot.gripper.joint_names)
+            # joint_states arrive in the driver's names; the contract speaks the description's.
+            self.names = JointNameMap.for_scheme(
+                self.joint_names, str(self.p['driver_joint_names']),
+                str(self.p['joint_name_prefix']), keep=self.gripper_joints)
             self.runtime.validate_robot(self.joint_names, has_gripper=True, has_wrench=True)
             unknown = [c for c in self.p['compressed_cameras']
                        if c not in self.runtime.contract.cameras]
@@ -395,7 +406,8 @@ class PolicyNode(LifecycleNode):
             raise NoFreshInputs('no task/instruction received yet')
         samples = alignment.samples
         joints: JointState = samples['joints'].value
-        positions = _named(joints.name, joints.position, 'joint_states.position')
+        positions = _named(self.names.from_driver(joints.name, 'joint_states.name'),
+                           joints.position, 'joint_states.position')
         gripper = float(np.mean([positions[j] for j in self.gripper_joints])) \
             if all(j in positions for j in self.gripper_joints) else None
         images = {cam: _frame(cam, samples[cam].value) for cam in self.cameras}
@@ -471,8 +483,9 @@ class PolicyNode(LifecycleNode):
             if joints is None:
                 return
             try:
-                measured = _named(joints.value.name, joints.value.position,
-                                  'joint_states.position')
+                measured = _named(self.names.from_driver(joints.value.name,
+                                                         'joint_states.name'),
+                                  joints.value.position, 'joint_states.position')
                 start = [measured[j] for j in self.joint_names]
                 stream = CommandStream(self.joint_names, self.stream_config)
                 stream.reset(now, start)

@@ -30,7 +30,8 @@ from trajectory_msgs.msg import JointTrajectory
 from noetra_ros.core.commands import controller_order, validate_joint_vector
 from noetra_ros.core.episodes import (DEFAULT_EPISODE_TIMEOUT_S, DEFAULT_RESET_PAUSE_S,
                                       EpisodeSchedule)
-from noetra_ros.core.errors import CommandError, ConfigError, NoetraError
+from noetra_ros.core.errors import CommandError, ConfigError, InputError, NoetraError
+from noetra_ros.core.joint_names import JointNameMap, SCHEMES
 from noetra_ros.core.sim.world import SimWorld, WorldConfig, default_cameras
 from noetra_ros.core.trajectory import JointTrajectory as CoreTrajectory
 from noetra_ros.qos import CLOCK, LATCHED, RELIABLE
@@ -48,7 +49,12 @@ PARAMETERS = {
     'control_hz': (20, 'control period rate; joint_states and commands run at this rate'),
     'physics_hz': (240, 'physics rate; an integer multiple of control_hz'),
     'command_timeout_s': (0.5, 'velocity commands older than this are replaced by a hold'),
-    'controller_joints': ([], 'joint order of the forward controllers ([] = URDF order)'),
+    'controller_joints': ([], 'joint order of the forward controllers, in the driver\'s names '
+                              '([] = URDF order)'),
+    'driver_joint_names': ('urdf', f'joint names the simulated driver uses: one of {SCHEMES} '
+                                   '(fanuc: J1..Jn; motoros2: joint_1..n); core/joint_names.py'),
+    'joint_name_prefix': ('', 'prefix of the arm joint names (fanuc_driver\'s prefix, '
+                              'MotoROS2 group_<g>/)'),
     'lockstep_inputs': (['arm', 'gripper'], 'lockstep: command kinds to wait for each step'),
     'lockstep_timeout_s': (2.0, 'lockstep: wall seconds to wait for a silent source'),
     'cameras': (['scene_camera', 'wrist_camera'], 'cameras to render and publish'),
@@ -83,6 +89,8 @@ class SimNodeConfig:
     physics_hz: int
     command_timeout_s: float
     controller_joints: tuple[str, ...]
+    driver_joint_names: str
+    joint_name_prefix: str
     lockstep_inputs: tuple[str, ...]
     lockstep_timeout_s: float
     cameras: tuple[CameraStream, ...]
@@ -128,6 +136,8 @@ def _read_config(node: Node) -> SimNodeConfig:
         control_hz=int(p['control_hz']), physics_hz=int(p['physics_hz']),
         command_timeout_s=float(p['command_timeout_s']),
         controller_joints=tuple(p['controller_joints']),
+        driver_joint_names=str(p['driver_joint_names']),
+        joint_name_prefix=str(p['joint_name_prefix']),
         lockstep_inputs=tuple(p['lockstep_inputs']),
         lockstep_timeout_s=float(p['lockstep_timeout_s']), cameras=tuple(cameras),
         episodes=int(p['episodes']), first_seed=int(p['first_seed']),
@@ -156,8 +166,19 @@ class SimNode(Node):
         self.world = _build_world(self.cfg)
         self.arm_joints = list(self.world.joint_names)
         self.all_joints = self.arm_joints + list(self.world.gripper_joint_names)
-        self.controller_joints, to_controller = controller_order(self.cfg.controller_joints,
-                                                                 self.arm_joints)
+        # Names as the emulated driver spells them: published in joint_states, accepted in
+        # controller_joints and in trajectories; the world keeps the description's.
+        self.names = JointNameMap.for_scheme(self.arm_joints, self.cfg.driver_joint_names,
+                                             self.cfg.joint_name_prefix,
+                                             keep=self.world.gripper_joint_names)
+        self.published_joints = self.names.to_driver(self.all_joints)
+        try:
+            requested = self.names.from_driver(self.cfg.controller_joints,
+                                               'parameter controller_joints')
+        except InputError as exc:
+            raise ConfigError(str(exc)) from None
+        order, to_controller = controller_order(requested, self.arm_joints)
+        self.controller_joints = self.names.to_driver(order)
         # Maps a vector in controller order onto the world's (URDF) order.
         self._to_world = np.argsort(to_controller)
         self.schedule = EpisodeSchedule(self.cfg.episodes, self.cfg.first_seed,
@@ -256,6 +277,7 @@ class SimNode(Node):
     def _on_trajectory(self, msg: JointTrajectory) -> None:
         topic = 'joint_trajectory_controller/joint_trajectory'
         try:
+            msg.joint_names = self.names.from_driver(msg.joint_names, f'{topic} joint_names')
             traj = trajectory_from_msg(msg, self.arm_joints)
             self.world.command_trajectory(traj, self.world.sim_time)
         except NoetraError as exc:
@@ -398,7 +420,7 @@ class SimNode(Node):
         positions, velocities, efforts = self.world.joint_state()
         joints = JointState()
         joints.header.stamp = stamp
-        joints.name = self.all_joints
+        joints.name = self.published_joints
         joints.position = [float(v) for v in positions]
         joints.velocity = [float(v) for v in velocities]
         joints.effort = [float(v) for v in efforts]

@@ -75,6 +75,8 @@ SAFETY_SETTINGS_IN_PROCESS = {
     'mobile_base': 'must be false: the world has no base',
     'watchdog_hz': 'unused: the watchdog runs only with update_trigger joint_states',
     'joint_states_qos': 'unused: DDS transport only',
+    'driver_joint_names': 'applied: the world\'s joint states reach the cell in these names',
+    'joint_name_prefix': 'applied, with driver_joint_names',
 }
 
 
@@ -375,7 +377,10 @@ class CellSafety:
         if command is None:
             return None
         gripper = None if command.gripper_position is None else [command.gripper_position]
-        return self.cell.step(MeasuredJoints(names, positions, velocities, stamp),
+        # The world speaks the description's names; the cell reads the driver's (as sim_node
+        # publishes them with the same driver_joint_names).
+        driver_names = self.cell.names.to_driver(names)
+        return self.cell.step(MeasuredJoints(driver_names, positions, velocities, stamp),
                               self._arm_message(command), gripper, stamp)
 
 

@@ -27,7 +27,9 @@ from typing import Any, Callable, Mapping, Sequence, TYPE_CHECKING, Union
 import numpy as np
 
 from noetra_ros.core.commands import controller_order
-from noetra_ros.core.errors import ConfigError
+from noetra_ros.core.errors import ConfigError, InputError
+from noetra_ros.core.joint_names import JointNameMap, SCHEMES
+from noetra_ros.core.safety.intake import Rejection
 from noetra_ros.core.safety.mobile_base import TwistOutput, TwistSupervisor
 from noetra_ros.core.safety.profile import SafetyProfile
 from noetra_ros.core.safety.state_machine import Decision, SafetyState
@@ -69,7 +71,12 @@ class SafetyNodeSettings:
     watched_sensors: tuple[str, ...] = field(default=(), metadata=_describe(
         'Image topics that must stay fresh, e.g. [scene_camera/image_raw]'))
     controller_joints: tuple[str, ...] = field(default=(), metadata=_describe(
-        'joint order of the forward position controller ([] = URDF)'))
+        'joint order of the forward position controller, in the driver\'s names ([] = URDF)'))
+    driver_joint_names: str = field(default='urdf', metadata=_describe(
+        f'joint names the driver uses: one of {SCHEMES} (fanuc: J1..Jn; motoros2: '
+        'joint_1..n, group_<g>/ prefix on a multi-group controller); core/joint_names.py'))
+    joint_name_prefix: str = field(default='', metadata=_describe(
+        'prefix of the driver\'s arm joint names (fanuc_driver\'s prefix, MotoROS2 group_<g>/)'))
     arm_on_start: bool = field(default=False, metadata=_describe(
         'arm once at start-up when inputs are fresh'))
     auto_arm: bool = field(default=False, metadata=_describe(
@@ -90,6 +97,9 @@ class SafetyNodeSettings:
             # A step waiting for an input that never comes would never cycle.
             raise ConfigError(f'parameter lockstep_inputs={list(self.lockstep_inputs)}: '
                               f'{unknown} are not inputs; each must be one of {LOCKSTEP_INPUTS}')
+        if self.driver_joint_names not in SCHEMES:
+            raise ConfigError(f'parameter driver_joint_names={self.driver_joint_names!r}: must '
+                              f'be one of {SCHEMES}')
         for name in ('period_s', 'watchdog_hz'):
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0.0):
@@ -218,10 +228,20 @@ class SafetyCell:
             period_s=settings.period_s, required_sensors=settings.watched_sensors)
         self.base = TwistSupervisor(profile) if settings.mobile_base else None
         self.joint_names = tuple(description.model.joint_names)
-        order, index = controller_order(settings.controller_joints, self.joint_names)
-        self.controller_joints = tuple(order)
-        self.to_controller = index  # arm[to_controller]: the arm output in controller order
         self.gripper_joints = tuple(gripper.joint_names)
+        # The driver's names cross here only: joint_states in, the controller's joint order out.
+        self.names = JointNameMap.for_scheme(self.joint_names, settings.driver_joint_names,
+                                             settings.joint_name_prefix, keep=self.gripper_joints)
+        try:
+            requested = self.names.from_driver(settings.controller_joints,
+                                               'parameter controller_joints')
+        except InputError as exc:
+            raise ConfigError(str(exc)) from None
+        order, index = controller_order(requested, self.joint_names)
+        self.controller_joints = tuple(self.names.to_driver(order))  # the driver's names
+        self.to_controller = index  # arm[to_controller]: the arm output in controller order
+        # values[from_controller]: a vector in controller order back in supervisor order.
+        self.from_controller = np.argsort(index)
         self.gripper_range = (gripper.open_position, gripper.closed_position)
         self.gripper_target: float | None = None
         self._arm_pending = settings.arm_on_start
@@ -260,7 +280,16 @@ class SafetyCell:
     # ------------------------------------------------------------------ inputs
     def on_joint_state(self, measured: MeasuredJoints, now: float) -> Decision:
         """A measurement. The first accepted one also fixes the gripper target where the
-        fingers are (held there until a source commands it) and tries arm_on_start."""
+        fingers are (held there until a source commands it) and tries arm_on_start. Names are
+        the driver's: one that maps to no joint drops the whole message, counted
+        (joint_state_rejected_unknown_names) and reported naming it; a missing measurement shows
+        as a stale source, which holds, as for every refused joint state."""
+        try:
+            names = self.names.from_driver(measured.names, 'joint_states names')
+        except InputError as exc:
+            rejection = Rejection('unknown_names', str(exc), what='joint_state')
+            return self._report('joint_states', self.supervisor.reject(now, rejection))
+        measured = MeasuredJoints(names, measured.positions, measured.velocities, measured.stamp)
         decision = self.supervisor.on_joint_state(
             list(measured.names), list(measured.positions),
             None if measured.velocities is None else list(measured.velocities),
@@ -283,12 +312,15 @@ class SafetyCell:
                 [list(row) for row in command.positions],
                 None if command.velocities is None else [list(r) for r in command.velocities],
                 command.stamp, now)
-        # A Float64MultiArray has no header: its receipt time is its stamp.
+        # A Float64MultiArray has no header: its receipt time is its stamp. Its values are in
+        # controller order; the supervisor takes its own (URDF) order, so reorder here (a wrong
+        # length is left for the supervisor to refuse with its own reason).
+        values = list(command.values)
+        if len(values) == len(self.from_controller):
+            values = [values[i] for i in self.from_controller]
         if isinstance(command, ArmPositions):
-            return sup.on_command_positions(list(self.controller_joints), list(command.values),
-                                            now, now)
-        return sup.on_command_velocities(list(self.controller_joints), list(command.values),
-                                         now, now)
+            return sup.on_command_positions(None, values, now, now)
+        return sup.on_command_velocities(None, values, now, now)
 
     def on_arm_command(self, command: ArmCommand, now: float) -> Decision:
         """An arm command; with auto_arm a valid command that finds the arm not armed re-arms

@@ -395,6 +395,11 @@ class SafetySupervisor(SupervisorBase):
                                              cmd.velocities))
 
     # ------------------------------------------------------------------ input helpers
+    def reject(self, now: float, rejection: intake.Rejection) -> Decision:
+        """A message refused before it reached the supervisor (SafetyCell's joint-name map):
+        counted and applied like the supervisor's own rejections."""
+        return self._reject(now, rejection)
+
     def _reject(self, t: float, rejection: intake.Rejection) -> Decision:
         """Count a rejected message and apply its consequence (hold or fault)."""
         prefix = 'joint_state_' if rejection.what == 'joint_state' else ''
