@@ -16,7 +16,7 @@ from noetra_ros.core.policy.loop import (
     DEFAULTS, INPUT_ERRORS, LoopConfig, NO_COMMAND_STALE, NoFreshInputs, Observation, PolicyLoop)
 from noetra_ros.core.policy.preprocess import ImageFrame
 from noetra_ros.core.policy.runtime import build_toy_model, PolicyRuntime
-from toy_models import set_ramp_head
+from toy_models import ramp_contract, set_ramp_head
 
 JOINTS = [f'joint_{i}' for i in range(1, 7)]
 CHUNK, DT, STEP = 10, 0.05, 0.01
@@ -24,21 +24,7 @@ IMAGE = np.full((24, 32, 3), 120, np.uint8)
 
 
 def _contract():
-    return contract_from_dict({
-        'contract_version': 1, 'name': 'ramp', 'robot_joints': JOINTS,
-        'inputs': [
-            {'name': 'image_scene', 'kind': 'image', 'camera': 'scene_camera', 'height': 24,
-             'width': 32, 'resize': 'stretch', 'color_order': 'rgb', 'layout': 'nchw'},
-            {'name': 'state', 'kind': 'state', 'components': [
-                {'source': 'joint_positions', 'joints': JOINTS},
-                {'source': 'gripper_position'}]},
-            {'name': 'instruction', 'kind': 'instruction', 'tokenizer': 'word_vocab',
-             'vocabulary': ['<pad>', '<unk>', 'pick', 'the', 'red', 'cube'], 'max_length': 8,
-             'unknown_words': 'map_to_unk'}],
-        'outputs': [{'name': 'actions', 'kind': 'action_chunk', 'chunk_length': CHUNK,
-                     'step_period_s': DT, 'components': [
-                         {'meaning': 'joint_positions', 'mode': 'delta', 'joints': JOINTS},
-                         {'meaning': 'gripper_position', 'mode': 'delta'}]}]})
+    return ramp_contract(JOINTS, CHUNK, DT)
 
 
 @pytest.fixture(scope='module')

@@ -8,14 +8,14 @@ import pytest
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Float64MultiArray, String
 from trajectory_msgs.msg import JointTrajectory
-from rclpy.qos import DurabilityPolicy, qos_profile_sensor_data, QoSProfile, ReliabilityPolicy
+from rclpy.qos import qos_profile_sensor_data
 
 from noetra_ros.core.errors import ConfigError
-from noetra_ros.core.policy.contract import contract_from_dict
 from noetra_ros.core.policy.runtime import build_toy_model
 from noetra_ros.policy_node import PolicyNode
 from noetra_ros.ros_conversions import numpy_to_image, seconds_to_stamp
-from toy_models import set_ramp_head
+from noetra_ros import qos
+from toy_models import ramp_contract, set_ramp_head
 
 pytestmark = pytest.mark.ros
 
@@ -23,26 +23,11 @@ JOINTS = [f'joint_{i}' for i in range(1, 7)]
 FINGERS = ['gripper_left_finger_joint', 'gripper_right_finger_joint']
 CHUNK, DT, STEP = 10, 0.05, 0.01   # the ramp model moves every joint STEP rad per chunk row
 JUMP = 0.2                          # a step in the measured state (rad)
-LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                     durability=DurabilityPolicy.TRANSIENT_LOCAL)
+LATCHED = qos.LATCHED                # task/instruction, as sim_node publishes it
 
 
 def _contract(joints=JOINTS):
-    return contract_from_dict({
-        'contract_version': 1, 'name': 'ramp', 'robot_joints': list(joints),
-        'inputs': [
-            {'name': 'image_scene', 'kind': 'image', 'camera': 'scene_camera', 'height': 24,
-             'width': 32, 'resize': 'stretch', 'color_order': 'rgb', 'layout': 'nchw'},
-            {'name': 'state', 'kind': 'state', 'components': [
-                {'source': 'joint_positions', 'joints': list(joints)},
-                {'source': 'gripper_position'}]},
-            {'name': 'instruction', 'kind': 'instruction', 'tokenizer': 'word_vocab',
-             'vocabulary': ['<pad>', '<unk>', 'pick', 'the', 'red', 'cube'], 'max_length': 8,
-             'unknown_words': 'map_to_unk'}],
-        'outputs': [{'name': 'actions', 'kind': 'action_chunk', 'chunk_length': CHUNK,
-                     'step_period_s': DT, 'components': [
-                         {'meaning': 'joint_positions', 'mode': 'delta', 'joints': list(joints)},
-                         {'meaning': 'gripper_position', 'mode': 'delta'}]}]})
+    return ramp_contract(joints, CHUNK, DT)
 
 
 def _ramp_model(path, joints=JOINTS):

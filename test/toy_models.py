@@ -2,6 +2,29 @@
 import numpy as np
 from onnx import numpy_helper
 
+from noetra_ros.core.policy.contract import contract_from_dict, PolicyContract
+
+
+def ramp_contract(joints, chunk_length: int, step_period_s: float) -> PolicyContract:
+    """A small contract: one 32x24 scene camera, joint + gripper state, a six-word vocabulary,
+    chunks of delta joint and gripper actions (what the ramp model of set_ramp_head fills)."""
+    joints = list(joints)
+    return contract_from_dict({
+        'contract_version': 1, 'name': 'ramp', 'robot_joints': joints,
+        'inputs': [
+            {'name': 'image_scene', 'kind': 'image', 'camera': 'scene_camera', 'height': 24,
+             'width': 32, 'resize': 'stretch', 'color_order': 'rgb', 'layout': 'nchw'},
+            {'name': 'state', 'kind': 'state', 'components': [
+                {'source': 'joint_positions', 'joints': joints},
+                {'source': 'gripper_position'}]},
+            {'name': 'instruction', 'kind': 'instruction', 'tokenizer': 'word_vocab',
+             'vocabulary': ['<pad>', '<unk>', 'pick', 'the', 'red', 'cube'], 'max_length': 8,
+             'unknown_words': 'map_to_unk'}],
+        'outputs': [{'name': 'actions', 'kind': 'action_chunk', 'chunk_length': chunk_length,
+                     'step_period_s': step_period_s, 'components': [
+                         {'meaning': 'joint_positions', 'mode': 'delta', 'joints': joints},
+                         {'meaning': 'gripper_position', 'mode': 'delta'}]}]})
+
 
 def set_ramp_head(model, chunk_length: int, step: float, width: int):
     """Zero the toy model's head weights and set its bias so that action row k is k * step in

@@ -176,42 +176,40 @@ def check_command_stamp(stamp: Any, now: float, profile: SafetyProfile,
     return None
 
 
+def _parse_joint_vector(names: Any, values: Any, stamp: Any, now: float, limits: JointLimits,
+                        profile: SafetyProfile, last_stamp: float | None,
+                        what: str) -> np.ndarray | Rejection:
+    """The checks a per-joint command vector shares, positions or velocities alike: names,
+    one finite value per joint, a usable stamp. Returns the vector or the rejection."""
+    rejected = check_command_names(names, limits.names)
+    if rejected is not None:
+        return rejected
+    vector = val.as_float_array(values, 1)
+    if vector is None or vector.shape[0] != limits.count:
+        return _fault('count' if vector is not None else 'malformed',
+                      f'{limits.count} {what} required')
+    if not np.all(np.isfinite(vector)):
+        return NONFINITE
+    rejected = check_command_stamp(stamp, now, profile, last_stamp)
+    return vector if rejected is None else rejected
+
+
 def parse_positions(names: Any, positions: Any, stamp: Any, now: float, limits: JointLimits,
                     profile: SafetyProfile,
                     last_stamp: float | None) -> PositionCommand | Rejection:
     """A joint position target (forward_position_controller/commands fields + a stamp)."""
-    rejected = check_command_names(names, limits.names)
-    if rejected is not None:
-        return rejected
-    q = val.as_float_array(positions, 1)
-    if q is None or q.shape[0] != limits.count:
-        return _fault('count' if q is not None else 'malformed',
-                      f'{limits.count} positions required')
-    if not np.all(np.isfinite(q)):
-        return NONFINITE
-    rejected = check_command_stamp(stamp, now, profile, last_stamp)
-    if rejected is not None:
-        return rejected
-    return PositionCommand(q, float(stamp))
+    q = _parse_joint_vector(names, positions, stamp, now, limits, profile, last_stamp,
+                            'positions')
+    return q if isinstance(q, Rejection) else PositionCommand(q, float(stamp))
 
 
 def parse_velocities(names: Any, velocities: Any, stamp: Any, now: float, limits: JointLimits,
                      profile: SafetyProfile,
                      last_stamp: float | None) -> VelocityCommand | Rejection:
     """A joint velocity command (forward_velocity_controller/commands fields + a stamp)."""
-    rejected = check_command_names(names, limits.names)
-    if rejected is not None:
-        return rejected
-    qd = val.as_float_array(velocities, 1)
-    if qd is None or qd.shape[0] != limits.count:
-        return _fault('count' if qd is not None else 'malformed',
-                      f'{limits.count} velocities required')
-    if not np.all(np.isfinite(qd)):
-        return NONFINITE
-    rejected = check_command_stamp(stamp, now, profile, last_stamp)
-    if rejected is not None:
-        return rejected
-    return VelocityCommand(qd, float(stamp))
+    qd = _parse_joint_vector(names, velocities, stamp, now, limits, profile, last_stamp,
+                             'velocities')
+    return qd if isinstance(qd, Rejection) else VelocityCommand(qd, float(stamp))
 
 
 def parse_trajectory(names: Any, times: Any, positions: Any, velocities: Any, stamp: Any,
