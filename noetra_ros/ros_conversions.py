@@ -12,9 +12,11 @@ import math
 from builtin_interfaces.msg import Time as TimeMsg
 import numpy as np
 from sensor_msgs.msg import CameraInfo, Image
+from trajectory_msgs.msg import JointTrajectory
 
-from noetra_ros.core.errors import InputError
+from noetra_ros.core.errors import CommandError, InputError
 from noetra_ros.core.images import image_view, pack_image
+from noetra_ros.core.trajectory import JointTrajectory as CoreTrajectory
 
 
 def seconds_to_stamp(seconds: float) -> TimeMsg:
@@ -75,3 +77,28 @@ def camera_info_msg(width: int, height: int, fx: float, fy: float, cx: float, cy
     info.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
     info.p = [fx, 0.0, cx, 0.0, 0.0, fy, cy, 0.0, 0.0, 0.0, 1.0, 0.0]
     return info
+
+
+def trajectory_from_msg(msg: JointTrajectory, joint_order: list[str]) -> CoreTrajectory:
+    """Core trajectory in `joint_order` from a JointTrajectory message (validated by the core)."""
+    if not msg.points:
+        raise CommandError('trajectory has no points')
+    count = len(msg.joint_names)
+
+    def column(field_name: str):
+        rows = [list(getattr(point, field_name)) for point in msg.points]
+        if all(not r for r in rows):
+            return None
+        for k, row in enumerate(rows):
+            if len(row) != count:
+                raise CommandError(f'points[{k}].{field_name} has {len(row)} values, expected '
+                                   f'{count} (one per joint name)')
+        return np.array(rows, dtype=float)
+
+    positions = column('positions')
+    if positions is None:
+        raise CommandError('trajectory points carry no positions')
+    times = [p.time_from_start.sec + p.time_from_start.nanosec * 1e-9 for p in msg.points]
+    return CoreTrajectory(joint_names=tuple(msg.joint_names), times_from_start=np.array(times),
+                          positions=positions, velocities=column('velocities'),
+                          accelerations=column('accelerations')).reordered(joint_order)

@@ -8,9 +8,12 @@ Yaskawa FSU, a safety PLC, the hard-wired e-stop) are demanded; it never replace
 Command sources publish to this node's inputs (remap them in the cell):
   safety/joint_trajectory (JointTrajectory), safety/position_commands, safety/velocity_commands,
   safety/gripper_commands (Float64MultiArray), safety/cmd_vel (TwistStamped, mobile bases).
-It alone publishes the robot's command topics:
-  forward_position_controller/commands, gripper_position_controller/commands,
-  diff_drive_controller/cmd_vel.
+It alone sends the robot's commands, in the interface of the cell's driver (`driver`,
+`driver_output`; noetra_ros/drivers/outputs.py): forward_position_controller/commands
+(ros2_control, fanuc forward-command), joint_trajectory_controller/joint_trajectory (fanuc JTC)
+or MotoROS2's queue_traj_point service; plus gripper_position_controller/commands and
+diff_drive_controller/cmd_vel. The driver's own status (FANUC GPIO robot_status, MotoROS2
+robot_status) holds the arm while it reports e-stop, an error or motion not possible.
 Control: topic safety/estop (std_msgs/Bool, true latches), services safety/arm, safety/hold,
 safety/estop, safety/reset_estop (std_srvs/Trigger). State: safety/status and /diagnostics.
 
@@ -40,6 +43,7 @@ from trajectory_msgs.msg import JointTrajectory
 from noetra_ros.core.safety import (ArmPositions, ArmTrajectory, ArmVelocities,
                                     CellOutput, MeasuredJoints, SafetyCell, SafetyNodeSettings,
                                     SafetyState)
+from noetra_ros.drivers.outputs import make_output
 from noetra_ros.qos import joint_states_qos, LATCHED, RELIABLE, SENSOR_DATA
 from noetra_ros.ros_conversions import stamp_to_seconds
 from noetra_ros.ros_main import run_node
@@ -74,8 +78,7 @@ class SafetyNode(Node):
         self._last_state: tuple[SafetyState, str] | None = None
         self.published = 0
 
-        self.pub_arm = self.create_publisher(Float64MultiArray,
-                                             'forward_position_controller/commands', RELIABLE)
+        self.output = make_output(self, settings, list(self.cell.controller_joints))
         self.pub_gripper = self.create_publisher(Float64MultiArray,
                                                  'gripper_position_controller/commands', RELIABLE)
         self.pub_status = self.create_publisher(DiagnosticStatus, 'safety/status', LATCHED)
@@ -223,13 +226,19 @@ class SafetyNode(Node):
 
     def _cycle(self, now: float) -> None:
         self._last_cycle_wall = time.monotonic()
+        fault = self.output.fault()
+        if self.cell.on_driver_status(fault, now):
+            if fault:
+                self.get_logger().error(f'driver reports {fault}: holding; nothing arms the arm '
+                                        'until the driver clears it')
+            else:
+                self.get_logger().info('driver fault cleared; arm again to move')
         self._publish(self.cell.cycle(now))
 
     def _publish(self, out: CellOutput) -> None:
         """Send what the cell decided: arm (controller order), gripper, base; status on change."""
         if out.arm is not None:
-            ordered = out.arm[self.cell.to_controller]
-            self.pub_arm.publish(Float64MultiArray(data=[float(v) for v in ordered]))
+            self.output.send(out.arm[self.cell.to_controller], self._now())
             self.published += 1
         if out.gripper is not None:
             self.pub_gripper.publish(Float64MultiArray(data=[out.gripper]))
@@ -262,7 +271,8 @@ class SafetyNode(Node):
     def _publish_diagnostics(self) -> None:
         state, reason = self.cell.supervisor.state, self.cell.supervisor.reason
         values = dict(self.cell.supervisor.counters, state=state.value, reason=reason,
-                      profile=self.cell.profile.name, published=self.published)
+                      profile=self.cell.profile.name, published=self.published,
+                      driver=self.settings.driver, **self.output.status())
         status = DiagnosticStatus(
             level=LEVELS[state], name=f'{self.get_name()}: supervisor',
             message=f'{state.value}: {reason}', hardware_id=self.settings.robot,

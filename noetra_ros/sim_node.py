@@ -1,39 +1,47 @@
-"""sim_node: a PyBullet arm cell that speaks the topics of a real ros2_control driver.
+"""sim_node: a PyBullet arm cell that plays a real arm driver (its interface, names and rates).
 
-Publishes joint_states, per-camera image_raw + camera_info, the wrist wrench, /clock, the task's
-instruction / status / poses and /diagnostics. Takes forward position / velocity commands,
-JointTrajectory goals and gripper commands. All physics lives in noetra_ros.core.sim; this node
-only converts messages and keeps time.
+`driver` picks the driver it plays (core/drivers/profiles.py; the ROS faces in
+noetra_ros/drivers/sim_<driver>.py): `ros2_control` (forward position / velocity controllers and
+a JTC topic), `fanuc` (fanuc_driver's controllers: J1..J6, scaled JTC topic + action, speed
+scaling, GPIO robot status, 500 Hz) or `motoros2` (Yaskawa MotoROS2: FJT action, point queue
+services, robot_status, tf, best-effort joint_states every 10 ms). The driver owns joint_states
+and every arm command interface; this node owns the world, /clock, the cameras (image_raw +
+camera_info), the wrist wrench, the gripper (gripper_position_controller/commands, a separate
+gripper driver on a real cell), the task's instruction / status / poses and /diagnostics. All
+physics lives in noetra_ros.core.sim; the controllers' rules in noetra_ros.core.drivers.
 
 Modes:
-- realtime: steps on a wall timer, paced by real_time_factor (0 = as fast as possible).
+- realtime: steps on a wall timer, paced by real_time_factor (0 = as fast as possible); one
+  step per driver update (control_hz = the driver's update rate). Task poses, status and the
+  wrench go out at observation_hz (0 = every step), always with a joint_states of the same stamp.
 - lockstep: publishes an observation, then waits until every command source listed in
   `lockstep_inputs` has answered before stepping, so an episode is the same for a seed
   whatever the CPU load (a source that stays silent for lockstep_timeout_s is skipped, logged).
+  ros2_control profile only: the real drivers' controllers run on their own clock.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+import importlib
 import math
 import time
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PoseStamped, WrenchStamped
-import numpy as np
 from rclpy.node import Node
 from rosgraph_msgs.msg import Clock
-from sensor_msgs.msg import CameraInfo, Image, JointState
+from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Bool, Float64MultiArray, String, UInt32
 from std_srvs.srv import Trigger
-from trajectory_msgs.msg import JointTrajectory
 
-from noetra_ros.core.commands import controller_order, validate_joint_vector
+from noetra_ros.core.commands import validate_joint_vector
+from noetra_ros.core.drivers.profiles import DRIVERS, profile
 from noetra_ros.core.episodes import (DEFAULT_EPISODE_TIMEOUT_S, DEFAULT_RESET_PAUSE_S,
                                       EpisodeSchedule)
-from noetra_ros.core.errors import CommandError, ConfigError, InputError, NoetraError
+from noetra_ros.core.errors import ConfigError, NoetraError
 from noetra_ros.core.joint_names import JointNameMap, SCHEMES
 from noetra_ros.core.sim.world import SimWorld, WorldConfig, default_cameras
-from noetra_ros.core.trajectory import JointTrajectory as CoreTrajectory
+from noetra_ros.drivers.sim_base import SimArm, SimDriver, SimDriverSettings
 from noetra_ros.qos import CLOCK, LATCHED, RELIABLE
 from noetra_ros.ros_conversions import camera_info_msg, numpy_to_image, seconds_to_stamp
 from noetra_ros.ros_main import run_node
@@ -41,18 +49,37 @@ from noetra_ros.ros_params import declare_parameters
 
 MODES = ('realtime', 'lockstep')
 COMMAND_KINDS = ('arm', 'gripper')
+# driver -> 'module:class' of its simulated face (imported on use: each pulls its own packages).
+SIM_DRIVERS = {
+    'ros2_control': 'noetra_ros.drivers.sim_ros2_control:Ros2ControlSimDriver',
+    'fanuc': 'noetra_ros.drivers.sim_fanuc:FanucSimDriver',
+    'motoros2': 'noetra_ros.drivers.sim_motoros2:MotoRos2SimDriver',
+}
+FANUC_CONTROLLERS = ('joint_trajectory_controller', 'forward_position_controller')
 
 PARAMETERS = {
     'robot': ('fanuc_lrmate200id', 'robot model name (urdf/<robot>_gripper.urdf)'),
+    'driver': ('ros2_control', f'the arm driver the sim plays: one of {DRIVERS} '
+                               '(core/drivers/profiles.py)'),
+    'driver_namespace': ('', 'namespace of the driver\'s interfaces (MotoROS2 node_namespace, '
+                             'the FANUC controller manager\'s namespace); \'\' = root'),
+    'command_controller': ('joint_trajectory_controller',
+                           f'fanuc: the active one of {FANUC_CONTROLLERS} (they claim the same '
+                           'joints, so fanuc_driver runs one at a time)'),
+    'joint_states_divisor': (1, 'joint_states every N driver updates (1 = every update)'),
+    'observation_hz': (0.0, 'rate of task poses / status / wrench (0 = every step); each goes '
+                            'out with the joint_states of its step'),
     'mode': ('realtime', f'stepping mode: one of {MODES}'),
     'real_time_factor': (1.0, 'realtime mode: sim seconds per wall second (0 = unpaced)'),
-    'control_hz': (20, 'control period rate; joint_states and commands run at this rate'),
+    'control_hz': (0, 'driver update rate, one sim step each (0 = the driver\'s own: '
+                      'ros2_control 20, fanuc 500, motoros2 100)'),
     'physics_hz': (240, 'physics rate; an integer multiple of control_hz'),
     'command_timeout_s': (0.5, 'velocity commands older than this are replaced by a hold'),
     'controller_joints': ([], 'joint order of the forward controllers, in the driver\'s names '
                               '([] = URDF order)'),
-    'driver_joint_names': ('urdf', f'joint names the simulated driver uses: one of {SCHEMES} '
-                                   '(fanuc: J1..Jn; motoros2: joint_1..n); core/joint_names.py'),
+    'driver_joint_names': ('', f'joint names the simulated driver uses: one of {SCHEMES} '
+                               '(\'\' = the driver\'s: fanuc J1..Jn, motoros2 joint_1..n); '
+                               'core/joint_names.py'),
     'joint_name_prefix': ('', 'prefix of the arm joint names (fanuc_driver\'s prefix, '
                               'MotoROS2 group_<g>/)'),
     'lockstep_inputs': (['arm', 'gripper'], 'lockstep: command kinds to wait for each step'),
@@ -83,6 +110,11 @@ class CameraStream:
 @dataclass(frozen=True)
 class SimNodeConfig:
     robot: str
+    driver: str
+    driver_namespace: str
+    command_controller: str
+    joint_states_divisor: int
+    observation_hz: float
     mode: str
     real_time_factor: float
     control_hz: int
@@ -104,6 +136,20 @@ class SimNodeConfig:
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ConfigError(f'parameter mode={self.mode!r}: must be one of {MODES}')
+        if self.driver not in DRIVERS:
+            raise ConfigError(f'parameter driver={self.driver!r}: must be one of {DRIVERS}')
+        if self.mode == 'lockstep' and self.driver != 'ros2_control':
+            raise ConfigError(f'parameter mode=lockstep: only the ros2_control driver steps in '
+                              f'lockstep; {self.driver} runs its controllers on its own clock '
+                              f'(use mode realtime)')
+        if self.command_controller not in FANUC_CONTROLLERS:
+            raise ConfigError(f'parameter command_controller={self.command_controller!r}: must '
+                              f'be one of {FANUC_CONTROLLERS}')
+        if self.joint_states_divisor < 1:
+            raise ConfigError(f'parameter joint_states_divisor={self.joint_states_divisor}: '
+                              f'must be >= 1')
+        if self.observation_hz < 0 or not math.isfinite(self.observation_hz):
+            raise ConfigError(f'parameter observation_hz={self.observation_hz}: must be >= 0')
         if self.real_time_factor < 0 or not math.isfinite(self.real_time_factor):
             raise ConfigError(f'parameter real_time_factor={self.real_time_factor}: must be >= 0')
         unknown = set(self.lockstep_inputs) - set(COMMAND_KINDS)
@@ -131,12 +177,24 @@ def _read_config(node: Node) -> SimNodeConfig:
         cameras.append(CameraStream(name, int(per_cam[f'{name}.width']),
                                     int(per_cam[f'{name}.height']),
                                     float(per_cam[f'{name}.rate_hz'])))
+    driver = str(p['driver'])
+    defaults = profile(driver) if driver in DRIVERS else None
+    control_hz = int(p['control_hz']) or (defaults.update_hz if defaults else 20)
+    physics_hz = int(p['physics_hz'])
+    if physics_hz % control_hz:
+        # The physics rate rounds up to a multiple of the driver's rate (500 Hz -> 500).
+        physics_hz = control_hz * max(1, -(-physics_hz // control_hz))
     return SimNodeConfig(
-        robot=p['robot'], mode=p['mode'], real_time_factor=float(p['real_time_factor']),
-        control_hz=int(p['control_hz']), physics_hz=int(p['physics_hz']),
+        robot=p['robot'], driver=driver, driver_namespace=str(p['driver_namespace']),
+        command_controller=str(p['command_controller']),
+        joint_states_divisor=int(p['joint_states_divisor']),
+        observation_hz=float(p['observation_hz']),
+        mode=p['mode'], real_time_factor=float(p['real_time_factor']),
+        control_hz=control_hz, physics_hz=physics_hz,
         command_timeout_s=float(p['command_timeout_s']),
         controller_joints=tuple(p['controller_joints']),
-        driver_joint_names=str(p['driver_joint_names']),
+        driver_joint_names=(str(p['driver_joint_names'])
+                            or (defaults.joint_names if defaults else 'urdf')),
         joint_name_prefix=str(p['joint_name_prefix']),
         lockstep_inputs=tuple(p['lockstep_inputs']),
         lockstep_timeout_s=float(p['lockstep_timeout_s']), cameras=tuple(cameras),
@@ -165,26 +223,18 @@ class SimNode(Node):
         self.cfg = _read_config(self)
         self.world = _build_world(self.cfg)
         self.arm_joints = list(self.world.joint_names)
-        self.all_joints = self.arm_joints + list(self.world.gripper_joint_names)
         # Names as the emulated driver spells them: published in joint_states, accepted in
-        # controller_joints and in trajectories; the world keeps the description's.
+        # controller_joints, trajectories and goals; the world keeps the description's.
         self.names = JointNameMap.for_scheme(self.arm_joints, self.cfg.driver_joint_names,
                                              self.cfg.joint_name_prefix,
                                              keep=self.world.gripper_joint_names)
-        self.published_joints = self.names.to_driver(self.all_joints)
-        try:
-            requested = self.names.from_driver(self.cfg.controller_joints,
-                                               'parameter controller_joints')
-        except InputError as exc:
-            raise ConfigError(str(exc)) from None
-        order, to_controller = controller_order(requested, self.arm_joints)
-        self.controller_joints = self.names.to_driver(order)
-        # Maps a vector in controller order onto the world's (URDF) order.
-        self._to_world = np.argsort(to_controller)
         self.schedule = EpisodeSchedule(self.cfg.episodes, self.cfg.first_seed,
                                         self.cfg.episode_timeout_s, self.cfg.reset_pause_s)
         self.counters = {'steps': 0, 'rejected_commands': 0, 'lockstep_timeouts': 0,
-                         'commands_arm': 0, 'commands_gripper': 0}
+                         'commands_gripper': 0}
+        self._observation_period = (1.0 / self.cfg.observation_hz if self.cfg.observation_hz
+                                    else 0.0)
+        self._next_observation = 0.0
         self._next_camera_time = {cam.name: 0.0 for cam in self.cfg.cameras}
         self._awaiting: set[str] = set()
         self._observation_wall = time.monotonic()
@@ -195,7 +245,6 @@ class SimNode(Node):
         self._time_offset = 0.0
         self._last_published = 0.0
 
-        self.pub_joints = self.create_publisher(JointState, 'joint_states', RELIABLE)
         self.pub_wrench = self.create_publisher(
             WrenchStamped, 'force_torque_sensor_broadcaster/wrench', RELIABLE)
         self.pub_clock = self.create_publisher(Clock, '/clock', CLOCK)
@@ -210,12 +259,7 @@ class SimNode(Node):
         self.pub_place = self.create_publisher(PoseStamped, 'task/place_pose', RELIABLE)
         self.pub_diag = self.create_publisher(DiagnosticArray, '/diagnostics', RELIABLE)
 
-        self.create_subscription(Float64MultiArray, 'forward_position_controller/commands',
-                                 self._on_position_command, RELIABLE)
-        self.create_subscription(Float64MultiArray, 'forward_velocity_controller/commands',
-                                 self._on_velocity_command, RELIABLE)
-        self.create_subscription(JointTrajectory, 'joint_trajectory_controller/joint_trajectory',
-                                 self._on_trajectory, RELIABLE)
+        self.driver = self._make_driver()
         self.create_subscription(Float64MultiArray, 'gripper_position_controller/commands',
                                  self._on_gripper_command, RELIABLE)
         self.create_subscription(UInt32, 'task/reset', self._on_reset_topic, RELIABLE)
@@ -229,9 +273,10 @@ class SimNode(Node):
             self.create_timer(period, self._advance)
         self.create_timer(1.0, self._publish_diagnostics)
         self.get_logger().info(
-            f'sim ready: robot={self.cfg.robot} mode={self.cfg.mode} '
-            f'control={self.cfg.control_hz} Hz physics={self.cfg.physics_hz} Hz '
-            f'cameras={[c.name for c in self.cfg.cameras]} joints={self.controller_joints}')
+            f'sim ready: robot={self.cfg.robot} driver={self.cfg.driver} mode={self.cfg.mode} '
+            f'update={self.cfg.control_hz} Hz physics={self.cfg.physics_hz} Hz '
+            f'cameras={[c.name for c in self.cfg.cameras]} '
+            f'joints={self.driver.driver_joint_names()}')
         self.started = not self.cfg.wait_for_reset
         if self.started:
             self._maybe_reset()
@@ -244,45 +289,52 @@ class SimNode(Node):
         """Cell time in seconds: monotonic over episodes, the stamp of everything published."""
         return self._time_offset + self.world.sim_time
 
+    def _make_driver(self) -> SimDriver:
+        module_name, class_name = SIM_DRIVERS[self.cfg.driver].split(':')
+        driver_class = getattr(importlib.import_module(module_name), class_name)
+        world = self.world
+
+        def measured_arm():
+            q, qd, tau = world.joint_state()
+            n = len(self.arm_joints)
+            return q[:n], qd[:n], tau[:n]
+
+        def measured_gripper():
+            q, qd, tau = world.joint_state()
+            n = len(self.arm_joints)
+            return q[n:], qd[n:], tau[n:]
+
+        arm = SimArm(joint_names=tuple(self.arm_joints),
+                     gripper_joint_names=tuple(world.gripper_joint_names),
+                     limits=world.description.limits, control_hz=self.cfg.control_hz,
+                     measured=measured_arm, gripper_measured=measured_gripper,
+                     setpoint=lambda q, qd: world.command_setpoint(q, qd, world.sim_time),
+                     hold=world.hold, world=world, arrived=self._arrived)
+        settings = SimDriverSettings(
+            robot=self.cfg.robot, control_hz=self.cfg.control_hz,
+            joint_states_divisor=self.cfg.joint_states_divisor,
+            namespace=self.cfg.driver_namespace, names=self.names,
+            command_timeout_s=self.cfg.command_timeout_s,
+            command_controller=self.cfg.command_controller)
+        if self.cfg.driver == 'ros2_control':
+            return driver_class(self, arm, settings, self.cfg.controller_joints)
+        if self.cfg.controller_joints:
+            raise ConfigError(f'parameter controller_joints: the {self.cfg.driver} driver fixes '
+                              'its own joint order; leave it empty')
+        return driver_class(self, arm, settings)
+
     # ---------------------------------------------------------------- commands
     def _reject(self, topic: str, exc: NoetraError) -> None:
         self.counters['rejected_commands'] += 1
         self.get_logger().error(f'{topic}: command rejected, arm holds: {exc}')
 
     def _arrived(self, kind: str) -> None:
-        self.counters[f'commands_{kind}'] += 1
+        if kind == 'gripper':
+            self.counters['commands_gripper'] += 1
         if self.cfg.mode == 'lockstep' and self._awaiting:
             self._awaiting.discard(kind)
             if not self._awaiting:
                 self._advance()
-
-    def _on_position_command(self, msg: Float64MultiArray) -> None:
-        topic = 'forward_position_controller/commands'
-        try:
-            q = validate_joint_vector(msg.data, len(self.arm_joints), f'{topic} data')
-            self.world.command_positions(q[self._to_world], self.world.sim_time)
-        except NoetraError as exc:
-            self._reject(topic, exc)
-        self._arrived('arm')
-
-    def _on_velocity_command(self, msg: Float64MultiArray) -> None:
-        topic = 'forward_velocity_controller/commands'
-        try:
-            qd = validate_joint_vector(msg.data, len(self.arm_joints), f'{topic} data')
-            self.world.command_velocities(qd[self._to_world], self.world.sim_time)
-        except NoetraError as exc:
-            self._reject(topic, exc)
-        self._arrived('arm')
-
-    def _on_trajectory(self, msg: JointTrajectory) -> None:
-        topic = 'joint_trajectory_controller/joint_trajectory'
-        try:
-            msg.joint_names = self.names.from_driver(msg.joint_names, f'{topic} joint_names')
-            traj = trajectory_from_msg(msg, self.arm_joints)
-            self.world.command_trajectory(traj, self.world.sim_time)
-        except NoetraError as exc:
-            self._reject(topic, exc)
-        self._arrived('arm')
 
     def _on_gripper_command(self, msg: Float64MultiArray) -> None:
         topic = 'gripper_position_controller/commands'
@@ -330,6 +382,7 @@ class SimNode(Node):
     def _advance(self) -> None:
         if not self.started:
             return
+        self.driver.update(self.now)
         self.world.step()
         self.counters['steps'] += 1
         now = self.now
@@ -362,9 +415,11 @@ class SimNode(Node):
         # ends the episode, `now` is that step's time, which is never published).
         self._time_offset = self._last_published + 1.0 / self.cfg.control_hz
         episode = self.world.reset(seed)
+        self.driver.on_reset()
         self._time_offset -= self.world.sim_time
         self.schedule.start(seed, episode.instruction, self.now)
         self._next_camera_time = {cam: self.now for cam in self._next_camera_time}
+        self._next_observation = self.now
         self.pub_instruction.publish(String(data=episode.instruction))
         self.pub_success.publish(Bool(data=False))
         self.get_logger().info(f'episode {self.schedule.index} seed {seed}: '
@@ -405,6 +460,19 @@ class SimNode(Node):
                 if self._next_camera_time[cam.name] <= now:  # never build up a backlog
                     self._next_camera_time[cam.name] = now + 1.0 / cam.rate_hz
                 self._publish_camera(cam.name, stamp)
+        if now + 1e-9 >= self._next_observation:
+            self._next_observation = max(self._next_observation + self._observation_period,
+                                         now + 0.5 * self._observation_period)
+            self._publish_task_observation(now, stamp)
+        # joint_states goes last: command sources react to it, by then the rest is published.
+        self.driver.publish(now, stamp)
+        self._last_published = now
+        self._observation_wall = time.monotonic()
+        if self.cfg.mode == 'lockstep':
+            self._awaiting = set(self.cfg.lockstep_inputs)
+
+    def _publish_task_observation(self, now: float, stamp) -> None:
+        """Wrench, task poses and status: what the expert and the recorder align by stamp."""
         force_torque = self.world.wrench()
         wrench = WrenchStamped()
         wrench.header.stamp = stamp
@@ -417,19 +485,6 @@ class SimNode(Node):
                           (self.pub_place, self.world.place_pose())):
             pub.publish(pose_msg(pose, stamp))
         self._publish_status(stamp)
-        positions, velocities, efforts = self.world.joint_state()
-        joints = JointState()
-        joints.header.stamp = stamp
-        joints.name = self.published_joints
-        joints.position = [float(v) for v in positions]
-        joints.velocity = [float(v) for v in velocities]
-        joints.effort = [float(v) for v in efforts]
-        # joint_states goes last: command sources react to it, by then the rest is published.
-        self.pub_joints.publish(joints)
-        self._last_published = now
-        self._observation_wall = time.monotonic()
-        if self.cfg.mode == 'lockstep':
-            self._awaiting = set(self.cfg.lockstep_inputs)
 
     def _publish_camera(self, name: str, stamp) -> None:
         pixels = self.world.render(name)
@@ -443,9 +498,12 @@ class SimNode(Node):
     def _publish_diagnostics(self) -> None:
         wall = time.monotonic() - self._wall_started
         rtf = self.now / wall if wall > 0 else 0.0
-        values = dict(self.counters, sim_time=f'{self.now:.2f}',
+        values = dict(self.counters, **self.driver.diagnostics(), driver=self.cfg.driver,
+                      sim_time=f'{self.now:.2f}',
                       real_time_factor=f'{rtf:.2f}', mode=self.cfg.mode)
-        level = DiagnosticStatus.WARN if self.counters['rejected_commands'] else DiagnosticStatus.OK
+        rejected = self.counters['rejected_commands'] + self.driver.counters.get(
+            'rejected_commands', 0)
+        level = DiagnosticStatus.WARN if rejected else DiagnosticStatus.OK
         status = DiagnosticStatus(level=level, name=f'{self.get_name()}: simulation',
                                   message='running', hardware_id=self.cfg.robot,
                                   values=[KeyValue(key=k, value=str(v)) for k, v in values.items()])
@@ -468,31 +526,6 @@ def pose_msg(pose, stamp, frame_id: str = 'base_link') -> PoseStamped:
     (msg.pose.orientation.x, msg.pose.orientation.y, msg.pose.orientation.z,
      msg.pose.orientation.w) = (float(v) for v in quaternion)
     return msg
-
-
-def trajectory_from_msg(msg: JointTrajectory, joint_order: list[str]) -> CoreTrajectory:
-    """Core trajectory in `joint_order` from a JointTrajectory message (validated by the core)."""
-    if not msg.points:
-        raise CommandError('trajectory has no points')
-    count = len(msg.joint_names)
-
-    def column(field_name: str):
-        rows = [list(getattr(point, field_name)) for point in msg.points]
-        if all(not r for r in rows):
-            return None
-        for k, row in enumerate(rows):
-            if len(row) != count:
-                raise CommandError(f'points[{k}].{field_name} has {len(row)} values, expected '
-                                   f'{count} (one per joint name)')
-        return np.array(rows, dtype=float)
-
-    positions = column('positions')
-    if positions is None:
-        raise CommandError('trajectory points carry no positions')
-    times = [p.time_from_start.sec + p.time_from_start.nanosec * 1e-9 for p in msg.points]
-    return CoreTrajectory(joint_names=tuple(msg.joint_names), times_from_start=np.array(times),
-                          positions=positions, velocities=column('velocities'),
-                          accelerations=column('accelerations')).reordered(joint_order)
 
 
 def main(args=None) -> None:

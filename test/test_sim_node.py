@@ -256,7 +256,8 @@ def test_position_command_in_controller_order_converges(ros_context):
                   Float64MultiArray(data=[float(command[j]) for j in order]))
     final = arm_q(advance(ros_context, probe, 2.0))
     np.testing.assert_allclose(final, target, atol=0.01)
-    assert sim.counters['commands_arm'] == 1 and sim.counters['rejected_commands'] == 0
+    assert sim.driver.counters['commands_arm'] == 1
+    assert sim.driver.counters['rejected_commands'] == 0
 
 
 def test_velocity_command_moves_then_timeout_holds(ros_context):
@@ -303,7 +304,7 @@ def test_trajectory_is_executed_with_its_timing(ros_context):
     assert fraction_at(sent_at + 0.5 * duration) < 0.97  # not there before its time
     final = log[-1][1]
     np.testing.assert_allclose(final, goal, atol=0.01)
-    assert sim.counters['rejected_commands'] == 0
+    assert sim.driver.counters['rejected_commands'] == 0
 
 
 def test_gripper_command_closes_and_opens_fingers(ros_context):

@@ -77,6 +77,10 @@ SAFETY_SETTINGS_IN_PROCESS = {
     'joint_states_qos': 'unused: DDS transport only',
     'driver_joint_names': 'applied: the world\'s joint states reach the cell in these names',
     'joint_name_prefix': 'applied, with driver_joint_names',
+    'driver': "must be 'ros2_control': the in-process world is stepped directly (lockstep)",
+    'driver_output': 'unused: the cell output goes to the world directly',
+    'driver_namespace': 'unused: DDS names only',
+    'point_queue_segment_s': 'unused: point_queue output only',
 }
 
 
@@ -271,6 +275,7 @@ class EvalSettings:
         refused = [key for key, differs in (
             ('watched_sensors', bool(safety.watched_sensors)),
             ('mobile_base', safety.mobile_base),
+            ('driver', safety.driver != 'ros2_control'),
             ('lockstep_inputs', sorted(safety.lockstep_inputs) != sorted(LOCKSTEP_INPUTS)))
             if differs]
         if refused:

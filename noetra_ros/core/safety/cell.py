@@ -27,6 +27,7 @@ from typing import Any, Callable, Mapping, Sequence, TYPE_CHECKING, Union
 import numpy as np
 
 from noetra_ros.core.commands import controller_order
+from noetra_ros.core.drivers.profiles import check_output, DRIVERS, profile as driver_profile
 from noetra_ros.core.errors import ConfigError, InputError
 from noetra_ros.core.joint_names import JointNameMap, SCHEMES
 from noetra_ros.core.safety.intake import Rejection
@@ -72,9 +73,19 @@ class SafetyNodeSettings:
         'Image topics that must stay fresh, e.g. [scene_camera/image_raw]'))
     controller_joints: tuple[str, ...] = field(default=(), metadata=_describe(
         'joint order of the forward position controller, in the driver\'s names ([] = URDF)'))
-    driver_joint_names: str = field(default='urdf', metadata=_describe(
+    driver: str = field(default='ros2_control', metadata=_describe(
+        f'the arm driver the cell talks to: one of {DRIVERS} (core/drivers/profiles.py)'))
+    driver_output: str = field(default='', metadata=_describe(
+        "how commands reach the driver: forward_position, joint_trajectory (JTC topic) or "
+        "point_queue (MotoROS2); '' = the driver's default"))
+    driver_namespace: str = field(default='', metadata=_describe(
+        "namespace of the driver's interfaces ('' = root)"))
+    point_queue_segment_s: float = field(default=0.04, metadata=_describe(
+        'point_queue: time between queued points (s)'))
+    driver_joint_names: str = field(default='', metadata=_describe(
         f'joint names the driver uses: one of {SCHEMES} (fanuc: J1..Jn; motoros2: '
-        'joint_1..n, group_<g>/ prefix on a multi-group controller); core/joint_names.py'))
+        "joint_1..n, group_<g>/ prefix on a multi-group controller); '' = the driver's; "
+        'core/joint_names.py'))
     joint_name_prefix: str = field(default='', metadata=_describe(
         'prefix of the driver\'s arm joint names (fanuc_driver\'s prefix, MotoROS2 group_<g>/)'))
     arm_on_start: bool = field(default=False, metadata=_describe(
@@ -84,11 +95,21 @@ class SafetyNodeSettings:
         'from ESTOP). Must stay false on a real robot.'))
     mobile_base: bool = field(default=False, metadata=_describe(
         'also supervise safety/cmd_vel -> diff_drive_controller/cmd_vel'))
-    joint_states_qos: str = field(default='reliable', metadata=_describe(
+    joint_states_qos: str = field(default='', metadata=_describe(
         "joint_states subscription: 'reliable' or 'sensor_data' (best effort: MotoROS2 "
-        'publishes joint_states best effort, which a reliable reader never receives)'))
+        "publishes joint_states best effort, which a reliable reader never receives); '' = "
+        "the driver's"))
 
     def __post_init__(self) -> None:
+        if self.driver not in DRIVERS:
+            raise ConfigError(f'parameter driver={self.driver!r}: must be one of {DRIVERS}')
+        facts = driver_profile(self.driver)
+        # '' = what the named driver does (frozen dataclass: resolved once, here).
+        object.__setattr__(self, 'driver_output', check_output(self.driver, self.driver_output))
+        if not self.driver_joint_names:
+            object.__setattr__(self, 'driver_joint_names', facts.joint_names)
+        if not self.joint_states_qos:
+            object.__setattr__(self, 'joint_states_qos', facts.joint_states_qos)
         if self.update_trigger not in UPDATE_TRIGGERS:
             raise ConfigError(f'parameter update_trigger={self.update_trigger!r}: must be one '
                               f'of {UPDATE_TRIGGERS}')
@@ -100,7 +121,7 @@ class SafetyNodeSettings:
         if self.driver_joint_names not in SCHEMES:
             raise ConfigError(f'parameter driver_joint_names={self.driver_joint_names!r}: must '
                               f'be one of {SCHEMES}')
-        for name in ('period_s', 'watchdog_hz'):
+        for name in ('period_s', 'watchdog_hz', 'point_queue_segment_s'):
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0.0):
                 raise ConfigError(f'parameter {name}={value!r}: must be a finite number > 0')
@@ -245,6 +266,9 @@ class SafetyCell:
         self.gripper_range = (gripper.open_position, gripper.closed_position)
         self.gripper_target: float | None = None
         self._arm_pending = settings.arm_on_start
+        # What the driver itself reports (e-stopped, in error, motion not possible): while set,
+        # the arm holds and nothing arms it, operator or auto_arm.
+        self.driver_fault: str | None = None
         self._on_rejected = on_rejected
         self._on_armed = on_armed
 
@@ -269,7 +293,7 @@ class SafetyCell:
     def _maybe_arm(self, now: float) -> None:
         """Arm without an operator when arm_on_start is still pending or auto_arm is set."""
         state = self.supervisor.state
-        if state is SafetyState.ARMED or state is SafetyState.ESTOP:
+        if state is SafetyState.ARMED or state is SafetyState.ESTOP or self.driver_fault:
             return
         if self._arm_pending or self.settings.auto_arm:
             if self.supervisor.arm(now).accepted:
@@ -359,8 +383,19 @@ class SafetyCell:
         return self._report('twist', self.base.on_twist(linear, angular, stamp, now))
 
     # ------------------------------------------------------------------ requests
+    def on_driver_status(self, fault: str | None, now: float) -> bool:
+        """The driver's own status: `fault` names why it cannot move (None = it can). A new
+        fault holds the arm; True when the fault changed (worth a log line)."""
+        changed = fault != self.driver_fault
+        self.driver_fault = fault
+        if fault and changed and self.supervisor.state is SafetyState.ARMED:
+            self.supervisor.hold(now, f'driver reports {fault}')
+        return changed
+
     def arm(self, now: float) -> Decision:
         """An operator's arm request (the base follows the arm's decision)."""
+        if self.driver_fault:
+            return Decision(False, f'cannot arm: driver reports {self.driver_fault}')
         decision = self.supervisor.arm(now)
         if self.base is not None and decision.accepted:
             self.base.arm(now)

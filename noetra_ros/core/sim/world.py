@@ -546,6 +546,27 @@ class SimWorld:
         self._mode = 'trajectory'
         self._last_command_time = stamp
 
+    def command_setpoint(self, positions: Sequence[float] | np.ndarray,
+                         velocities: Sequence[float] | np.ndarray | None = None,
+                         now: float | None = None) -> None:
+        """Track one controller setpoint (positions, feed-forward velocities) until the next.
+
+        What a driver's own controller hands its servo loop every update (a ros2_control
+        controller at 500 Hz, MotoROS2's increment queue): the driver emulations in
+        noetra_ros/drivers interpolate their trajectories and call this once per control period;
+        no ramp, no timeout (the setpoint is held, as a controller holds its last one).
+        """
+        q = validate_joint_vector(positions, len(self._arm_idx), 'setpoint positions')
+        qd = (np.zeros_like(q) if velocities is None
+              else validate_joint_vector(velocities, len(self._arm_idx), 'setpoint velocities'))
+        stamp = self._receipt_time(now)
+        lim = self._arm_limits
+        self._q_ref = np.clip(q, lim.lower, lim.upper)
+        self._qd_ref = np.clip(qd, -lim.velocity, lim.velocity)
+        self._trajectory = None
+        self._mode = 'setpoint'
+        self._last_command_time = stamp
+
     def command_gripper(self, position: float, now: float | None = None, *,
                         fraction: bool = False) -> None:
         """Move both fingers to `position` (m, 0 = open .. URDF upper = closed), or to a closing
@@ -591,6 +612,8 @@ class SimWorld:
                 self._q_ref = self._ramp_from + alpha * span
                 self._apply_arm(self._q_ref, span / self.control_period if moving else 0.0 * span)
                 self._ramp_done = not moving
+            elif self._mode == 'setpoint':
+                self._apply_arm(self._q_ref, self._qd_ref)
             elif self._mode == 'trajectory':
                 assert self._trajectory is not None
                 t = self.sim_time + self._dt - self._trajectory_start
