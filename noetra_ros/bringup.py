@@ -5,6 +5,12 @@ parameters and remappings. `launch/bringup.launch.py` turns it into launch_ros `
 `noetra run` (for machines with only the ROS 2 wheels) turns it into processes with the same
 `--ros-args`. Both go through `load_cell` and `NodeSpec`, so they cannot drift apart.
 
+`hardware` (launch argument `hardware:=sim|real`, `noetra run --hardware`): with `sim` the cell
+runs as written, the simulator playing the arm's driver; with `real` the simulator (every node
+whose executable is in SIM_ONLY_EXECUTABLES) is left out and every other node runs on the wall
+clock (use_sim_time false), talking to the real driver under the same names: the cell's
+`driver` (ros2_control | fanuc | motoros2) fixes those names for both. Nothing else changes.
+
 This module imports neither rclpy nor launch: it is plain Python + YAML.
 """
 from __future__ import annotations
@@ -17,6 +23,7 @@ from typing import Any, Mapping
 
 import yaml
 
+from noetra_ros.core.drivers.profiles import DRIVERS
 from noetra_ros.core.errors import ConfigError, UnknownNameError
 # share_dir stays importable from here: the one data-folder lookup is core/paths.py.
 from noetra_ros.core.paths import config_dir, share_dir  # noqa: F401
@@ -24,6 +31,10 @@ from noetra_ros.core.paths import config_dir, share_dir  # noqa: F401
 PACKAGE = 'noetra_ros'
 # Executables the package installs (setup.py console_scripts); a cell may only start these.
 EXECUTABLES = ('sim_node', 'expert_node', 'policy_node', 'safety_node', 'state_publisher_node')
+# Nodes that exist only in simulation: with hardware real the real driver and cameras take
+# their place.
+SIM_ONLY_EXECUTABLES = ('sim_node',)
+HARDWARE = ('sim', 'real')
 _PARAM_TYPES = (bool, int, float, str)
 
 
@@ -87,6 +98,8 @@ class CellSpec:
     robot: str
     nodes: tuple[NodeSpec, ...]
     source: str
+    driver: str = 'ros2_control'
+    hardware: str = 'sim'
 
     def node(self, name: str) -> NodeSpec:
         for spec in self.nodes:
@@ -137,11 +150,16 @@ def _merge(base: dict, override: Mapping[str, Any]) -> dict:
     return out
 
 
-def load_cell(cell: str, overrides: Mapping[str, Mapping[str, Any]] | None = None) -> CellSpec:
+def load_cell(cell: str, overrides: Mapping[str, Mapping[str, Any]] | None = None,
+              hardware: str = 'sim') -> CellSpec:
     """Load and validate a cell by name (from config/cells) or by path to a YAML file.
 
     `overrides` maps node name -> parameters that replace the file's values (e.g. from the CLI).
+    `hardware` 'real' leaves the simulator out and runs the rest on the wall clock (module
+    docstring).
     """
+    if hardware not in HARDWARE:
+        raise ConfigError(f'hardware={hardware!r}: must be one of {HARDWARE}')
     path = Path(cell)
     if not (path.suffix in ('.yaml', '.yml') and path.is_file()):
         path = cells_dir() / f'{cell}.yaml'
@@ -157,19 +175,28 @@ def load_cell(cell: str, overrides: Mapping[str, Mapping[str, Any]] | None = Non
     for key in ('name', 'robot'):
         if not isinstance(meta.get(key), str) or not meta[key]:
             raise ConfigError(f'{path}: cell.{key} must be a non-empty string')
+    driver = meta.get('driver', 'ros2_control')
+    if driver not in DRIVERS:
+        raise ConfigError(f'{path}: cell.driver {driver!r} must be one of {DRIVERS}')
     common = raw.get('common_parameters') or {}
     overrides = overrides or {}
     nodes = []
+    skipped = []
     for index, entry in enumerate(raw['nodes'] or []):
         if not isinstance(entry, dict) or 'name' not in entry or 'executable' not in entry:
             raise ConfigError(f'{path}: nodes[{index}] needs `name` and `executable`')
+        if hardware == 'real' and entry['executable'] in SIM_ONLY_EXECUTABLES:
+            skipped.append(entry['name'])
+            continue
         params = dict(common) if entry.get('common_parameters', True) else {}
         params = _merge(params, entry.get('parameters') or {})
         params = _merge(params, overrides.get(entry['name'], {}))
+        if hardware == 'real' and 'use_sim_time' in params:
+            params['use_sim_time'] = False  # no simulator, no /clock: the wall clock
         nodes.append(NodeSpec(name=entry['name'], executable=entry['executable'],
                               parameters=params, remappings=entry.get('remappings') or {},
                               namespace=entry.get('namespace', '')))
-    unknown = set(overrides) - {n.name for n in nodes}
+    unknown = set(overrides) - {n.name for n in nodes} - set(skipped)
     if unknown:
         raise UnknownNameError(f'overrides name nodes {sorted(unknown)} that cell {meta["name"]!r} '
                                f'does not have (nodes: {[n.name for n in nodes]})')
@@ -180,4 +207,4 @@ def load_cell(cell: str, overrides: Mapping[str, Mapping[str, Any]] | None = Non
         raise ConfigError(f'{path}: a cell needs at least one node')
     return CellSpec(name=meta['name'], description=meta.get('description', ''),
                     sector=meta.get('sector', ''), robot=meta['robot'], nodes=tuple(nodes),
-                    source=str(path))
+                    source=str(path), driver=driver, hardware=hardware)

@@ -3,6 +3,7 @@
     noetra list                                   # the cells in config/cells
     noetra run pick_place_lrmate --headless       # run a cell, print a summary, write a video
     noetra run pick_place_lrmate --episodes 20 --seed 100 --mode lockstep
+    noetra run pick_place_lrmate_fanuc --hardware real   # everything but the simulator
 
 The nodes are the same executables with the same parameters that `ros2 launch noetra_ros
 bringup.launch.py cell:=<cell>` starts (both read noetra_ros.bringup.load_cell); here each runs as
@@ -22,7 +23,7 @@ import time
 
 import yaml
 
-from noetra_ros.bringup import available_cells, load_cell
+from noetra_ros.bringup import available_cells, HARDWARE, load_cell
 from noetra_ros.core.errors import NoetraError
 from noetra_ros.core.stats import wilson_interval
 
@@ -74,6 +75,40 @@ class CellProcesses:
     def tail(self, name: str, lines: int = 15) -> str:
         text = self.logs[name].read_text(errors='replace').splitlines()
         return '\n'.join(text[-lines:])
+
+
+def run_real(args: argparse.Namespace) -> int:
+    """hardware real: start every node but the simulator (bringup.load_cell) against the real
+    driver and keep them running until Ctrl-C / SIGTERM or --timeout; a node that exits ends
+    the run. Episodes and success need the simulator's task checker, so there is no summary
+    beyond the nodes' exit codes: watch the robot, safety/status and /diagnostics."""
+    cell = load_cell(args.cell, _parse_set(args.set or []), hardware='real')
+    stamp = dt.datetime.now().strftime('%Y%m%d-%H%M%S')
+    out_dir = Path(args.out or Path('runs') / f'{cell.name}-real-{stamp}')
+    out_dir.mkdir(parents=True, exist_ok=True)
+    params_file = cell.write_params_file(out_dir / 'params.yaml')
+    print(f'noetra: cell {cell.name!r} on REAL hardware (driver {cell.driver}): starting '
+          f'{[n.name for n in cell.nodes]} on the wall clock; logs in {out_dir}. The safety '
+          f'node is a non-safety-rated software layer: the robot\'s own safety functions and '
+          f'e-stop stay in charge.', flush=True)
+    procs = CellProcesses(cell, params_file, out_dir, dict(os.environ, PYTHONUNBUFFERED='1'))
+    start = time.monotonic()
+    code = 0
+    try:
+        while time.monotonic() - start < args.timeout:
+            dead = procs.dead()
+            if dead:
+                name, exit_code = next(iter(dead.items()))
+                print(f'noetra: node {name!r} exited with code {exit_code}; last log lines:\n'
+                      f'{procs.tail(name)}', file=sys.stderr)
+                code = 1
+                break
+            time.sleep(0.2)
+    finally:
+        exit_codes = procs.stop()
+    print(f'noetra: stopped after {time.monotonic() - start:.1f} s; node exit codes '
+          f'{exit_codes}')
+    return code
 
 
 def run_cell(args: argparse.Namespace) -> dict:
@@ -253,6 +288,9 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument('--timeout', type=float, default=900.0, help='wall-clock limit in seconds')
     run.add_argument('--no-video', action='store_true', help='do not write the scene video')
     run.add_argument('--quiet', action='store_true', help='no per-episode progress lines')
+    run.add_argument('--hardware', choices=list(HARDWARE), default='sim',
+                     help='sim (default): the simulator plays the driver; real: every node '
+                          'but the simulator, against the real driver (as hardware:=real)')
     ev = sub.add_parser('eval', help='seeded lockstep evaluation of a cell\'s controller')
     ev.add_argument('cell', help='cell name or path (its controller is evaluated)')
     ev.add_argument('--episodes', type=int, default=50, help='episodes (default 50)')
@@ -278,6 +316,8 @@ def main(argv: list[str] | None = None) -> int:
                 cell = load_cell(name)
                 print(f'{name:<28} {cell.robot:<20} {cell.sector:<16} {cell.description}')
             return 0
+        if args.command == 'run' and args.hardware == 'real':
+            return run_real(args)
         report = eval_cell(args) if args.command == 'eval' else run_cell(args)
     except NoetraError as exc:
         print(f'noetra: error: {exc}', file=sys.stderr)

@@ -24,7 +24,7 @@ from noetra_ros.core.expert import ScriptedExpert
 from noetra_ros.core.joint_names import JointNameMap, SCHEMES
 from noetra_ros.core.sim.task import GRASP_SYMMETRY_RAD, shape_in_instruction
 from noetra_ros.core.sync import ExactStampSync
-from noetra_ros.qos import RELIABLE
+from noetra_ros.qos import JOINT_STATES_QOS_KINDS, joint_states_qos, RELIABLE
 from noetra_ros.ros_main import run_node
 from noetra_ros.ros_params import declare_parameters
 
@@ -38,6 +38,8 @@ PARAMETERS = {
     'driver_joint_names': ('urdf', f'joint names in joint_states: one of {SCHEMES} (the '
                                    'driver\'s: fanuc J1..Jn, motoros2 joint_1..n); '
                                    'core/joint_names.py'),
+    'joint_states_qos': ('reliable', f'joint_states subscription: one of '
+                                     f'{JOINT_STATES_QOS_KINDS} (MotoROS2 publishes best effort)'),
     'joint_name_prefix': ('', 'prefix of the driver\'s arm joint names (fanuc_driver\'s prefix, '
                               'MotoROS2 group_<g>/)'),
 }
@@ -83,7 +85,7 @@ class ExpertNode(Node):
                                  RELIABLE)
         self.create_subscription(JointState, 'joint_states',
                                  lambda m: self._add('joints', _stamp_ns(m.header.stamp), m),
-                                 RELIABLE)
+                                 joint_states_qos(str(p['joint_states_qos'])))
         if self.interface == 'position':
             self.pub_arm = self.create_publisher(
                 Float64MultiArray, 'forward_position_controller/commands', RELIABLE)

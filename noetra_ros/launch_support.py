@@ -5,18 +5,20 @@ rest of the package (and `noetra run`) works with the PyPI wheels alone.
 """
 from __future__ import annotations
 
-from noetra_ros.bringup import available_cells, load_cell
+from noetra_ros.bringup import available_cells, HARDWARE, load_cell
 
 
 def cell_launch_description(default_cell: str):
-    """LaunchDescription with `cell:=<name or path>` (default `default_cell`)."""
+    """LaunchDescription with `cell:=<name or path>` (default `default_cell`) and
+    `hardware:=sim|real` (bringup.load_cell)."""
     from launch import LaunchDescription
     from launch.actions import DeclareLaunchArgument, OpaqueFunction
     from launch.substitutions import LaunchConfiguration
     from launch_ros.actions import Node
 
     def nodes(context, *args, **kwargs):
-        cell = load_cell(LaunchConfiguration('cell').perform(context))
+        cell = load_cell(LaunchConfiguration('cell').perform(context),
+                         hardware=LaunchConfiguration('hardware').perform(context))
         return [Node(**spec.launch_kwargs(), output='screen', emulate_tty=True)
                 for spec in cell.nodes]
 
@@ -25,5 +27,9 @@ def cell_launch_description(default_cell: str):
             'cell', default_value=default_cell,
             description=f'cell name from config/cells ({", ".join(available_cells())}) '
                         'or a path to a cell YAML file'),
+        DeclareLaunchArgument(
+            'hardware', default_value='sim', choices=list(HARDWARE),
+            description='sim: the simulator plays the arm\'s driver; real: everything but the '
+                        'simulator, on the wall clock, talking to the real driver'),
         OpaqueFunction(function=nodes),
     ])

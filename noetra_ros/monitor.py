@@ -17,6 +17,7 @@ from sensor_msgs.msg import CameraInfo, Image, JointState
 from std_msgs.msg import Float64MultiArray, UInt32
 from trajectory_msgs.msg import JointTrajectory
 
+from noetra_ros.core.drivers.profiles import PROFILES
 from noetra_ros.core.errors import InputError
 from noetra_ros.core.images import to_bgr
 from noetra_ros.core.stats import percentiles
@@ -88,7 +89,12 @@ class MonitorNode(Node):
                     callback(msg)
             self.create_subscription(msg_type, topic, on_msg, qos)
 
-        watch('joint_states', JointState, callback=self._on_joint_state)
+        # Read joint_states as the driver publishes it: a reliable reader never matches
+        # MotoROS2's best-effort writer.
+        driver = PROFILES.get(str(sim.get('driver', 'ros2_control')), PROFILES['ros2_control'])
+        watch('joint_states', JointState,
+              SENSOR_DATA if driver.joint_states_qos == 'sensor_data' else MONITOR,
+              callback=self._on_joint_state)
         watch('/clock', Clock, callback=self._on_clock)
         watch('force_torque_sensor_broadcaster/wrench', WrenchStamped)
         for cam in self.cameras:

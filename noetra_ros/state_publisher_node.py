@@ -10,6 +10,9 @@ one robot description (core/robot_model.py) doing the kinematics (core/tf_tree.p
   `joint_states` message names, stamped with that message's stamp, subject to
   `publish_frequency` / `ignore_timestamp` (core/tf_tree.PublishGate);
 - `joint_states` read with the sensor-data profile; `frame_prefix` before every link's name.
+- joint names as the driver publishes them (`driver_joint_names`, `joint_name_prefix`:
+  fanuc J1..J6, MotoROS2 joint_1..N / group_<g>/joint_<j>) mapped onto the URDF's
+  (core/joint_names.py); a name that maps to nothing drops the message, logged.
 
 Beyond it, for the cell: the URDF root link's pose in `world_frame` and the cameras' optical
 frames (`<camera>_optical_frame`, z forward, x right, y down), both on /tf_static, so every
@@ -32,6 +35,7 @@ from sensor_msgs.msg import JointState
 from std_msgs.msg import String
 
 from noetra_ros.core.errors import ConfigError, InputError
+from noetra_ros.core.joint_names import JointNameMap
 from noetra_ros.core.robot_model import load_robot_description
 from noetra_ros.core.sim.world import default_cameras, ROBOT_BASE_POSITION
 from noetra_ros.core.tf_tree import (CameraMount, FrameTransform, matrix_rpy, OPTICAL_FRAME_SUFFIX,
@@ -60,6 +64,10 @@ PARAMETERS = {
     'base_xyz': ([float(v) for v in ROBOT_BASE_POSITION],
                  "the URDF root link's position in world_frame (m; default: the sim's mount)"),
     'base_rpy': ([0.0, 0.0, 0.0], "the URDF root link's roll, pitch, yaw in world_frame (rad)"),
+    'driver_joint_names': ('urdf', 'joint names in joint_states: urdf, fanuc (J1..Jn) or '
+                                   'motoros2 (joint_1..n); core/joint_names.py'),
+    'joint_name_prefix': ('', "prefix of the driver's arm joint names (fanuc_driver's prefix, "
+                              'MotoROS2 group_<g>/)'),
     'cameras': ([], 'cameras whose optical frames go to /tf_static (per camera: '
                     '<camera>.frame_id, .parent_frame, .xyz, .rpy; defaults from the sim)'),
 }
@@ -131,6 +139,10 @@ class StatePublisherNode(Node):
             root_in_world=pose_matrix(_vector3(p['base_xyz'], 'base_xyz'),
                                       _vector3(p['base_rpy'], 'base_rpy')),
             cameras=_camera_mounts(self, p['cameras'], p['world_frame']))
+        arm_joints = list(description.model.joint_names)
+        self.names = JointNameMap.for_scheme(
+            arm_joints, str(p['driver_joint_names']), str(p['joint_name_prefix']),
+            keep=description.gripper.joint_names if description.gripper else ())
         self.gate = PublishGate(p['publish_frequency'], p['ignore_timestamp'])
         tf_message = interface_type('tf2_msgs', 'msg', 'TFMessage')
         self._tf_message = tf_message
@@ -158,7 +170,8 @@ class StatePublisherNode(Node):
     def _on_joint_states(self, msg: JointState) -> None:
         self.counters['joint_states'] += 1
         try:
-            transforms = self.tree.moving_transforms(msg.name, msg.position)
+            names = self.names.from_driver(msg.name, 'joint_states names')
+            transforms = self.tree.moving_transforms(names, msg.position)
         except InputError as exc:
             self.counters['rejected'] += 1
             self.get_logger().error(f'joint_states not used, /tf keeps the last pose: {exc}',
@@ -166,7 +179,7 @@ class StatePublisherNode(Node):
             return
         stamp = msg.header.stamp
         stamp_ns = stamp.sec * 1_000_000_000 + stamp.nanosec
-        if not self.gate.admit(msg.name, stamp_ns, self.get_clock().now().nanoseconds):
+        if not self.gate.admit(names, stamp_ns, self.get_clock().now().nanoseconds):
             self.counters['skipped_by_rate'] += 1
             return
         if transforms:
