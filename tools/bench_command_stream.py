@@ -313,17 +313,22 @@ def _graph_run(label, command_rate, rate, seconds, warmup_s, env, rclpy, Executo
     return lines
 
 
-def publish_cameras() -> None:
+def publish_cameras(sim_time: bool = False) -> None:
     """--camera-publisher: two 640x480 rgb8 topics at 30 Hz until terminated (its own process,
-    like a camera driver, so that image traffic never stalls the stand-in driver's loop)."""
+    like a camera driver, so that image traffic never stalls the stand-in driver's loop).
+    With --sim-time the frames are stamped with /clock (a graph on a simulator's clock); the
+    30 Hz timer stays on the wall clock, as a camera's frame rate does."""
     import rclpy
+    from rclpy.clock import Clock, ClockType
+    from rclpy.parameter import Parameter
     from sensor_msgs.msg import Image
 
     from noetra_ros.qos import RELIABLE
     from noetra_ros.ros_conversions import numpy_to_image, seconds_to_stamp
 
     rclpy.init()
-    node = rclpy.create_node('bench_cameras')
+    node = rclpy.create_node('bench_cameras', parameter_overrides=[
+        Parameter('use_sim_time', value=sim_time)])
     rng = np.random.default_rng(1)
     cameras = ('workspace_camera', 'wrist_camera')
     pubs = {c: node.create_publisher(Image, f'{c}/image_raw', RELIABLE) for c in cameras}
@@ -336,7 +341,7 @@ def publish_cameras() -> None:
             msg.header.stamp = stamp
             pubs[camera].publish(msg)
 
-    node.create_timer(1.0 / 30.0, publish)
+    node.create_timer(1.0 / 30.0, publish, clock=Clock(clock_type=ClockType.STEADY_TIME))
     try:
         rclpy.spin(node)
     except KeyboardInterrupt:
@@ -351,9 +356,10 @@ def main() -> int:
     parser.add_argument('--warmup', type=float, default=6.0, help='graph warm-up (s)')
     parser.add_argument('--skip-graph', action='store_true', help='core part only')
     parser.add_argument('--camera-publisher', action='store_true', help=argparse.SUPPRESS)
+    parser.add_argument('--sim-time', action='store_true', help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.camera_publisher:
-        publish_cameras()
+        publish_cameras(args.sim_time)
         return 0
     lines = bench_core(args.seconds, args.rate, args.interpolation)
     if not args.skip_graph:
