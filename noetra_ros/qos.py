@@ -42,6 +42,11 @@ TF_STATIC = LATCHED
 MONITOR = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1000,
                      reliability=ReliabilityPolicy.RELIABLE)
 
+# fanuc_gpio_controller's robot_status (and its other GPIO topics): reliable, keep last 1
+# (driver-interfaces.md §3.2, FD fanuc_controllers/src/fanuc_gpio_controller.cpp).
+FANUC_STATUS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
+                          reliability=ReliabilityPolicy.RELIABLE)
+
 JOINT_STATES_QOS_KINDS = ('reliable', 'sensor_data')
 
 

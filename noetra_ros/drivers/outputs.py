@@ -23,21 +23,17 @@ from typing import Any
 from builtin_interfaces.msg import Duration
 import numpy as np
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import Float64MultiArray
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from noetra_ros.core.safety.cell import SafetyNodeSettings
-from noetra_ros.qos import RELIABLE
+from noetra_ros.interface_packages import interface_type
+from noetra_ros.qos import FANUC_STATUS, RELIABLE
 
 # Lead of a streamed single-point trajectory, in supervisor cycles: one would make the JTC
 # reach each target exactly when the next arrives (a late message = a stop); two leave a cycle
 # of slack while adding one cycle (2 ms at 500 Hz) of delay.
 TRAJECTORY_LEAD_PERIODS = 2
-# fanuc_gpio_controller publishes its status reliable, keep-last 1 (driver-interfaces.md §3.2).
-FANUC_STATUS_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
-                              reliability=ReliabilityPolicy.RELIABLE,
-                              durability=DurabilityPolicy.VOLATILE)
 
 
 def _in_namespace(namespace: str, name: str) -> str:
@@ -105,12 +101,10 @@ class FanucStatusWatcher:
     """fanuc_gpio_controller/robot_status -> the fault the supervisor holds for (or None)."""
 
     def __init__(self, node: Node, namespace: str, output: DriverOutput) -> None:
-        from noetra_ros import interface_packages  # noqa: F401 (puts our fanuc_msgs on the path)
-        from fanuc_msgs.msg import RobotStatus
-
         self.output = output
         self.topic = _in_namespace(namespace, 'fanuc_gpio_controller/robot_status')
-        node.create_subscription(RobotStatus, self.topic, self._on_status, FANUC_STATUS_QOS)
+        node.create_subscription(interface_type('fanuc_msgs', 'msg', 'RobotStatus'), self.topic,
+                                 self._on_status, FANUC_STATUS)
 
     def _on_status(self, msg: Any) -> None:
         self.output._status_seen = True
