@@ -2,8 +2,10 @@
 
 Inputs: the contract's cameras (`<camera>/image_raw`, sensor_msgs/Image; or, for the cameras
 listed in `compressed_cameras`, `<camera>/image_raw/compressed`, sensor_msgs/CompressedImage JPEG
-or PNG as image_transport's compressed plugin or usb_cam publish it), `joint_states`, the wrist
-wrench and `task/instruction`, aligned by header stamp. Output: action chunks turned into
+or PNG as image_transport's compressed plugin or usb_cam publish it), the depth of the cameras
+its depth inputs name (`<camera>/aligned_depth_to_color/image_raw`, 16UC1 / 32FC1, as
+realsense2_camera publishes it; used only when its stamp is its colour frame's), `joint_states`,
+the wrist wrench and `task/instruction`, aligned by header stamp. Output: action chunks turned into
 `joint_trajectory_controller/joint_trajectory` (or forward position commands) and gripper
 commands at the control rate.
 
@@ -39,11 +41,13 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from noetra_ros.core.command_stream import CommandStream, INTERPOLATIONS, StreamConfig
 from noetra_ros.core.errors import CommandError, ConfigError, InputError, NoetraError
-from noetra_ros.core.images import decode_compressed
+from noetra_ros.core.images import (decode_compressed, DEPTH_ENCODINGS,
+                                    describe_depth_encodings)
 from noetra_ros.core.joint_names import JointNameMap, SCHEMES
 from noetra_ros.core.paths import resolve_data_path
 from noetra_ros.core.policy.alignment import InputAligner
 from noetra_ros.core.policy.chunking import BLEND_STRATEGIES
+from noetra_ros.core.policy.contract import depth_source
 from noetra_ros.core.policy.loop import (Command, COMMAND_INTERFACES, DEFAULTS as LOOP_DEFAULTS,
                                          LoopConfig, LoopResult, NoFreshInputs, Observation,
                                          PolicyLoop)
@@ -166,7 +170,8 @@ class PolicyNode(LifecycleNode):
         self._subs, self._timers = [], []
         self.instruction: str | None = None
         self.counters = {'commands': 0, 'inferences': 0, 'no_command_stale': 0,
-                         'input_errors': 0, 'inference_errors': 0, 'non_finite_blocked': 0}
+                         'input_errors': 0, 'inference_errors': 0, 'non_finite_blocked': 0,
+                         'capture_mismatch': 0}
         self.last_problem = ''
         self.problems: dict[str, str] = {}  # counter -> its latest reason (diagnostics)
         self.inference_ms: deque[float] = deque(maxlen=2000)
@@ -215,15 +220,22 @@ class PolicyNode(LifecycleNode):
             self.get_logger().warn(message)
         contract = self.runtime.contract
         self.cameras = list(contract.cameras)
+        # Depth frames are keyed by their source (`<camera>/aligned_depth_to_color`), the
+        # contract's key for them, so colour and depth of one camera never share a slot.
+        self.depth_sources = [depth_source(c) for c in contract.depth_cameras]
         self.uses_wrench = contract.uses_wrench
-        sources = ['joints', *self.cameras] + (['wrench'] if self.uses_wrench else [])
+        sources = (['joints', *self.cameras, *self.depth_sources]
+                   + (['wrench'] if self.uses_wrench else []))
+        # A camera's depth must be the capture of the colour frame it is fed with (same stamp).
         self.aligner = InputAligner(sources, 'joints', float(self.p['stamp_tolerance_s']),
-                                    float(self.p['max_input_age_s']))
+                                    float(self.p['max_input_age_s']),
+                                    same_stamp=contract.same_capture)
         self.period = contract.action.step_period_s
         warm = self.runtime.warmup(runs=3)
         self.get_logger().info(
             f'loaded {path.name} ({self.runtime.contract_origin} contract {contract.name!r}) on '
-            f'{self.runtime.provider}; cameras {self.cameras}; chunk '
+            f'{self.runtime.provider}; cameras {self.cameras}; depth '
+            f'{list(contract.depth_cameras)}; chunk '
             f'{contract.action.chunk_length} x {self.period:.3f} s; warm-up {1e3 * warm:.1f} ms')
 
         sensor_qos = SENSOR_DATA
@@ -238,6 +250,14 @@ class PolicyNode(LifecycleNode):
                                else (Image, f'{camera}/image_raw'))
             self._subs.append(self.create_subscription(
                 msg_type, topic, lambda msg, cam=camera: self._on_input(cam, msg), sensor_qos))
+        self.depth_topics: dict[str, str] = {}
+        for source in self.depth_sources:
+            subscription = self.create_subscription(
+                Image, f'{source}/image_raw', lambda msg, src=source: self._on_depth(src, msg),
+                sensor_qos)
+            self._subs.append(subscription)
+            # The resolved name (after remapping): what an error about its frames names.
+            self.depth_topics[source] = subscription.topic_name
         if self.uses_wrench:
             self._subs.append(self.create_subscription(
                 WrenchStamped, 'force_torque_sensor_broadcaster/wrench',
@@ -359,6 +379,17 @@ class PolicyNode(LifecycleNode):
         if self._pending_step is not None:
             self._try_lockstep()
 
+    def _on_depth(self, source: str, msg: Image) -> None:
+        # A wrong encoding is a cell mistake (a colour topic remapped onto the depth topic):
+        # said at once, by its own log line, though the frame is refused where it is used
+        # (_observe -> _depth_frame), so the robot holds and input_errors counts it.
+        if msg.encoding not in DEPTH_ENCODINGS:
+            self.get_logger().error(
+                f'{self.depth_topics.get(source, source)}: encoding {msg.encoding!r} is not a '
+                f'depth encoding ({describe_depth_encodings()}); its frames are refused, no '
+                'command', throttle_duration_sec=5.0)
+        self._on_input(source, msg)
+
     def _on_joint_state(self, msg: JointState) -> None:
         stamp = stamp_to_seconds(msg.header.stamp)
         with self._lock:
@@ -400,6 +431,10 @@ class PolicyNode(LifecycleNode):
         with self._lock:
             alignment = self.aligner.align(now, reference_stamp)
         if not alignment.ok:
+            if alignment.unpaired:
+                # Colour and depth that are not one capture: counted on their own, as the
+                # cause is in the cell (a remap onto unaligned depth, a second clock), not load.
+                self._problem('capture_mismatch', alignment.reason)
             raise NoFreshInputs(alignment.reason)
         instruction = self.instruction
         if instruction is None:
@@ -411,6 +446,8 @@ class PolicyNode(LifecycleNode):
         gripper = float(np.mean([positions[j] for j in self.gripper_joints])) \
             if all(j in positions for j in self.gripper_joints) else None
         images = {cam: _frame(cam, samples[cam].value) for cam in self.cameras}
+        for source in self.depth_sources:
+            images[source] = _depth_frame(self.depth_topics[source], samples[source].value)
         wrench = None
         if self.uses_wrench:
             w = samples['wrench'].value.wrench
@@ -629,6 +666,16 @@ def _frame(camera: str, msg: Image | CompressedImage) -> ImageFrame:
                              f'{msg.header.frame_id!r}): {error}') from None
         return ImageFrame(pixels, pixels.shape[1], pixels.shape[0], encoding)
     return ImageFrame(msg.data, msg.width, msg.height, msg.encoding, msg.step)
+
+
+def _depth_frame(topic: str, msg: Image) -> ImageFrame:
+    """The ImageFrame of a depth message; InputError naming the topic and the encoding when
+    it is not a depth image (e.g. rgb8 remapped onto the depth topic)."""
+    if msg.encoding not in DEPTH_ENCODINGS:
+        raise InputError(f'{topic}: encoding {msg.encoding!r} (frame {msg.header.frame_id!r}) '
+                         f'is not a depth encoding; depth must be {describe_depth_encodings()}')
+    return ImageFrame(msg.data, msg.width, msg.height, msg.encoding, msg.step,
+                      bool(msg.is_bigendian))
 
 
 def _named(names, values, what: str) -> dict[str, float]:

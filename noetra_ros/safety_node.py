@@ -77,6 +77,8 @@ class SafetyNode(Node):
         self._last_cycle_wall = 0.0
         self._last_state: tuple[SafetyState, str] | None = None
         self.published = 0
+        self._sim_time = bool(self.get_parameter('use_sim_time').value)
+        self._sim_time_floor = 0.0
 
         self.output = make_output(self, settings, list(self.cell.controller_joints))
         self.pub_gripper = self.create_publisher(Float64MultiArray,
@@ -140,7 +142,13 @@ class SafetyNode(Node):
 
     # ------------------------------------------------------------------ helpers
     def _now(self) -> float:
-        return self.get_clock().now().nanoseconds * 1e-9
+        now = self.get_clock().now().nanoseconds * 1e-9
+        # On sim time the simulator stamps joint_states with its own clock, so a measurement's
+        # stamp IS a reading of that clock: when /clock reaches this node later than the
+        # measurement (an executor serving several topics at a 500 Hz driver rate falls behind
+        # by a few steps), time is at least that stamp. The future-stamp check keeps guarding
+        # real clocks (wall time, a driver on another machine), where this never applies.
+        return max(now, self._sim_time_floor) if self._sim_time else now
 
     def _log_rejected(self, what: str, reason: str) -> None:
         self.get_logger().error(f'{INPUT_TOPICS[what]} rejected: {reason}',
@@ -157,6 +165,8 @@ class SafetyNode(Node):
         fixed order, at the step's own stamp) keeps a seeded episode reproducible.
         """
         if not self._lockstep or group not in self._required:
+            if group == 'joint_states' and self._sim_time:
+                self._sim_time_floor = max(self._sim_time_floor, value.stamp)
             now = self._step_time if self._lockstep else self._now()
             if group == 'joint_states':
                 self.cell.on_joint_state(value, now)

@@ -39,7 +39,9 @@ from noetra_ros.core.drivers.profiles import DRIVERS, profile
 from noetra_ros.core.episodes import (DEFAULT_EPISODE_TIMEOUT_S, DEFAULT_RESET_PAUSE_S,
                                       EpisodeSchedule)
 from noetra_ros.core.errors import ConfigError, NoetraError
+from noetra_ros.core.images import render_colour_and_depth
 from noetra_ros.core.joint_names import JointNameMap, SCHEMES
+from noetra_ros.core.policy.contract import depth_source
 from noetra_ros.core.sim.world import SimWorld, WorldConfig, default_cameras
 from noetra_ros.drivers.sim_base import SimArm, SimDriver, SimDriverSettings
 from noetra_ros.qos import CLOCK, LATCHED, RELIABLE
@@ -88,6 +90,10 @@ PARAMETERS = {
     'camera_width': (160, 'default image width (per camera: <camera>.width)'),
     'camera_height': (120, 'default image height (per camera: <camera>.height)'),
     'camera_rate_hz': (10.0, 'default camera rate (per camera: <camera>.rate_hz)'),
+    'depth_cameras': ([], 'cameras (of `cameras`) that also publish depth aligned to colour, '
+                          'as realsense2_camera: <camera>/aligned_depth_to_color/image_raw '
+                          '(16UC1 mm, 0 = no return) + camera_info, from the colour image\'s '
+                          'rendering, same stamp and frame'),
     'episodes': (0, 'episodes to run, resetting automatically (0 = run until stopped)'),
     'first_seed': (0, 'seed of the first episode; episode k uses first_seed + k'),
     'episode_timeout_s': (DEFAULT_EPISODE_TIMEOUT_S,
@@ -252,6 +258,15 @@ class SimNode(Node):
                            for c in self.cfg.cameras}
         self.pub_infos = {c.name: self.create_publisher(CameraInfo, f'{c.name}/camera_info',
                                                         RELIABLE) for c in self.cfg.cameras}
+        self.depth_cameras = list(self.get_parameter('depth_cameras').value)
+        unknown = [c for c in self.depth_cameras if c not in self.pub_images]
+        if unknown:
+            raise ConfigError(f'parameter depth_cameras: {unknown} are not in parameter cameras '
+                              f'({sorted(self.pub_images)}): depth comes with a colour image')
+        self.pub_depths = {c: self.create_publisher(
+            Image, f'{depth_source(c)}/image_raw', RELIABLE) for c in self.depth_cameras}
+        self.pub_depth_infos = {c: self.create_publisher(
+            CameraInfo, f'{depth_source(c)}/camera_info', RELIABLE) for c in self.depth_cameras}
         self.pub_instruction = self.create_publisher(String, 'task/instruction', LATCHED)
         self.pub_status = self.create_publisher(DiagnosticStatus, 'task/status', RELIABLE)
         self.pub_success = self.create_publisher(Bool, 'task/success', LATCHED)
@@ -487,13 +502,23 @@ class SimNode(Node):
         self._publish_status(stamp)
 
     def _publish_camera(self, name: str, stamp) -> None:
-        pixels = self.world.render(name)
+        depth_mm = None
+        if name in self.pub_depths:
+            # One rendering for both, so the depth IS the colour image's capture.
+            pixels, depth_mm = render_colour_and_depth(self.world, name)
+        else:
+            pixels = self.world.render(name)
         info = self.world.camera_info(name)
         frame = info.frame_id
         k = info.k
+        camera_info = camera_info_msg(info.width, info.height, k[0, 0], k[1, 1], k[0, 2],
+                                      k[1, 2], stamp, frame)
         self.pub_images[name].publish(numpy_to_image(pixels, 'rgb8', stamp, frame))
-        self.pub_infos[name].publish(camera_info_msg(info.width, info.height, k[0, 0], k[1, 1],
-                                                     k[0, 2], k[1, 2], stamp, frame))
+        self.pub_infos[name].publish(camera_info)
+        if depth_mm is not None:
+            # Registered to the colour camera: its frame, its intrinsics, its stamp.
+            self.pub_depths[name].publish(numpy_to_image(depth_mm, '16UC1', stamp, frame))
+            self.pub_depth_infos[name].publish(camera_info)
 
     def _publish_diagnostics(self) -> None:
         wall = time.monotonic() - self._wall_started

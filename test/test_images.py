@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from noetra_ros.core.errors import InputError
-from noetra_ros.core.images import ENCODINGS, image_view, pack_image, to_bgr
+from noetra_ros.core.images import (COLOUR_ENCODINGS, DEPTH_ENCODINGS, ENCODINGS, image_view,
+                                    pack_image, to_bgr)
 from noetra_ros.core.policy import preprocess
 
 
@@ -16,7 +17,10 @@ def pixels_for(encoding: str, height: int = 5, width: int = 7, seed: int = 0) ->
     channels = ENCODINGS[encoding].channels
     rng = np.random.default_rng(seed)
     shape = (height, width) if channels == 1 else (height, width, channels)
-    return rng.integers(0, 256, size=shape, dtype=np.uint8)
+    dtype = np.dtype(ENCODINGS[encoding].dtype)
+    if dtype.kind == 'f':
+        return rng.uniform(0.0, 5.0, size=shape).astype(dtype)
+    return rng.integers(0, np.iinfo(dtype).max, size=shape, dtype=dtype, endpoint=True)
 
 
 def test_policy_runtime_decodes_with_the_same_table():
@@ -29,7 +33,7 @@ def test_policy_runtime_decodes_with_the_same_table():
 def test_every_encoding_round_trips_through_pack_and_view(encoding):
     pixels = pixels_for(encoding)
     data, width, height, step = pack_image(pixels, encoding)
-    assert (width, height, step) == (7, 5, 7 * ENCODINGS[encoding].channels)
+    assert (width, height, step) == (7, 5, 7 * ENCODINGS[encoding].pixel_bytes)
     for buffer in (bytes(data), bytearray(data), memoryview(data), array('B', bytes(data))):
         np.testing.assert_array_equal(image_view(buffer, width, height, encoding, step), pixels)
 
@@ -37,15 +41,15 @@ def test_every_encoding_round_trips_through_pack_and_view(encoding):
 @pytest.mark.parametrize('encoding', list(ENCODINGS))
 def test_every_encoding_skips_row_padding(encoding):
     pixels = pixels_for(encoding, seed=1)
-    row = 7 * ENCODINGS[encoding].channels
+    row = 7 * ENCODINGS[encoding].pixel_bytes
     padded = np.full((5, row + 3), 255, np.uint8)
-    padded[:, :row] = pixels.reshape(5, row)
+    padded[:, :row] = np.frombuffer(pixels.tobytes(), np.uint8).reshape(5, row)
     view = image_view(padded.tobytes(), 7, 5, encoding, step=row + 3)
     np.testing.assert_array_equal(view, pixels)
 
 
-@pytest.mark.parametrize('encoding', list(ENCODINGS))
-def test_every_encoding_converts_to_bgr_by_its_colour_order(encoding):
+@pytest.mark.parametrize('encoding', COLOUR_ENCODINGS)
+def test_every_colour_encoding_converts_to_bgr_by_its_colour_order(encoding):
     pixels = pixels_for(encoding, seed=2)
     bgr = to_bgr(image_view(bytes(pack_image(pixels, encoding)[0]), 7, 5, encoding), encoding)
     assert bgr.shape == (5, 7, 3)
@@ -59,6 +63,12 @@ def test_every_encoding_converts_to_bgr_by_its_colour_order(encoding):
     np.testing.assert_array_equal(bgr, expected)
 
 
+@pytest.mark.parametrize('encoding', DEPTH_ENCODINGS)
+def test_a_depth_image_has_no_bgr_form(encoding):
+    with pytest.raises(InputError, match=f'{encoding} is a depth image'):
+        to_bgr(pixels_for(encoding), encoding)
+
+
 def test_the_view_shares_the_message_bytes():
     buffer = bytearray(12)
     view = image_view(buffer, 2, 2, 'rgb8')
@@ -66,7 +76,7 @@ def test_the_view_shares_the_message_bytes():
     assert view[0, 1, 0] == 200
 
 
-@pytest.mark.parametrize('encoding', ['yuv422', '16UC1', 'RGB8', '', None])
+@pytest.mark.parametrize('encoding', ['yuv422', 'bgr16', '16UC3', 'RGB8', '', None])
 def test_unknown_encodings_are_named_with_the_supported_ones(encoding):
     with pytest.raises(InputError, match=f'encoding {encoding!r} is not supported') as error:
         image_view(bytes(12), 2, 2, encoding)

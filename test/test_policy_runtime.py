@@ -166,7 +166,8 @@ def test_out_buffer_is_filled_in_place():
 @pytest.mark.parametrize('data, width, height, encoding, step, message', [
     (bytes(100), 10, 10, 'rgb8', 0, 'has 100 bytes but a 10x10 rgb8 image'),
     (bytes(300), 10, 10, 'mono8', 0, 'needs 100'),
-    (bytes(300), 10, 10, '16UC1', 0, "encoding '16UC1' is not supported (supported: rgb8"),
+    (bytes(300), 10, 10, 'yuv422', 0, "encoding 'yuv422' is not supported (supported: rgb8"),
+    (bytes(200), 10, 10, '16UC1', 0, "encoding '16UC1' is a depth image; a colour input needs"),
     (bytes(300), 10, 10, 'rgb8', 20, 'step 20 is shorter'),
     (bytes(300), 0, 10, 'rgb8', 0, 'width must be a positive integer'),
     (np.zeros((10, 10, 3), np.float32), 10, 10, 'rgb8', 0, 'expected uint8'),

@@ -21,10 +21,11 @@ def test_stamp_round_trip_and_carry():
 def test_image_round_trip(encoding):
     channels = ENCODINGS[encoding].channels
     rng = np.random.default_rng(0)
-    pixels = rng.integers(0, 255, size=(6, 8, channels), dtype=np.uint8)
+    pixels = rng.integers(0, 255, size=(6, 8, channels)).astype(ENCODINGS[encoding].dtype)
     msg = numpy_to_image(pixels if channels > 1 else pixels[:, :, 0], encoding,
                          seconds_to_stamp(1.0), 'cam_optical_frame')
-    assert (msg.width, msg.height, msg.step, msg.encoding) == (8, 6, 8 * channels, encoding)
+    assert (msg.width, msg.height, msg.step, msg.encoding) == (
+        8, 6, 8 * ENCODINGS[encoding].pixel_bytes, encoding)
     np.testing.assert_array_equal(image_to_numpy(msg), pixels)
 
 

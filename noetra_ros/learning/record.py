@@ -442,6 +442,8 @@ class PolicyDriver:
         inputs or the model fails: an evaluation stops and says why instead of counting it.
         """
         from noetra_ros.core.errors import InferenceError
+        from noetra_ros.core.images import render_colour_and_depth
+        from noetra_ros.core.policy.contract import depth_source
         from noetra_ros.core.policy.loop import INPUT_ERRORS, Observation
         from noetra_ros.core.policy.preprocess import ImageFrame
 
@@ -452,8 +454,15 @@ class PolicyDriver:
 
         def observe() -> Observation:
             images = {}
-            for cam in self.loop.cameras:
-                pixels = world.render(cam)
+            for cam in dict.fromkeys(self.loop.cameras + self.contract.depth_cameras):
+                if cam in self.contract.depth_cameras:
+                    # As sim_node publishes it (depth_cameras): one rendering gives both, so
+                    # graph and in-process runs feed the policy the same capture.
+                    pixels, depth_mm = render_colour_and_depth(world, cam)
+                    images[depth_source(cam)] = ImageFrame(
+                        depth_mm, depth_mm.shape[1], depth_mm.shape[0], '16UC1')
+                else:
+                    pixels = world.render(cam)
                 images[cam] = ImageFrame(pixels, pixels.shape[1], pixels.shape[0], 'rgb8')
             fingers = [measured[j] for j in world.gripper_joint_names]
             return Observation(

@@ -4,13 +4,20 @@ Each source keeps a short history of (stamp, value). For a reference stamp (the 
 policy acts on) every required source must have a sample within `tolerance_s` of it, and the
 reference itself must be younger than `max_age_s` on the node clock: a command is never built
 from stale data. The reason a set cannot be aligned is returned so the node can say it.
+
+`same_stamp` pairs a source with another whose capture it shares (a camera's aligned depth with
+its colour image: realsense2_camera stamps both with the colour frame's time). The pair is
+chosen together - the colour sample nearest the reference that has a depth sample of exactly
+its stamp - so the two are always one capture. When no such pair exists although a follower
+sample at or after the colour stamp has arrived (so the twin will never come), the alignment
+fails with `unpaired` naming the follower: inputs that claim to be one capture and are not.
 """
 from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
 import math
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 from noetra_ros.core.errors import ConfigError
 
@@ -26,6 +33,8 @@ class Sample:
 class Alignment:
     samples: dict[str, Sample] | None
     reason: str = ''
+    # same_stamp followers whose twin of the leader's stamp never came (a capture mismatch).
+    unpaired: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -34,10 +43,21 @@ class Alignment:
 
 class InputAligner:
     def __init__(self, sources: Iterable[str], reference: str, tolerance_s: float,
-                 max_age_s: float, history: int = 8) -> None:
+                 max_age_s: float, history: int = 8,
+                 same_stamp: Mapping[str, str] | None = None) -> None:
+        """`same_stamp` maps a follower source to its leader: the follower's sample must carry
+        exactly the stamp of the leader's (module docstring)."""
         self.sources = tuple(sources)
         if reference not in self.sources:
             raise ConfigError(f'reference source {reference!r} is not among {self.sources}')
+        self.same_stamp = dict(same_stamp or {})
+        for follower, leader in self.same_stamp.items():
+            if follower not in self.sources or leader not in self.sources:
+                raise ConfigError(f'same_stamp pair {follower!r} -> {leader!r}: both must be '
+                                  f'among {self.sources}')
+            if reference in (follower, leader) or leader in self.same_stamp:
+                raise ConfigError(f'same_stamp pair {follower!r} -> {leader!r}: the reference '
+                                  'cannot be paired and a leader cannot follow another')
         if not tolerance_s >= 0 or not math.isfinite(tolerance_s):
             raise ConfigError(f'stamp tolerance must be a finite value >= 0, got {tolerance_s}')
         if not max_age_s > 0:
@@ -86,8 +106,11 @@ class InputAligner:
         if age < -self.tolerance_s:
             return Alignment(None, f'{self.reference} stamp is {-age:.3f} s in the future')
         chosen = {self.reference: ref}
+        followers: dict[str, list[str]] = {}
+        for follower, leader in self.same_stamp.items():
+            followers.setdefault(leader, []).append(follower)
         for source in self.sources:
-            if source == self.reference:
+            if source == self.reference or source in self.same_stamp:
                 continue
             history = self._history[source]
             if not history:
@@ -97,5 +120,41 @@ class InputAligner:
             if abs(offset) > self.tolerance_s:
                 return Alignment(None, f'{source} is {offset:+.3f} s from {self.reference} '
                                        f'(stamp_tolerance_s {self.tolerance_s})')
-            chosen[source] = best
+            if source not in followers:
+                chosen[source] = best
+                continue
+            paired = self._pair(source, followers[source], ref.stamp, best)
+            if isinstance(paired, Alignment):
+                return paired
+            chosen.update(paired)
         return Alignment(chosen)
+
+    def _pair(self, leader: str, followers: list[str], reference_stamp: float,
+              nearest: Sample) -> dict[str, Sample] | Alignment:
+        """The leader sample nearest the reference (within tolerance) whose followers all have
+        a sample of exactly its stamp, with those samples; else why not."""
+        for follower in followers:
+            if not self._history[follower]:
+                return Alignment(None, f'no {follower} received yet')
+        candidates = sorted((s for s in self._history[leader]
+                             if abs(s.stamp - reference_stamp) <= self.tolerance_s),
+                            key=lambda s: abs(s.stamp - reference_stamp))
+        for candidate in candidates:
+            twins = {f: next((s for s in self._history[f] if s.stamp == candidate.stamp), None)
+                     for f in followers}
+            if all(twin is not None for twin in twins.values()):
+                return {leader: candidate, **twins}
+        # Not one leader sample within tolerance has its twins: either a twin is still on its
+        # way (the follower has nothing at or after the leader's stamp yet), or it never comes.
+        unpaired = tuple(f for f in followers
+                         if self._history[f][-1].stamp >= nearest.stamp)
+        if not unpaired:
+            return Alignment(None, f'waiting for {", ".join(followers)} of {leader} at '
+                                   f'{nearest.stamp:.6f} s')
+        details = []
+        for follower in unpaired:
+            closest = min(self._history[follower], key=lambda s: abs(s.stamp - nearest.stamp))
+            details.append(f'{follower} has no frame stamped {nearest.stamp:.6f} s like '
+                           f'{leader} (nearest {closest.stamp - nearest.stamp:+.6f} s)')
+        return Alignment(None, f'{"; ".join(details)}: not the same capture, observation not '
+                               'used', unpaired=unpaired)

@@ -41,6 +41,14 @@ TWIST_AXES = ('vx', 'vy', 'vz', 'wx', 'wy', 'wz')
 IMAGE_RESIZE_MODES = ('stretch', 'center_crop')
 IMAGE_COLOR_ORDERS = ('rgb', 'bgr', 'mono')
 IMAGE_LAYOUTS = ('nchw', 'nhwc')
+# What a depth outside [min_depth_m, max_depth_m] becomes: invalid (as a pixel without a return)
+# or clamped to the nearest bound.
+DEPTH_OUT_OF_RANGE = ('invalid', 'clamp')
+# Where a camera's depth comes from: `<camera>/aligned_depth_to_color/image_raw`, the name
+# realsense2_camera gives depth registered to the colour image (IntelRealSense/realsense-ros
+# realsense2_camera/src/rs_node_setup.cpp, startPublishers: "aligned_depth_to_" + stream name;
+# docs/CAMERAS.md, "Depth").
+DEPTH_NAMESPACE = 'aligned_depth_to_color'
 STATE_SOURCES = ('joint_positions', 'joint_velocities', 'gripper_position', 'wrench')
 ACTION_MEANINGS = ('joint_positions', 'joint_velocities', 'gripper_position', 'base_twist')
 ACTION_MODES = ('absolute', 'delta')
@@ -51,6 +59,8 @@ UNKNOWN_WORD_POLICIES = ('map_to_unk', 'reject')
 _MAX_IMAGE_SIDE = 8192
 _MAX_TOKENS = 4096
 _MAX_CHUNK = 10000
+# 16UC1 millimetres end at 65.535 m; a larger bound is a unit mistake.
+_MAX_DEPTH_M = 65.535
 
 
 # --------------------------------------------------------------------------------------------
@@ -204,9 +214,12 @@ class ImageInput:
     @property
     def shape(self) -> tuple[int, int, int, int]:
         """The tensor shape fed to the model (batch 1)."""
-        if self.layout == 'nchw':
-            return (1, self.channels, self.height, self.width)
-        return (1, self.height, self.width, self.channels)
+        return _pixel_shape(self.layout, self.channels, self.height, self.width)
+
+    @property
+    def source(self) -> str:
+        """Key of this input's frames in an observation (runtime.build_inputs): the camera."""
+        return self.camera
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form (JSON / YAML ready)."""
@@ -214,6 +227,97 @@ class ImageInput:
                 'height': self.height, 'width': self.width, 'resize': self.resize,
                 'color_order': self.color_order, 'layout': self.layout, 'scale': self.scale,
                 'mean': list(self.mean), 'std': list(self.std)}
+
+
+def _pixel_shape(layout: str, channels: int, height: int,
+                 width: int) -> tuple[int, int, int, int]:
+    if layout == 'nchw':
+        return (1, channels, height, width)
+    return (1, height, width, channels)
+
+
+def depth_source(camera: str) -> str:
+    """Key (and topic namespace) of a camera's depth aligned to its colour image:
+    `<camera>/aligned_depth_to_color`; frames arrive on `<that>/image_raw`."""
+    return f'{camera}/{DEPTH_NAMESPACE}'
+
+
+@dataclass(frozen=True)
+class DepthInput:
+    """A depth image aligned to a camera's colour image, fed as float32 [1, C, H, W] (nchw)
+    or [1, H, W, C] (nhwc) in metres.
+
+    Frames come from `<camera>/aligned_depth_to_color/image_raw` (16UC1 mm or 32FC1 m). A
+    pixel is valid when it holds a finite distance > 0 within [min_depth_m, max_depth_m]
+    (`out_of_range: clamp` clamps a finite distance > 0 into the range instead). Channel 0 is
+    (d - mean) / std, d being the distance, or `invalid_value_m` for an invalid pixel; with
+    `validity_mask`, channel 1 is 1.0 where the pixel is valid and 0.0 where not (not
+    normalised). Resizing picks the nearest pixel (preprocess.depth_to_tensor says why).
+    """
+
+    kind: ClassVar[str] = 'depth'
+    name: str
+    camera: str
+    height: int
+    width: int
+    max_depth_m: float
+    min_depth_m: float = 0.0
+    out_of_range: str = 'invalid'
+    invalid_value_m: float = 0.0
+    validity_mask: bool = False
+    resize: str = 'stretch'
+    layout: str = 'nchw'
+    mean: tuple[float, ...] = ()
+    std: tuple[float, ...] = ()
+
+    def __post_init__(self) -> None:
+        _check_str(self.name, 'name')
+        _check_str(self.camera, 'camera')
+        _set(self, 'height', _check_int(self.height, 'height', 1, _MAX_IMAGE_SIDE))
+        _set(self, 'width', _check_int(self.width, 'width', 1, _MAX_IMAGE_SIDE))
+        _set(self, 'min_depth_m', _check_float(self.min_depth_m, 'min_depth_m'))
+        _set(self, 'max_depth_m', _check_float(self.max_depth_m, 'max_depth_m', positive=True))
+        if self.min_depth_m < 0.0:
+            _fail('min_depth_m', f'must be >= 0, got {self.min_depth_m}')
+        if self.max_depth_m <= self.min_depth_m:
+            _fail('max_depth_m', f'must be > min_depth_m ({self.min_depth_m}), got '
+                  f'{self.max_depth_m}')
+        if self.max_depth_m > _MAX_DEPTH_M:
+            _fail('max_depth_m', f'must be <= {_MAX_DEPTH_M} m (metres, not millimetres), got '
+                  f'{self.max_depth_m}')
+        _check_choice(self.out_of_range, 'out_of_range', DEPTH_OUT_OF_RANGE)
+        _set(self, 'invalid_value_m', _check_float(self.invalid_value_m, 'invalid_value_m'))
+        if not isinstance(self.validity_mask, bool):
+            _fail('validity_mask', f'must be true or false, got {self.validity_mask!r}')
+        _check_choice(self.resize, 'resize', IMAGE_RESIZE_MODES)
+        _check_choice(self.layout, 'layout', IMAGE_LAYOUTS)
+        # One mean / std: the distance channel (the mask channel is fed as 0 / 1).
+        _set(self, 'mean', _check_floats(self.mean, 'mean', 1, default=0.0))
+        _set(self, 'std', _check_floats(self.std, 'std', 1, positive=True, default=1.0))
+
+    @property
+    def channels(self) -> int:
+        """1 (distance), or 2 with the validity mask."""
+        return 2 if self.validity_mask else 1
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        """The tensor shape fed to the model (batch 1)."""
+        return _pixel_shape(self.layout, self.channels, self.height, self.width)
+
+    @property
+    def source(self) -> str:
+        """Key of this input's frames in an observation: `<camera>/aligned_depth_to_color`."""
+        return depth_source(self.camera)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-data form (JSON / YAML ready)."""
+        return {'name': self.name, 'kind': self.kind, 'camera': self.camera,
+                'height': self.height, 'width': self.width, 'min_depth_m': self.min_depth_m,
+                'max_depth_m': self.max_depth_m, 'out_of_range': self.out_of_range,
+                'invalid_value_m': self.invalid_value_m, 'validity_mask': self.validity_mask,
+                'resize': self.resize, 'layout': self.layout, 'mean': list(self.mean),
+                'std': list(self.std)}
 
 
 def _check_joints_and_axes(component: Any, kind: str, axes_kind: str,
@@ -365,7 +469,9 @@ class InstructionInput:
                 'unknown_words': self.unknown_words}
 
 
-PolicyInput = Union[ImageInput, StateInput, InstructionInput]
+PolicyInput = Union[ImageInput, DepthInput, StateInput, InstructionInput]
+# Inputs made of pixels: fed as [1, C, H, W] / [1, H, W, C] from a frame of `source`.
+PIXEL_INPUTS = (ImageInput, DepthInput)
 
 
 # --------------------------------------------------------------------------------------------
@@ -529,9 +635,10 @@ class ActionOutput:
 class PolicyContract:
     """Everything the runtime must know to feed a model and read its actions.
 
-    At most one state and one instruction input, any number of images, exactly one action_chunk
-    output. Every joint named anywhere must be listed in `robot_joints`. `info` is free-form
-    provenance (training run, dataset, exporter version): string keys, scalar values.
+    At most one state and one instruction input, any number of images and depth images, exactly
+    one action_chunk output. Every joint named anywhere must be listed in `robot_joints`.
+    `info` is free-form provenance (training run, dataset, exporter version): string keys,
+    scalar values.
     """
 
     name: str
@@ -561,9 +668,9 @@ class PolicyContract:
         names: dict[str, str] = {}
         counts = {'state': 0, 'instruction': 0}
         for i, spec in enumerate(self.inputs):
-            if not isinstance(spec, (ImageInput, StateInput, InstructionInput)):
-                _fail(f'inputs[{i}]', f'must be an ImageInput, StateInput or InstructionInput, '
-                      f'got {spec!r}')
+            if not isinstance(spec, (ImageInput, DepthInput, StateInput, InstructionInput)):
+                _fail(f'inputs[{i}]', f'must be an ImageInput, DepthInput, StateInput or '
+                      f'InstructionInput, got {spec!r}')
             if spec.name in names:
                 _fail(f'inputs[{i}].name', f'{spec.name!r} already used by {names[spec.name]}')
             names[spec.name] = f'inputs[{i}]'
@@ -612,9 +719,28 @@ class PolicyContract:
         return self.outputs[0]
 
     @property
+    def depth_inputs(self) -> tuple[DepthInput, ...]:
+        """Depth inputs in contract order."""
+        return tuple(s for s in self.inputs if isinstance(s, DepthInput))
+
+    @property
     def cameras(self) -> tuple[str, ...]:
-        """Camera namespaces the policy needs, without repeats, in contract order."""
+        """Camera namespaces whose colour images the policy needs, without repeats, in
+        contract order."""
         return tuple(dict.fromkeys(s.camera for s in self.image_inputs))
+
+    @property
+    def depth_cameras(self) -> tuple[str, ...]:
+        """Camera namespaces whose aligned depth the policy needs, without repeats, in
+        contract order (frames from `<camera>/aligned_depth_to_color/image_raw`)."""
+        return tuple(dict.fromkeys(s.camera for s in self.depth_inputs))
+
+    @property
+    def same_capture(self) -> Mapping[str, str]:
+        """{depth source: camera} for each camera whose colour AND depth the policy reads: the
+        two must be one capture (same header stamp), or the observation is not used."""
+        return MappingProxyType({depth_source(c): c for c in self.depth_cameras
+                                 if c in self.cameras})
 
     @property
     def input_names(self) -> tuple[str, ...]:
@@ -696,11 +822,15 @@ _TOP_KEYS = ('contract_version', 'name', 'description', 'robot_joints', 'inputs'
 _INPUT_KEYS = {
     'image': ('name', 'kind', 'camera', 'height', 'width', 'resize', 'color_order', 'layout',
               'scale', 'mean', 'std'),
+    'depth': ('name', 'kind', 'camera', 'height', 'width', 'min_depth_m', 'max_depth_m',
+              'out_of_range', 'invalid_value_m', 'validity_mask', 'resize', 'layout', 'mean',
+              'std'),
     'state': ('name', 'kind', 'components', 'mean', 'std'),
     'instruction': ('name', 'kind', 'tokenizer', 'vocabulary', 'max_length', 'unknown_words'),
 }
 _REQUIRED_INPUT_KEYS = {
     'image': ('name', 'camera', 'height', 'width'),
+    'depth': ('name', 'camera', 'height', 'width', 'max_depth_m'),
     'state': ('name', 'components'),
     'instruction': ('name', 'vocabulary', 'max_length'),
 }
@@ -741,6 +871,8 @@ def _parse_input(data: Any, path: str) -> PolicyInput:
     with _at(path):
         if kind == 'image':
             return ImageInput(**_kwargs(data))
+        if kind == 'depth':
+            return DepthInput(**_kwargs(data))
         if kind == 'instruction':
             return InstructionInput(**_kwargs(data))
         components = []
@@ -1017,8 +1149,9 @@ def _expected_io(contract: PolicyContract) -> list[tuple[str, PolicyInput | Acti
     rows: list[tuple[str, Any, str, list[tuple[str, int, str]]]] = []
     for i, spec in enumerate(contract.inputs):
         path = f'inputs[{i}]'
-        if isinstance(spec, ImageInput):
-            channels = ('channels', spec.channels, f'{path}.color_order')
+        if isinstance(spec, PIXEL_INPUTS):
+            channel_field = 'color_order' if isinstance(spec, ImageInput) else 'validity_mask'
+            channels = ('channels', spec.channels, f'{path}.{channel_field}')
             height = ('height', spec.height, f'{path}.height')
             width = ('width', spec.width, f'{path}.width')
             dims = [channels, height, width] if spec.layout == 'nchw' else [height, width,
@@ -1037,7 +1170,7 @@ def _expected_io(contract: PolicyContract) -> list[tuple[str, PolicyInput | Acti
     return rows
 
 
-def _is_other_layout(spec: ImageInput, shape: tuple[int | None, ...]) -> bool:
+def _is_other_layout(spec: ImageInput | DepthInput, shape: tuple[int | None, ...]) -> bool:
     """True when `shape` fits the image in the other layout but not in the declared one."""
     def fits(expected: tuple[int, ...]) -> bool:
         return all(a is None or a == e for a, e in zip(shape[1:], expected[1:]))
@@ -1074,7 +1207,7 @@ def validate_against_model(contract: PolicyContract, model: Any) -> None:
                             f'{spec.name!r} is {info.dtype}')
         if info.shape is None:
             continue  # rank unknown to the model: checked on the first inference instead
-        rank_field = f'{path}.layout' if isinstance(spec, ImageInput) else f'{path}.kind'
+        rank_field = f'{path}.layout' if isinstance(spec, PIXEL_INPUTS) else f'{path}.kind'
         if len(info.shape) != len(dims) + 1:
             problems.append(f'{rank_field}: a {spec.kind} {what} has rank {len(dims) + 1} '
                             f'{list(spec.shape)}, but model {what} {spec.name!r} is '
@@ -1083,7 +1216,7 @@ def validate_against_model(contract: PolicyContract, model: Any) -> None:
         if info.shape[0] not in (None, 1):
             problems.append(f'{path}: model {what} {spec.name!r} has a fixed batch size of '
                             f'{info.shape[0]}; the runtime uses batch 1 ({info.describe()})')
-        if isinstance(spec, ImageInput) and _is_other_layout(spec, info.shape):
+        if isinstance(spec, PIXEL_INPUTS) and _is_other_layout(spec, info.shape):
             other = 'nhwc' if spec.layout == 'nchw' else 'nchw'
             problems.append(f'{path}.layout: the contract says {spec.layout} but model input '
                             f'{spec.name!r} ({info.describe()}) has the {other} shape')

@@ -1,10 +1,15 @@
 """Turn raw sensor data into the tensors a policy contract declares.
 
-Images: bytes as they arrive in a sensor_msgs/Image (any encoding of core/images.ENCODINGS, any
-row step; viewed by core/images.image_view, the project's one decoding path) -> crop / resize
-(cv2 INTER_AREA) -> colour order -> (p / scale - mean) / std -> float32.
-The bytes are viewed in place (np.frombuffer); the only full-frame pass is the resize, and the
-colour swap and the NCHW transpose are folded into the normalisation pass on the small image.
+Images: bytes as they arrive in a sensor_msgs/Image (any colour encoding of
+core/images.ENCODINGS, any row step; viewed by core/images.image_view, the project's one
+decoding path) -> crop / resize (cv2 INTER_AREA) -> colour order -> (p / scale - mean) / std ->
+float32. The bytes are viewed in place (np.frombuffer); the only full-frame pass is the resize,
+and the colour swap and the NCHW transpose are folded into the normalisation pass on the small
+image.
+
+Depth: a 16UC1 (mm) / 32FC1 (m) image aligned to a colour camera -> the same crop as colour ->
+nearest-pixel resize -> metres, invalid pixels replaced, (d - mean) / std [+ validity mask].
+Only the model's pixels are converted, never the whole frame.
 
 State: joint positions / velocities by name, gripper, wrench -> float32 [1, D], normalised.
 Everything raises InputError naming the input, the component and the offending value.
@@ -20,8 +25,10 @@ import cv2
 import numpy as np
 
 from noetra_ros.core.errors import InputError
-from noetra_ros.core.images import ENCODINGS, image_view  # image_view is re-exported
-from noetra_ros.core.policy.contract import ImageInput, StateInput, WRENCH_AXES
+from noetra_ros.core.images import (  # image_view is re-exported
+    COLOUR_ENCODINGS, describe_depth_encodings, depth_to_metres, ENCODINGS, encoding_of,
+    image_view)
+from noetra_ros.core.policy.contract import DepthInput, ImageInput, StateInput, WRENCH_AXES
 
 _GRAY_CODES = {('rgb', 3): cv2.COLOR_RGB2GRAY, ('bgr', 3): cv2.COLOR_BGR2GRAY,
                ('rgb', 4): cv2.COLOR_RGBA2GRAY, ('bgr', 4): cv2.COLOR_BGRA2GRAY}
@@ -31,8 +38,10 @@ _GRAY_CODES = {('rgb', 3): cv2.COLOR_RGB2GRAY, ('bgr', 3): cv2.COLOR_BGR2GRAY,
 class ImageFrame:
     """A camera frame as carried by sensor_msgs/Image, without ROS.
 
-    `data` is any buffer (bytes, bytearray, memoryview, array.array from rclpy) or a uint8
-    ndarray; `step` is the row length in bytes (0 = tightly packed, width * channels).
+    `data` is any buffer (bytes, bytearray, memoryview, array.array from rclpy) or an ndarray
+    of the encoding's type; `step` is the row length in bytes (0 = tightly packed);
+    `big_endian` is the message's is_bigendian (it matters for 16UC1 / 32FC1 only). A depth
+    frame (16UC1 / 32FC1) is an ImageFrame too.
     """
 
     data: Any
@@ -40,12 +49,14 @@ class ImageFrame:
     height: int
     encoding: str
     step: int = 0
+    big_endian: bool = False
 
 
-def crop_box(width: int, height: int, spec: ImageInput) -> tuple[int, int, int, int]:
+def crop_box(width: int, height: int,
+             spec: ImageInput | DepthInput) -> tuple[int, int, int, int]:
     """(x0, y0, w, h) of the part of a width x height frame that is resized to the model size:
     the whole frame for `stretch`, the largest centred box with the model's aspect ratio for
-    `center_crop`."""
+    `center_crop`. Colour and depth inputs share it, so their pixels line up."""
     if spec.resize == 'stretch':
         return 0, 0, width, height
     if width * spec.height > height * spec.width:  # frame wider than the model input
@@ -92,10 +103,13 @@ def image_to_tensor(data: Any, width: int, height: int, encoding: str, spec: Ima
     allocation per frame; do not reuse it while an earlier result is still in use).
     """
     try:
+        if encoding_of(encoding).is_depth:
+            raise InputError(f'encoding {encoding!r} is a depth image; a colour input needs '
+                             f'one of {", ".join(COLOUR_ENCODINGS)}')
         view = image_view(data, width, height, encoding, step)
     except InputError as error:
         raise InputError(f'input {spec.name!r} (camera {spec.camera!r}): {error}') from None
-    source_order, channels = ENCODINGS[encoding]
+    source_order, channels = ENCODINGS[encoding][:2]
     x0, y0, crop_w, crop_h = crop_box(width, height, spec)
     view = view[y0:y0 + crop_h, x0:x0 + crop_w]
     small = _area_resize(view, spec.width, spec.height)
@@ -124,9 +138,73 @@ def image_to_tensor(data: Any, width: int, height: int, encoding: str, spec: Ima
     return out
 
 
-def frame_to_tensor(frame: ImageFrame, spec: ImageInput, *,
+def nearest_indices(source_size: int, target_size: int, start: int = 0) -> np.ndarray:
+    """Source pixel of each of `target_size` pixels resampled from `source_size` pixels
+    (beginning at `start`): the one under the target pixel's centre, floor((i + 0.5) * s / t).
+
+    The centre is where INTER_AREA's averaging window of a colour pixel is centred too, so a
+    depth pixel lands under the colour pixel of the same index (OpenCV's INTER_NEAREST floors
+    i * s / t instead, half a source pixel off).
+    """
+    centres = (np.arange(target_size, dtype=np.float64) + 0.5) * (source_size / target_size)
+    return start + np.minimum(centres.astype(np.intp), source_size - 1)
+
+
+def depth_to_tensor(data: Any, width: int, height: int, encoding: str, spec: DepthInput, *,
+                    step: int = 0, big_endian: bool = False,
                     out: np.ndarray | None = None) -> np.ndarray:
-    """`image_to_tensor` for an ImageFrame."""
+    """Raw depth bytes (16UC1 mm / 32FC1 m) -> the float32 tensor of `spec`.
+
+    Resizing picks the nearest source pixel, never a blend: averaging across a depth edge
+    (a block at 0.5 m before a table at 0.8 m) makes distances that exist nowhere in the scene
+    (0.65 m "flying pixels"), and averaging with a pixel without a return (0) pulls a surface
+    towards the camera. Each value fed is one the camera measured, or the contract's
+    `invalid_value_m`. The crop is the colour inputs' crop_box, so depth and colour of one
+    camera, at the same size and resize mode, line up pixel for pixel.
+
+    Raises InputError naming the input, the camera and the encoding for a frame that is not a
+    depth image (e.g. rgb8 on the depth topic) or has bad sizes.
+    """
+    where = f'input {spec.name!r} (camera {spec.camera!r} depth)'
+    try:
+        if not encoding_of(encoding).is_depth:
+            raise InputError(f'encoding {encoding!r} is not a depth encoding (depth: '
+                             f'{describe_depth_encodings()})')
+        view = image_view(data, width, height, encoding, step, big_endian)
+    except InputError as error:
+        raise InputError(f'{where}: {error}') from None
+    x0, y0, crop_w, crop_h = crop_box(width, height, spec)
+    rows = nearest_indices(crop_h, spec.height, y0)
+    cols = nearest_indices(crop_w, spec.width, x0)
+    metres = depth_to_metres(view[rows[:, None], cols[None, :]], encoding)
+    with np.errstate(invalid='ignore'):
+        valid = np.isfinite(metres) & (metres > 0.0)
+        if spec.out_of_range == 'clamp':
+            metres = np.clip(metres, spec.min_depth_m, spec.max_depth_m)
+        else:
+            valid &= (metres >= spec.min_depth_m) & (metres <= spec.max_depth_m)
+    distance = np.where(valid, metres, np.float32(spec.invalid_value_m))
+    if out is None:
+        out = np.empty(spec.shape, dtype=np.float32)
+    elif out.shape != spec.shape or out.dtype != np.float32:
+        raise ValueError(f'out must be float32 {spec.shape}, got {out.dtype} {out.shape}')
+    def plane(channel: int) -> np.ndarray:
+        return out[0, channel] if spec.layout == 'nchw' else out[0, :, :, channel]
+
+    distance_plane = plane(0)
+    np.subtract(distance, np.float32(spec.mean[0]), out=distance_plane, dtype=np.float32)
+    distance_plane /= np.float32(spec.std[0])
+    if spec.validity_mask:
+        plane(1)[...] = valid
+    return out
+
+
+def frame_to_tensor(frame: ImageFrame, spec: ImageInput | DepthInput, *,
+                    out: np.ndarray | None = None) -> np.ndarray:
+    """`image_to_tensor` (colour input) or `depth_to_tensor` (depth input) for an ImageFrame."""
+    if isinstance(spec, DepthInput):
+        return depth_to_tensor(frame.data, frame.width, frame.height, frame.encoding, spec,
+                               step=frame.step, big_endian=frame.big_endian, out=out)
     return image_to_tensor(frame.data, frame.width, frame.height, frame.encoding, spec,
                            step=frame.step, out=out)
 

@@ -25,9 +25,9 @@ import numpy as np
 from noetra_ros.core.errors import (
     ConfigError, ContractError, InferenceError, InputError, ModelLoadError, NonFiniteOutputError)
 from noetra_ros.core.policy.contract import (
-    ActionOutput, ActionParts, ImageInput, InstructionInput, LoadedContract, PolicyContract,
-    StateInput, TWIST_AXES, embed_contract, locate_contract, validate_against_model,
-    validate_against_robot)
+    ActionOutput, ActionParts, InstructionInput, LoadedContract, PIXEL_INPUTS,
+    PolicyContract, StateInput, TWIST_AXES, embed_contract, locate_contract,
+    validate_against_model, validate_against_robot)
 from noetra_ros.core.policy.preprocess import ImageFrame, frame_to_tensor, state_to_tensor
 from noetra_ros.core.policy.tokenizer import Tokenizer
 
@@ -309,19 +309,21 @@ class PolicyRuntime:
                      wrench: Mapping[str, float] | Sequence[float] | None = None,
                      instruction: str | None = None) -> PolicyInputs:
         """Observation -> PolicyInputs. `images` maps camera namespaces (the contract's
-        `camera`) to frames; one frame serves every input of its camera. Only what the
-        contract uses is required; anything missing or malformed raises InputError."""
+        `camera`) to colour frames and depth sources (`<camera>/aligned_depth_to_color`, a
+        DepthInput's `source`) to depth frames; one frame serves every input of its source.
+        Only what the contract uses is required; anything missing or malformed raises
+        InputError."""
         start = time.perf_counter()
         contract = self.contract
         tensors: dict[str, np.ndarray] = {}
         unknown: tuple[str, ...] = ()
         truncated = False
         for spec in contract.inputs:
-            if isinstance(spec, ImageInput):
-                frame = images.get(spec.camera)
+            if isinstance(spec, PIXEL_INPUTS):
+                frame = images.get(spec.source)
                 if frame is None:
                     raise InputError(f'input {spec.name!r} needs a frame from camera '
-                                     f'{spec.camera!r} (have: {", ".join(images) or "none"})')
+                                     f'{spec.source!r} (have: {", ".join(images) or "none"})')
                 tensors[spec.name] = frame_to_tensor(frame, spec)
             elif isinstance(spec, StateInput):
                 tensors[spec.name] = state_to_tensor(
@@ -474,7 +476,7 @@ def build_toy_model(contract: PolicyContract, seed: int = 0, *, batch: int | str
         return name
 
     for i, spec in enumerate(contract.inputs):
-        if isinstance(spec, ImageInput):
+        if isinstance(spec, PIXEL_INPUTS):
             graph_inputs.append(helper.make_tensor_value_info(
                 spec.name, TensorProto.FLOAT, [batch, *spec.shape[1:]]))
             source = spec.name

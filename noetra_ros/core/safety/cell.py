@@ -55,7 +55,10 @@ def _describe(text: str) -> dict[str, str]:
 
 @dataclass(frozen=True)
 class SafetyNodeSettings:
-    """The safety node's parameters; every default here is the node's default."""
+    """The safety node's parameters; every default here is the node's default.
+
+    The parameters in FROM_DRIVER default to '' = what the named driver does
+    (core/drivers/profiles.py); an instance holds the resolved value."""
 
     robot: str = field(default='fanuc_lrmate200id', metadata=_describe(
         'robot whose URDF limits and kinematics are enforced'))
@@ -99,6 +102,8 @@ class SafetyNodeSettings:
         "joint_states subscription: 'reliable' or 'sensor_data' (best effort: MotoROS2 "
         "publishes joint_states best effort, which a reliable reader never receives); '' = "
         "the driver's"))
+
+    FROM_DRIVER = ('driver_output', 'driver_joint_names', 'joint_states_qos')
 
     def __post_init__(self) -> None:
         if self.driver not in DRIVERS:
