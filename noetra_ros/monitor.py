@@ -184,7 +184,9 @@ def _start_when_discovered(node, executor, cell, procs, first_seed: int,
             name, code = next(iter(dead.items()))
             return f'node {name!r} exited with code {code}; last log lines:\n{procs.tail(name)}'
         up = set(node.get_node_names())
-        commanded = any(node.count_publishers(t) for t in ARM_COMMAND_TOPICS)
+        # MotoROS2 takes commands as service calls (queue_traj_point), not on a topic.
+        commanded = (cell.driver == 'motoros2'
+                     or any(node.count_publishers(t) for t in ARM_COMMAND_TOPICS))
         if names <= up and commanded and node.count_publishers('joint_states') and \
                 reset_pub.get_subscription_count():
             time.sleep(0.3)  # let endpoint matching settle after discovery
