@@ -14,7 +14,7 @@ from noetra_ros.core.drivers.profiles import PROFILES
 from noetra_ros.core.errors import ConfigError
 from noetra_ros.core.safety.cell import SafetyNodeSettings
 
-DRIVER_CELLS = ('pick_place_lrmate_fanuc', 'kitting_gp8_motoros2')
+DRIVER_CELLS = ('pick_place_lrmate_fanuc', 'kitting_gp8_motoros2', 'pick_place_lrmate_policy_fanuc')
 
 
 @pytest.mark.parametrize('name', available_cells())
@@ -51,8 +51,11 @@ def test_driver_cells_speak_one_driver_everywhere(name):
     assert safety.driver_joint_names == facts.joint_names
     assert safety.joint_states_qos == facts.joint_states_qos
     assert safety.period_s == pytest.approx(1.0 / facts.update_hz)
-    for node in ('expert', 'state_publisher'):
-        assert cell.node(node).parameters['driver_joint_names'] == facts.joint_names
+    readers = [n for n in cell.nodes if n.executable in ('expert_node', 'policy_node',
+                                                          'state_publisher_node')]
+    assert len(readers) == 2
+    for node in readers:
+        assert node.parameters['driver_joint_names'] == facts.joint_names, node.name
 
 
 def test_unknown_hardware_and_driver_are_refused(tmp_path):
