@@ -97,6 +97,7 @@ def declare_parameters(node: Node, table: dict[str, tuple[Any, str]],
             if param_type in _ARRAY_TYPES:
                 value = _declare_array(node, guard, name, default, param_type, descriptor)
             else:
+                _widen_integer_override(node, name, param_type)
                 value = node.declare_parameter(name, default, descriptor).value
         except (InvalidParameterTypeException, InvalidParameterValueException) as exc:
             raise ConfigError(f'parameter {name}: {exc}') from exc
@@ -104,6 +105,19 @@ def declare_parameters(node: Node, table: dict[str, tuple[Any, str]],
             value = list(value)
         values[name] = value
     return values
+
+
+def _widen_integer_override(node: Node, name: str, param_type: Parameter.Type) -> None:
+    """`rate_hz: 20` in a YAML file is an integer; a double parameter takes it as 20.0, as a
+    person writing the file means it (rclpy alone refuses it as the wrong type). Only an
+    integer override of a double parameter is widened; every other mismatch stays an error.
+    rclpy keeps the overrides in `Node._parameter_overrides` (no public accessor)."""
+    if param_type is not Parameter.Type.DOUBLE:
+        return
+    overrides = getattr(node, '_parameter_overrides', None)
+    override = overrides.get(name) if isinstance(overrides, dict) else None
+    if override is not None and override.type_ is Parameter.Type.INTEGER:
+        overrides[name] = Parameter(name, Parameter.Type.DOUBLE, float(override.value))
 
 
 def _declare_array(node: Node, guard: ReadOnlyGuard, name: str, default: Any,
