@@ -158,13 +158,14 @@ class PointQueueStreamer:
             self._restart(now)
         if self.stop_requested or self.state in ('holding', 'stopping'):
             return self._stop_step(now)
+        goal: np.ndarray | None = None
         if target is not None:
-            target = np.asarray(target, dtype=float).reshape(-1)
-            if target.shape != (len(self.joint_names),) or not np.all(np.isfinite(target)):
-                raise ConfigError(f'point queue target {target.tolist()}: one finite position '
+            goal = np.asarray(target, dtype=float).reshape(-1)
+            if goal.shape != (len(self.joint_names),) or not np.all(np.isfinite(goal)):
+                raise ConfigError(f'point queue target {goal.tolist()}: one finite position '
                                   f'per joint of {list(self.joint_names)}')
         if self.state == 'idle':
-            if target is None or self._robot_blocked() or now < self._retry_at:
+            if goal is None or self._robot_blocked() or now < self._retry_at:
                 return None
             self.state = 'starting'
             self.counters['starts'] += 1
@@ -175,8 +176,8 @@ class PointQueueStreamer:
             zeros = (0.0,) * len(self.joint_names)
             return self._send(now, 'queue_traj_point', tuple(float(v) for v in measured),
                               zeros, 0)
-        if self.state == 'streaming' and target is not None and self._due(now):
-            return self._point(now, target)
+        if self.state == 'streaming' and goal is not None and self._due(now):
+            return self._point(now, goal)
         return None
 
     def _due(self, now: float) -> bool:

@@ -142,8 +142,9 @@ class InputAligner:
         for candidate in candidates:
             twins = {f: next((s for s in self._history[f] if s.stamp == candidate.stamp), None)
                      for f in followers}
-            if all(twin is not None for twin in twins.values()):
-                return {leader: candidate, **twins}
+            found = {f: twin for f, twin in twins.items() if twin is not None}
+            if len(found) == len(twins):
+                return {leader: candidate, **found}
         # Not one leader sample within tolerance has its twins: either a twin is still on its
         # way (the follower has nothing at or after the leader's stamp yet), or it never comes.
         unpaired = tuple(f for f in followers
