@@ -42,7 +42,8 @@ from noetra_ros.core.errors import ConfigError, NoetraError
 from noetra_ros.core.images import render_colour_and_depth
 from noetra_ros.core.joint_names import JointNameMap, SCHEMES
 from noetra_ros.core.policy.contract import depth_source
-from noetra_ros.core.sim.world import SimWorld, WorldConfig, default_cameras
+from noetra_ros.core.sim.world import (default_cameras, EXTRA_ARM_BASE_POSES, SimWorld,
+                                       WorldConfig)
 from noetra_ros.drivers.sim_base import SimArm, SimDriver, SimDriverSettings
 from noetra_ros.qos import CLOCK, LATCHED, RELIABLE
 from noetra_ros.ros_conversions import camera_info_msg, numpy_to_image, seconds_to_stamp
@@ -84,6 +85,9 @@ PARAMETERS = {
                                'core/joint_names.py'),
     'joint_name_prefix': ('', 'prefix of the arm joint names (fanuc_driver\'s prefix, '
                               'MotoROS2 group_<g>/)'),
+    'extra_arms': ([], 'further arms on the same controller, by robot name: MotoROS2\'s groups '
+                       'r2, r3, ... (driver motoros2 only; the main arm is then group_1/), each '
+                       'at r<g>.base_xyz (m, world frame) / r<g>.base_yaw (rad)'),
     'lockstep_inputs': (['arm', 'gripper'], 'lockstep: command kinds to wait for each step'),
     'lockstep_timeout_s': (2.0, 'lockstep: wall seconds to wait for a silent source'),
     'cameras': (['scene_camera', 'wrist_camera'], 'cameras to render and publish'),
@@ -114,6 +118,13 @@ class CameraStream:
 
 
 @dataclass(frozen=True)
+class ExtraArmSpec:
+    robot: str
+    base_xyz: tuple[float, float, float]
+    base_yaw: float
+
+
+@dataclass(frozen=True)
 class SimNodeConfig:
     robot: str
     driver: str
@@ -138,12 +149,17 @@ class SimNodeConfig:
     reset_pause_s: float
     publish_clock: bool
     wait_for_reset: bool
+    extra_arms: tuple[ExtraArmSpec, ...] = ()
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ConfigError(f'parameter mode={self.mode!r}: must be one of {MODES}')
         if self.driver not in DRIVERS:
             raise ConfigError(f'parameter driver={self.driver!r}: must be one of {DRIVERS}')
+        if self.extra_arms and self.driver != 'motoros2':
+            raise ConfigError(f'parameter extra_arms={[a.robot for a in self.extra_arms]}: only '
+                              f'the motoros2 driver runs several arms (MotoROS2\'s control '
+                              f'groups); the {self.driver} driver runs one arm per controller')
         if self.mode == 'lockstep' and self.driver != 'ros2_control':
             raise ConfigError(f'parameter mode=lockstep: only the ros2_control driver steps in '
                               f'lockstep; {self.driver} runs its controllers on its own clock '
@@ -183,8 +199,30 @@ def _read_config(node: Node) -> SimNodeConfig:
         cameras.append(CameraStream(name, int(per_cam[f'{name}.width']),
                                     int(per_cam[f'{name}.height']),
                                     float(per_cam[f'{name}.rate_hz'])))
+    extra_arms = []
+    for index, robot in enumerate(p['extra_arms']):
+        group = f'r{index + 2}'
+        # Arms past the default poses get the last one: the world then refuses the overlap,
+        # naming these parameters.
+        xyz, yaw = EXTRA_ARM_BASE_POSES[min(index, len(EXTRA_ARM_BASE_POSES) - 1)]
+        pose = declare_parameters(node, {
+            f'{group}.base_xyz': (list(xyz), f'{group} ({robot}): base_link position in the '
+                                             'world frame (m)'),
+            f'{group}.base_yaw': (float(yaw), f'{group} ({robot}): base_link yaw about z (rad)'),
+        }, read_only=True)
+        base_xyz = [float(v) for v in pose[f'{group}.base_xyz']]
+        if len(base_xyz) != 3:
+            raise ConfigError(f'parameter {group}.base_xyz={base_xyz}: needs x, y, z')
+        extra_arms.append(ExtraArmSpec(str(robot), (base_xyz[0], base_xyz[1], base_xyz[2]),
+                                       float(pose[f'{group}.base_yaw'])))
     driver = str(p['driver'])
     defaults = profile(driver) if driver in DRIVERS else None
+    naming = str(p['driver_joint_names']) or (defaults.joint_names if defaults else 'urdf')
+    prefix = str(p['joint_name_prefix'])
+    if extra_arms and naming == 'motoros2' and not prefix:
+        # driver-interfaces.md §2.1 (MR src/ConfigFile.h): a multi-group controller names its
+        # joints group_<g>/joint_<j>; the main arm is group 1.
+        prefix = 'group_1/'
     control_hz = int(p['control_hz']) or (defaults.update_hz if defaults else 20)
     physics_hz = int(p['physics_hz'])
     if physics_hz % control_hz:
@@ -199,14 +237,13 @@ def _read_config(node: Node) -> SimNodeConfig:
         control_hz=control_hz, physics_hz=physics_hz,
         command_timeout_s=float(p['command_timeout_s']),
         controller_joints=tuple(p['controller_joints']),
-        driver_joint_names=(str(p['driver_joint_names'])
-                            or (defaults.joint_names if defaults else 'urdf')),
-        joint_name_prefix=str(p['joint_name_prefix']),
+        driver_joint_names=naming, joint_name_prefix=prefix,
         lockstep_inputs=tuple(p['lockstep_inputs']),
         lockstep_timeout_s=float(p['lockstep_timeout_s']), cameras=tuple(cameras),
         episodes=int(p['episodes']), first_seed=int(p['first_seed']),
         episode_timeout_s=float(p['episode_timeout_s']), reset_pause_s=float(p['reset_pause_s']),
-        publish_clock=bool(p['publish_clock']), wait_for_reset=bool(p['wait_for_reset']))
+        publish_clock=bool(p['publish_clock']), wait_for_reset=bool(p['wait_for_reset']),
+        extra_arms=tuple(extra_arms))
 
 
 def _build_world(cfg: SimNodeConfig) -> SimWorld:
@@ -217,10 +254,18 @@ def _build_world(cfg: SimNodeConfig) -> SimWorld:
             raise ConfigError(f'parameter cameras: unknown camera {stream.name!r}; '
                               f'the cell has {sorted(defaults)}')
         specs.append(replace(defaults[stream.name], width=stream.width, height=stream.height))
-    return SimWorld(WorldConfig(robot=cfg.robot, physics_hz=cfg.physics_hz,
-                                control_hz=cfg.control_hz, cameras=tuple(specs),
-                                command_timeout_s=cfg.command_timeout_s,
-                                episode_timeout_s=cfg.episode_timeout_s))
+    world = SimWorld(WorldConfig(robot=cfg.robot, physics_hz=cfg.physics_hz,
+                                 control_hz=cfg.control_hz, cameras=tuple(specs),
+                                 command_timeout_s=cfg.command_timeout_s,
+                                 episode_timeout_s=cfg.episode_timeout_s))
+    for group, spec in enumerate(cfg.extra_arms, start=2):
+        try:
+            world.add_extra_arm(spec.robot, spec.base_xyz, spec.base_yaw)
+        except ConfigError as exc:
+            world.close()
+            raise ConfigError(f'parameters extra_arms, r{group}.base_xyz, r{group}.base_yaw: '
+                              f'{exc}') from None
+    return world
 
 
 class SimNode(Node):
@@ -324,7 +369,8 @@ class SimNode(Node):
                      limits=world.description.limits, control_hz=self.cfg.control_hz,
                      measured=measured_arm, gripper_measured=measured_gripper,
                      setpoint=lambda q, qd: world.command_setpoint(q, qd, world.sim_time),
-                     hold=world.hold, world=world, arrived=self._arrived)
+                     hold=world.hold, world=world, arrived=self._arrived,
+                     extra_arms=world.extra_arms)
         settings = SimDriverSettings(
             robot=self.cfg.robot, control_hz=self.cfg.control_hz,
             joint_states_divisor=self.cfg.joint_states_divisor,

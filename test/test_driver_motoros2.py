@@ -13,9 +13,10 @@ import math
 import numpy as np
 import pytest
 
-from noetra_ros.core.drivers.motoros2 import (FailTraj, fjt_error_code, GoalPoint, InitTraj,
-                                              IoMemory, IoResult, MotionReady,
-                                              MotoRos2Controller, QueueResult, seconds_to_ns,
+from noetra_ros.core.drivers.motoros2 import (ControlGroup, default_joint_names, FailTraj,
+                                              fjt_error_code, GoalPoint, InitTraj, IoMemory,
+                                              IoResult, MotionReady, MotoRos2Controller,
+                                              QueueResult, robot_groups, seconds_to_ns,
                                               select_motion_tool, SelectionResult,
                                               START_TOLERANCE_RAD, TrajectoryGoal)
 from noetra_ros.core.drivers.point_queue import PointQueueStreamer
@@ -665,6 +666,97 @@ def test_select_motion_tool_codes():
     assert select_motion_tool(c, 0, 64) is SelectionResult.INVALID_SELECTION_INDEX
     c.set_pendant(remote=False)
     assert select_motion_tool(c, 0, 3) is SelectionResult.INVALID_CONTROLLER_STATE
+
+
+# ====================================================================== control groups
+GROUP_1 = tuple(f'group_1/joint_{j}' for j in range(1, 7))
+GROUP_2 = tuple(f'group_2/joint_{j}' for j in range(1, 7))
+
+
+def test_joint_names_are_joint_m_on_one_group_and_group_n_joint_m_on_several():
+    # driver-interfaces.md §2.1: the default joint names of MotoROS2 0.2.x.
+    assert default_joint_names([6]) == [list(NAMES)]
+    assert default_joint_names([6, 6]) == [list(GROUP_1), list(GROUP_2)]
+    assert default_joint_names([6, 7])[1][-1] == 'group_2/joint_7'
+    groups = robot_groups(default_joint_names([6, 6]))
+    assert [(g.name, g.joint_names) for g in groups] == [('r1', GROUP_1), ('r2', GROUP_2)]
+    with pytest.raises(ConfigError, match='1 to 8'):
+        robot_groups([[f'group_{g}/joint_1'] for g in range(1, 10)])
+    with pytest.raises(ConfigError, match='each with axes'):
+        default_joint_names([6, 0])
+    with pytest.raises(ConfigError, match='must be the joint names'):
+        MotoRos2Controller(GROUP_1 + GROUP_2, [2.0] * 12,
+                           groups=robot_groups([GROUP_2, GROUP_1]))
+
+
+def two_groups(mode: str) -> MotoRos2Controller:
+    """r1 at 0.0, r2 at 0.5 rad on every axis."""
+    c = MotoRos2Controller(GROUP_1 + GROUP_2, [2.0] * 12, groups=robot_groups([GROUP_1, GROUP_2]))
+    c.update(0.0, np.r_[np.zeros(6), np.full(6, 0.5)])
+    start = c.start_traj_mode if mode == 'trajectory' else c.start_point_queue_mode
+    assert start().code is MotionReady.READY
+    return c
+
+
+def run_tracking(c: MotoRos2Controller, seconds: float, t: float = 0.0):
+    """A perfectly tracking robot at 100 Hz with the FJT feedback timer; (time, q, outcomes)."""
+    q, outcomes = c.command()[0], []
+    for k in range(int(round(seconds / DT))):
+        q, _ = c.update(t, q)
+        t = round(t + DT, 9)
+        if k % 2:
+            outcome = c.goal_tick(t)
+            if outcome is not None:
+                outcomes.append(outcome)
+    return t, q, outcomes
+
+
+def test_a_two_group_goal_must_name_every_axis_and_moves_both_groups():
+    c = two_groups('trajectory')
+    start1, start2 = np.zeros(6), np.full(6, 0.5)
+    # Group 1 alone: MotoROS2 takes no partial goals (reference §2.6): 207.
+    only_r1 = TrajectoryGoal(GROUP_1, (point(start1, 0.0), point(start1 + 0.2, 1.0)))
+    assert refusal(c, only_r1) == -100207
+    # All twelve axes, group 2 named first: mapped by name, both arms move to their targets.
+    names = GROUP_2 + GROUP_1
+    end2, end1 = start2 - 0.3, start1 + 0.2
+    both = TrajectoryGoal(names, (
+        GoalPoint(tuple(np.r_[start2, start1]), (0.0,) * 12, 0),
+        GoalPoint(tuple(np.r_[end2, end1]), (0.0,) * 12, seconds_to_ns(1.0))))
+    assert c.submit_goal(both, 0.0).outcome is None
+    _, q, outcomes = run_tracking(c, 1.6)
+    r1, r2 = c.split(q)
+    np.testing.assert_allclose(r1, end1, atol=1e-9)
+    np.testing.assert_allclose(r2, end2, atol=1e-9)
+    assert [(o.status, o.error_code) for o in outcomes] == [('succeeded', 0)]
+    with pytest.raises(ConfigError, match='6 values for the 12 axes'):
+        c.split(r1)
+
+
+def test_the_point_queue_of_two_groups_takes_points_over_every_axis_only():
+    c = two_groups('point_queue')
+    here = np.r_[np.zeros(6), np.full(6, 0.5)]
+
+    def queue_names(names, positions, t):
+        return c.queue_point(names, GoalPoint(tuple(positions), (0.0,) * len(positions),
+                                              seconds_to_ns(t))).code
+
+    # The first point starts the queue: a partial one is an incomplete joint list (207).
+    assert queue_names(GROUP_1, here[:6], 0.0) is InitTraj.INIT_TRAJ_INCOMPLETE_JOINTLIST
+    assert queue_names(GROUP_1 + GROUP_2, here, 0.0) is QueueResult.SUCCESS
+    # Later points: the wrong joint count is 5.
+    assert queue_names(GROUP_2, here[6:], 0.5) is QueueResult.INVALID_JOINT_LIST
+    target = here + np.r_[np.full(6, 0.1), np.full(6, -0.1)]
+    assert queue_names(GROUP_1 + GROUP_2, target, 0.5) is QueueResult.SUCCESS
+    _, q, _ = run_tracking(c, 0.7)
+    np.testing.assert_allclose(q, target, atol=1e-9)
+
+
+def test_select_motion_tool_knows_the_controllers_groups():
+    c = two_groups('trajectory')
+    assert c.groups == (ControlGroup('r1', GROUP_1), ControlGroup('r2', GROUP_2))
+    assert select_motion_tool(c, 1, 3) is SelectionResult.OK
+    assert select_motion_tool(c, 2, 3) is SelectionResult.INVALID_CONTROL_GROUP
 
 
 # ====================================================================== the streaming client

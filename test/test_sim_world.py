@@ -11,7 +11,7 @@ import pytest
 from noetra_ros.core.errors import CommandError, ConfigError, UnknownNameError
 from noetra_ros.core.robot_model import load_robot_description
 from noetra_ros.core.robots import home_positions, ROBOT_NAMES
-from noetra_ros.core.sim.world import CameraSpec, SimWorld, WorldConfig
+from noetra_ros.core.sim.world import CameraSpec, EXTRA_ARM_BASE_POSES, SimWorld, WorldConfig
 from noetra_ros.core.trajectory import JointTrajectory
 
 # RGB classification of the object colours as TinyRenderer shades them (lit faces).
@@ -358,3 +358,52 @@ def test_every_arm_loads_holds_and_respects_its_limits(robot):
             arm.step()
             peak = np.maximum(peak, np.abs(arm.joint_state()[1][:6]))
         assert np.all(peak <= 1.05 * lim['velocity'])
+
+
+# ---------------------------------------------------------------- extra arms
+def test_extra_arms_stand_clear_hold_home_track_setpoints_and_come_back_on_reset():
+    with SimWorld(WorldConfig(robot='yaskawa_gp8')) as cell:
+        policy_view = cell.render('workspace_camera')
+        arms = [cell.add_extra_arm(robot, xyz, yaw) for robot, (xyz, yaw) in
+                zip(('yaskawa_hc10', 'yaskawa_gp8'), EXTRA_ARM_BASE_POSES)]
+        assert cell.extra_arms == tuple(arms)
+        # The default poses keep the policy's camera image as it was.
+        np.testing.assert_array_equal(cell.render('workspace_camera'), policy_view)
+        hc10 = arms[0]
+        assert hc10.joint_names == tuple(f'joint_{i}' for i in range(1, 7))
+        np.testing.assert_allclose(hc10.base_pose[:3, 3], EXTRA_ARM_BASE_POSES[0][0])
+        # tool0 in front of its base: the base pose turns the arm (yaw pi faces -x).
+        tool = hc10.base_pose @ hc10.description.model.fk(hc10.home, 'tool0')
+        assert tool[0, 3] < EXTRA_ARM_BASE_POSES[0][0][0] - 0.3
+        _run(cell, 20)
+        for arm in arms:
+            np.testing.assert_allclose(arm.measured()[0], arm.home, atol=1e-3)
+        target = hc10.home + np.array([0.3, 0.0, 0.0, 0.0, 0.0, 0.4])
+        hc10.setpoint(target, np.zeros(6))
+        _run(cell, 40)
+        np.testing.assert_allclose(hc10.measured()[0], target, atol=1e-3)
+        main_before = _arm_q(cell)
+        np.testing.assert_allclose(main_before, home_positions('yaskawa_gp8'), atol=1e-3)
+        with pytest.raises(CommandError, match='yaskawa_hc10 setpoint positions'):
+            hc10.setpoint([0.0] * 5)
+        cell.reset(4)
+        np.testing.assert_allclose(hc10.measured()[0], hc10.home, atol=1e-3)
+        _run(cell, 20)
+        np.testing.assert_allclose(hc10.measured()[0], hc10.home, atol=1e-3)
+
+
+@pytest.mark.parametrize('robot, xyz, yaw, cause', [
+    ('yaskawa_gp8', (0.0, 0.0, 0.0), 0.0, 'overlaps the main arm'),
+    ('yaskawa_gp8', (0.45, 0.34, 0.0), 0.0, 'reaches over the left bin'),
+    ('yaskawa_gp8', (0.85, 0.2, 0.0), math.pi, 'reaches over the object region'),
+    ('yaskawa_gp8', (2.0, 0.0, 0.0), 0.0, 'off the table'),
+    ('no_such_arm', (-0.2, 0.5, 0.0), 0.0, "extra arm 'no_such_arm' could not be loaded"),
+    ('yaskawa_gp8', (float('nan'), 0.5, 0.0), 0.0, 'must be 3 finite numbers'),
+])
+def test_an_extra_arm_where_it_does_not_fit_is_refused_naming_why(world, robot, xyz, yaw, cause):
+    world.reset(0)  # the main arm at home
+    bodies = pb.getNumBodies(physicsClientId=world.client_id)
+    with pytest.raises(ConfigError, match=cause):
+        world.add_extra_arm(robot, xyz, yaw)
+    assert world.extra_arms == ()
+    assert pb.getNumBodies(physicsClientId=world.client_id) == bodies

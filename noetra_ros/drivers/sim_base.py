@@ -23,6 +23,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 from rclpy.node import Node
 
+from noetra_ros.core.errors import ConfigError
 from noetra_ros.core.joint_limits import JointLimits
 from noetra_ros.core.joint_names import JointNameMap
 
@@ -34,7 +35,10 @@ class SimArm:
     `measured()` -> (positions, velocities, efforts) of the arm joints; `setpoint(q, qd)` is
     what the controller commands for the coming update; `hold()` holds the measured pose;
     `arrived(kind)` tells a lockstep sim that a command source has answered the step
-    (only the ros2_control profile runs in lockstep).
+    (only the ros2_control profile runs in lockstep). `extra_arms`: further arms on the same
+    controller (sim parameter `extra_arms`, core/sim/world.ExtraArm: `robot`, `joint_names`,
+    `limits`, `base_pose`, `description`, `measured()`, `setpoint(q, qd)`, `hold()`), e.g. the
+    other groups of a MotoROS2 multi-group controller; only drivers with `multi_arm` take them.
     """
 
     joint_names: tuple[str, ...]
@@ -47,6 +51,7 @@ class SimArm:
     hold: Callable[[], None]
     world: Any  # the SimWorld, for the ros2_control profile's position / velocity / trajectory
     arrived: Callable[[str], None]
+    extra_arms: tuple[Any, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -68,8 +73,15 @@ class SimDriver:
     """Base of the simulated drivers; see the module docstring for the call order."""
 
     profile = ''
+    # Whether the driver runs several arms on one controller (SimArm.extra_arms): MotoROS2's
+    # control groups do; fanuc_driver runs one arm per controller manager.
+    multi_arm = False
 
     def __init__(self, node: Node, arm: SimArm, settings: SimDriverSettings) -> None:
+        if arm.extra_arms and not self.multi_arm:
+            raise ConfigError(f'extra arms {[a.robot for a in arm.extra_arms]}: the '
+                              f'{self.profile} driver runs one arm per controller; only a '
+                              'multi-group controller (driver motoros2) takes several')
         self.node = node
         self.arm = arm
         self.settings = settings

@@ -3,10 +3,11 @@
 Interface (driver-interfaces.md §2.1-§2.7, §4.1; all names inside the driver namespace,
 `SimDriver.topic`):
 
-- publishers, every `controller_status_monitor_period` (10 ms): `joint_states` and
-  `ctrl_groups/r<g>/joint_states` (sensor_msgs/JointState, sensor-data QoS: best effort, keep last
-  5), `robot_status` (industrial_msgs/RobotStatus, sensor-data QoS), `tf` (tf2_msgs/TFMessage,
-  reliable keep last 10: world -> r<g>/base -> r<g>/flange -> r<g>/tool0);
+- publishers, every `controller_status_monitor_period` (10 ms): `joint_states` (every group's
+  axes) and `ctrl_groups/r<g>/joint_states` per group (sensor_msgs/JointState, sensor-data QoS:
+  best effort, keep last 5), `robot_status` (industrial_msgs/RobotStatus, sensor-data QoS), `tf`
+  (tf2_msgs/TFMessage, reliable keep last 10: world -> r<g>/base -> r<g>/flange -> r<g>/tool0
+  for every group, in one message);
 - services `start_traj_mode`, `start_point_queue_mode`, `stop_traj_mode`, `reset_error`,
   `queue_traj_point`, `select_motion_tool`, `read_single_io`, `write_single_io`,
   `read_group_io`, `write_group_io`, `read_mregister`, `write_mregister`;
@@ -17,6 +18,11 @@ Interface (driver-interfaces.md §2.1-§2.7, §4.1; all names inside the driver 
 The rules live in core/drivers/motoros2.py (MotoRos2Controller); this module converts messages,
 keeps time and logs every refusal with its code and MotoROS2's text for it (the `*_STR`
 constants of our motoros2_interfaces).
+
+Groups: the sim's arm is r1; each of the sim's extra arms (SimArm.extra_arms, sim parameter
+`extra_arms`) is one more robot group r2, r3, ... of the same controller. With several groups
+every axis is named group_<g>/joint_<j> (the main arm group_1/..., reference §2.1), and goals and
+points must name all of them (reference §2.6, §2.7): one controller, one readiness, one mode.
 
 Choices where MotoROS2's behaviour is derived or cannot be reproduced (docs/DRIVERS.md):
 - A goal that arrives while another runs waits unanswered until the running goal's result is
@@ -50,13 +56,14 @@ from sensor_msgs.msg import JointState
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
-from noetra_ros.core.drivers.motoros2 import (FailTraj, GoalOutcome, GoalPoint, InitTraj,
-                                              IoMemory, MotionReady, MotoRos2Controller,
-                                              QueueResult, select_motion_tool, TrajectoryGoal)
+from noetra_ros.core.drivers.motoros2 import (ControlGroup, default_joint_names, FailTraj,
+                                              GoalOutcome, GoalPoint, InitTraj, IoMemory,
+                                              MotionReady, MotoRos2Controller, QueueResult,
+                                              robot_groups, select_motion_tool, TrajectoryGoal)
 from noetra_ros.core.errors import ConfigError
 from noetra_ros.core.robot_model import load_robot_description
 from noetra_ros.core.tf_tree import FrameTransform
-from noetra_ros.drivers.sim_base import joint_state_arrays, SimArm, SimDriver, SimDriverSettings
+from noetra_ros.drivers.sim_base import SimArm, SimDriver, SimDriverSettings
 from noetra_ros.interface_packages import interface_type
 from noetra_ros.qos import RELIABLE, SENSOR_DATA
 from noetra_ros.state_publisher_node import transform_msg
@@ -87,13 +94,14 @@ def enum_text(code: Any) -> str:
 
 
 def robot_group(names: list[str]) -> str:
-    """`r<g>` of the arm: group <g> of multi-group names (group_<g>/joint_<j>), else r1."""
+    """`r<g>` of a single arm: group <g> of multi-group names (group_<g>/joint_<j>), else r1."""
     match = re.match(r'group_(\d+)/', names[0]) if names else None
     return f'r{match.group(1)}' if match else 'r1'
 
 
 class MotoRos2SimDriver(SimDriver):
     profile = 'motoros2'
+    multi_arm = True
 
     def __init__(self, node: Node, arm: SimArm, settings: SimDriverSettings) -> None:
         super().__init__(node, arm, settings)
@@ -101,31 +109,41 @@ class MotoRos2SimDriver(SimDriver):
                                                     'FollowJointTrajectory')
         self.RobotStatus = interface_type('industrial_msgs', 'msg', 'RobotStatus')
         self.TFMessage = interface_type('tf2_msgs', 'msg', 'TFMessage')
-        self.arm_names = self.driver_joint_names()
-        self.published_joints = settings.names.to_driver(
-            list(arm.joint_names) + list(arm.gripper_joint_names))
-        self.controller = MotoRos2Controller(self.arm_names, arm.limits.velocity)
+        # Every group's hardware in group order: the sim's arm (r1), then its extra arms.
+        self.arms: tuple[Any, ...] = (arm, *arm.extra_arms)
+        self.groups = self._groups(self.driver_joint_names())
+        self.arm_names = [n for group in self.groups for n in group.joint_names]
+        self.published_joints = self.arm_names + settings.names.to_driver(
+            list(arm.gripper_joint_names))
+        self.controller = MotoRos2Controller(
+            self.arm_names, np.concatenate([a.limits.velocity for a in self.arms]),
+            groups=self.groups)
         # The robot knows where it is before its first update (a sim waiting for its first
         # reset still answers status, services and diagnostics).
-        self.controller.moved_externally(arm.measured()[0])
+        self.controller.moved_externally(self._measured()[0])
         self.io = IoMemory()
-        self.group = robot_group(self.arm_names)
         self.counters = {'rejected_commands': 0, 'goals_unanswered': 0, 'faults_injected': 0}
         self._now = 0.0
         self._status_every = max(1, round(arm.control_hz * CONTROLLER_STATUS_MONITOR_PERIOD_S))
         self._feedback_every = max(1, round(arm.control_hz * ACTION_FEEDBACK_PUBLISHER_PERIOD_S))
-        self._model = load_robot_description(settings.robot).model
-        for link in (BASE_LINK, 'flange', 'tool0'):
-            if link not in self._model.links:
-                raise ConfigError(f'robot {settings.robot!r} has no link {link!r} for '
-                                  f'MotoROS2\'s tf (world -> {self.group}/base -> flange -> tool0)')
+        # Per group: the kinematics and where its base_link stands in the world (the sim cell's
+        # world frame is the main robot's base_link).
+        self._tf_chains = [(load_robot_description(settings.robot).model, np.eye(4))] + [
+            (extra.description.model, extra.base_pose) for extra in arm.extra_arms]
+        robots = [settings.robot] + [extra.robot for extra in arm.extra_arms]
+        for group, robot, (model, _) in zip(self.groups, robots, self._tf_chains):
+            for link in (BASE_LINK, 'flange', 'tool0'):
+                if link not in model.links:
+                    raise ConfigError(f'robot {robot!r} has no link {link!r} for MotoROS2\'s tf '
+                                      f'(world -> {group.name}/base -> flange -> tool0)')
 
         log = node.get_logger()
         self.log = log
         self.pub_joints = node.create_publisher(JointState, self.topic('joint_states'),
                                                 SENSOR_DATA)
-        self.pub_group_joints = node.create_publisher(
-            JointState, self.topic(f'ctrl_groups/{self.group}/joint_states'), SENSOR_DATA)
+        self.pub_group_joints = [node.create_publisher(
+            JointState, self.topic(f'ctrl_groups/{group.name}/joint_states'), SENSOR_DATA)
+            for group in self.groups]
         self.pub_status = node.create_publisher(self.RobotStatus, self.topic('robot_status'),
                                                 SENSOR_DATA)
         self.pub_tf = node.create_publisher(self.TFMessage, self.topic('tf'), RELIABLE)
@@ -162,8 +180,27 @@ class MotoRos2SimDriver(SimDriver):
             node, self.FollowJointTrajectory, self.topic('follow_joint_trajectory'),
             execute_callback=self._execute_goal, goal_callback=self._on_goal,
             cancel_callback=self._on_cancel, callback_group=ReentrantCallbackGroup())
-        log.info(f'MotoROS2 emulation: joints {self.arm_names}, group {self.group}, status every '
-                 f'{self._status_every} update(s), feedback every {self._feedback_every}')
+        log.info(f'MotoROS2 emulation: joints {self.arm_names}, groups '
+                 f'{[g.name for g in self.groups]}, status every {self._status_every} update(s), '
+                 f'feedback every {self._feedback_every}')
+
+    def _groups(self, main_names: list[str]) -> tuple[ControlGroup, ...]:
+        """The controller's robot groups: the sim's arm alone (its group from its names, r1 by
+        default), or r1..rN with MotoROS2's multi-group names when the sim has extra arms."""
+        if len(self.arms) == 1:
+            return (ControlGroup(robot_group(main_names), tuple(main_names)),)
+        names = default_joint_names([len(a.joint_names) for a in self.arms])
+        if main_names != names[0]:
+            raise ConfigError(f'MotoROS2 with {len(self.arms)} groups names the main arm\'s '
+                              f'joints {names[0]} (driver-interfaces.md §2.1), not {main_names}: '
+                              'leave joint_name_prefix empty or set it to group_1/')
+        return robot_groups(names)
+
+    def _measured(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(positions, velocities, efforts) of every group's axes, in the controller's order."""
+        states = [a.measured() for a in self.arms]
+        q, qd, tau = (np.concatenate([s[k] for s in states]) for k in range(3))
+        return q, qd, tau
 
     # ------------------------------------------------------------------ helpers
     def _refused(self, what: str, code: Any, detail: str) -> str:
@@ -366,13 +403,13 @@ class MotoRos2SimDriver(SimDriver):
     def update(self, now: float) -> None:
         super().update(now)
         self._now = now
-        q, _, _ = self.arm.measured()
-        setpoint_q, setpoint_qd = self.controller.update(now, q)
-        self.arm.setpoint(setpoint_q, setpoint_qd)
+        setpoint_q, setpoint_qd = self.controller.update(now, self._measured()[0])
+        for arm, q, qd in zip(self.arms, self.controller.split(setpoint_q),
+                              self.controller.split(setpoint_qd)):
+            arm.setpoint(q, qd)
 
     def on_reset(self) -> None:
-        q, _, _ = self.arm.measured()
-        self.controller.moved_externally(q)
+        self.controller.moved_externally(self._measured()[0])
 
     def publish(self, now: float, stamp: Any) -> None:
         tick = self._updates - 1
@@ -386,7 +423,7 @@ class MotoRos2SimDriver(SimDriver):
 
     def _feedback_tick(self, now: float, stamp: Any) -> None:
         if self.controller.goal_active() and self._goal_outcome is not None:
-            q, qd, tau = self.arm.measured()
+            q, qd, tau = self._measured()
             desired, _ = self.controller.command()
             feedback = self.FollowJointTrajectory.Feedback()
             feedback.header.stamp = stamp
@@ -403,20 +440,24 @@ class MotoRos2SimDriver(SimDriver):
             self._deliver(outcome)
 
     def _publish_joint_states(self, stamp: Any) -> None:
-        positions, velocities, efforts = joint_state_arrays(self.arm)
+        measured = self._measured()
+        fingers = self.arm.gripper_measured()
         msg = JointState()
         msg.header.stamp = stamp
         msg.name = self.published_joints
-        msg.position, msg.velocity, msg.effort = positions, velocities, efforts
+        msg.position, msg.velocity, msg.effort = (
+            [float(v) for v in np.concatenate([axes, finger])]
+            for axes, finger in zip(measured, fingers))
         self.pub_joints.publish(msg)
-        arm_count = len(self.arm_names)
-        group = JointState()
-        group.header.stamp = stamp  # frame_id '' as MotoROS2's (reference §2.2)
-        group.name = list(self.arm_names)
-        group.position = positions[:arm_count]
-        group.velocity = velocities[:arm_count]
-        group.effort = efforts[:arm_count]
-        self.pub_group_joints.publish(group)
+        positions, velocities, efforts = (self.controller.split(values) for values in measured)
+        for k, (group, publisher) in enumerate(zip(self.groups, self.pub_group_joints)):
+            group_msg = JointState()
+            group_msg.header.stamp = stamp  # frame_id '' as MotoROS2's (reference §2.2)
+            group_msg.name = list(group.joint_names)
+            group_msg.position = [float(v) for v in positions[k]]
+            group_msg.velocity = [float(v) for v in velocities[k]]
+            group_msg.effort = [float(v) for v in efforts[k]]
+            publisher.publish(group_msg)
 
     def _publish_status(self, stamp: Any) -> None:
         fields = self.controller.robot_status()
@@ -433,16 +474,20 @@ class MotoRos2SimDriver(SimDriver):
         self.pub_status.publish(msg)
 
     def _publish_tf(self, stamp: Any) -> None:
-        """world -> r<g>/base -> r<g>/flange -> r<g>/tool0 from the description's FK (the sim
-        cell's world frame is the robot's base_link)."""
-        q, _, _ = self.arm.measured()
-        base = self._model.fk(q, BASE_LINK)
-        flange = self._model.fk(q, 'flange')
-        tool0 = self._model.fk(q, 'tool0')
-        g = self.group
-        transforms = (FrameTransform(WORLD_FRAME, f'{g}/base', base),
-                      FrameTransform(f'{g}/base', f'{g}/flange', np.linalg.solve(base, flange)),
-                      FrameTransform(f'{g}/flange', f'{g}/tool0', np.linalg.solve(flange, tool0)))
+        """world -> r<g>/base -> r<g>/flange -> r<g>/tool0 for every group from the description's
+        FK, in one message, group by group (derived: MotoROS2 fills one TFMessage for all robots,
+        MR src/PositionMonitor.c `Ros_PositionMonitor_Initialize_TfPublisher`)."""
+        transforms = []
+        for group, (model, base_pose), q in zip(self.groups, self._tf_chains,
+                                                self.controller.split(self._measured()[0])):
+            base = base_pose @ model.fk(q, BASE_LINK)
+            flange = base_pose @ model.fk(q, 'flange')
+            tool0 = base_pose @ model.fk(q, 'tool0')
+            g = group.name
+            transforms += [
+                FrameTransform(WORLD_FRAME, f'{g}/base', base),
+                FrameTransform(f'{g}/base', f'{g}/flange', np.linalg.solve(base, flange)),
+                FrameTransform(f'{g}/flange', f'{g}/tool0', np.linalg.solve(flange, tool0))]
         self.pub_tf.publish(self.TFMessage(transforms=[transform_msg(t, stamp)
                                                        for t in transforms]))
 

@@ -22,6 +22,10 @@ The model, in MotoROS2's own terms:
   starved queue holds the last commanded position.
 - Commanded position: the setpoint handed to the servo every update. The first point of a
   trajectory or of a point queue must lie within the start tolerance of it.
+- Control groups: one controller may run several robots (r1..r8). Its trajectories, points,
+  feedback and joint_states span every axis of every group in group order; goals and points must
+  name all of them (207 / 5: MotoROS2 takes no partial goals, reference §2.6, §2.7). Readiness,
+  the motion mode and robot_status are the controller's, one for all groups.
 
 Codes: numeric values of motoros2_interfaces 0.2.0 (reference §2.4); member names equal the
 message constants, so the ROS layer finds each `<NAME>_STR` text by name.
@@ -36,6 +40,7 @@ import math
 import numpy as np
 
 from noetra_ros.core.errors import ConfigError
+from noetra_ros.core.joint_names import scheme_names
 
 
 class MotionReady(IntEnum):
@@ -143,9 +148,43 @@ INCREMENT_QUEUE_S = 200 * 0.004
 # command (MR src/ControllerStatusIO.c `Ros_Controller_IsInMotion`); the start tolerance above
 # stands for the 30 pulses.
 
+# driver-interfaces.md §2.2 (MR src/CtrlGroup.c): robot groups are r1..r8.
+MAX_ROBOT_GROUPS = 8
+
 MODES = ('none', 'trajectory', 'point_queue')
 FAULTS = ('e_stop', 'hold', 'teach', 'local', 'alarm [code]', 'major_alarm [code]',
           'error [code]', 'clear')
+
+
+@dataclass(frozen=True)
+class ControlGroup:
+    """One robot group of the controller: `name` r<g> (its `ctrl_groups/<name>/joint_states`
+    and tf frame prefix) and its axes' driver names in the controller's order."""
+
+    name: str
+    joint_names: tuple[str, ...]
+
+
+def default_joint_names(axes_per_group: Sequence[int]) -> list[list[str]]:
+    """MotoROS2's default joint names, per group: `joint_1..N` on a single-group controller,
+    `group_<g>/joint_<j>` for every group of a multi-group one (driver-interfaces.md §2.1, MR
+    src/ConfigFile.h; 7-axis arms' S,L,E,U,R,B,T publishing order is not modelled)."""
+    counts = [int(n) for n in axes_per_group]
+    if not counts or not all(n > 0 for n in counts):
+        raise ConfigError(f'axes per group {counts}: need at least one group, each with axes')
+    if len(counts) == 1:
+        return [scheme_names(counts[0], 'motoros2')]
+    return [scheme_names(n, 'motoros2', group=g) for g, n in enumerate(counts, start=1)]
+
+
+def robot_groups(names_per_group: Sequence[Sequence[str]]) -> tuple[ControlGroup, ...]:
+    """The robot groups r1, r2, ... of a controller whose groups' axes have these names (in
+    group order)."""
+    if not 1 <= len(names_per_group) <= MAX_ROBOT_GROUPS:
+        raise ConfigError(f'{len(names_per_group)} robot groups: a MotoROS2 controller has 1 to '
+                          f'{MAX_ROBOT_GROUPS} (r1..r{MAX_ROBOT_GROUPS})')
+    return tuple(ControlGroup(f'r{g}', tuple(str(n) for n in names))
+                 for g, names in enumerate(names_per_group, start=1))
 
 
 @dataclass(frozen=True)
@@ -273,7 +312,8 @@ class MotoRos2Controller:
 
     `joint_names`: the driver's names of the axes (joint_1..N, or group_<g>/joint_<j>) in the
     controller's order; `max_speed`: each axis's speed limit (rad/s; MotoROS2 refuses a first
-    point faster than this, 205, and drops a queued point faster than this).
+    point faster than this, 205, and drops a queued point faster than this); `groups`: the robot
+    groups those axes belong to, in the same order (default: one group r1 of every axis).
 
     Call `update(now, measured_q)` once per controller update; it returns the
     setpoint (positions, velocities) for the servo. Everything else is a call a ROS interface
@@ -284,11 +324,19 @@ class MotoRos2Controller:
     def __init__(self, joint_names: Sequence[str], max_speed: Sequence[float], *,
                  start_tolerance: float = START_TOLERANCE_RAD,
                  increment_queue_s: float = INCREMENT_QUEUE_S,
-                 initial_positions: Sequence[float] | None = None) -> None:
+                 initial_positions: Sequence[float] | None = None,
+                 groups: Sequence[ControlGroup] | None = None) -> None:
         self.joint_names = tuple(str(n) for n in joint_names)
         if not self.joint_names or len(set(self.joint_names)) != len(self.joint_names):
             raise ConfigError(f'MotoROS2 joint names {list(self.joint_names)}: need at least one, '
                               'no duplicates')
+        self.groups = (tuple(groups) if groups is not None
+                       else (ControlGroup('r1', self.joint_names),))
+        grouped = tuple(n for group in self.groups for n in group.joint_names)
+        if grouped != self.joint_names:
+            raise ConfigError(f'groups {[(g.name, list(g.joint_names)) for g in self.groups]}: '
+                              f'their axes in order must be the joint names '
+                              f'{list(self.joint_names)}')
         self.max_speed = np.asarray(max_speed, dtype=float).reshape(-1)
         if self.max_speed.shape != (self.axes,) or not np.all(self.max_speed > 0):
             raise ConfigError(f'max_speed {self.max_speed.tolist()}: one positive speed per '
@@ -334,6 +382,15 @@ class MotoRos2Controller:
     @property
     def axes(self) -> int:
         return len(self.joint_names)
+
+    def split(self, values: Sequence[float] | np.ndarray) -> list[np.ndarray]:
+        """A vector over all axes as one vector per group (group order)."""
+        vector = np.asarray(values, dtype=float).reshape(-1)
+        if vector.shape != (self.axes,):
+            raise ConfigError(f'{vector.size} values for the {self.axes} axes of '
+                              f'{[g.name for g in self.groups]}')
+        bounds = np.cumsum([len(g.joint_names) for g in self.groups])[:-1]
+        return [part.copy() for part in np.split(vector, bounds)]
 
     # ------------------------------------------------------------------ controller state
     def set_estop(self, pressed: bool) -> None:
@@ -991,10 +1048,13 @@ class IoMemory:
 
 
 def select_motion_tool(controller: MotoRos2Controller, group_number: int, tool_number: int,
-                       groups: int = 1) -> SelectionResult:
+                       groups: int | None = None) -> SelectionResult:
     """MR src/ServiceSelectMotionTool.c: 400 unless REMOTE, 401 for a group (0-based) the
-    controller lacks, 402 for a tool index out of range, else OK (the tool changes the TCP of
-    later motion; the emulated arm has no tool data, so nothing else changes)."""
+    controller lacks (`groups` of them; default: the controller's robot groups), 402 for a tool
+    index out of range, else OK (the tool changes the TCP of later motion; the emulated arm has
+    no tool data, so nothing else changes)."""
+    if groups is None:
+        groups = len(controller.groups)
     if not controller.remote:
         return SelectionResult.INVALID_CONTROLLER_STATE
     if not 0 <= group_number < groups:

@@ -21,6 +21,10 @@ used for dynamics and rendering only, and the loaded body is checked to number i
 description does. A rejected command (wrong length, NaN / Inf, unknown joints) raises
 CommandError and leaves the active command untouched (and does not feed the velocity watchdog).
 
+Extra arms (add_extra_arm): further robots in the cell without gripper or task role, e.g. the
+other groups of a MotoROS2 multi-group controller; each takes a driver's servo setpoints like
+command_setpoint and stands at its home pose after every reset.
+
 Sensors: joint_state() (arm + finger joints), wrench() (flange force/torque in tool0, see its
 docstring), render() / render_depth() (TinyRenderer pinhole cameras, intrinsics from
 CameraSpec.intrinsics()). Privileged task state for the scripted expert and the checker:
@@ -76,6 +80,20 @@ SETTLE_STEPS = 24
 # A URDF link without <inertial> gets 1 kg and unit inertia in PyBullet; frame links (flange,
 # tool0, gripper_tcp) must not weigh that much, so such links are given this mass instead.
 FRAME_LINK_MASS_KG = 1e-3
+
+
+# Where extra arms stand by default (base_link position in the world frame, yaw about z): the
+# table's back corners, facing away from the cell. Checked in PyBullet for every main robot with a
+# GP8 or HC10 there at home: 0.23 m or more from the main arm at home and at its pick and place
+# poses over the object region and both bins, and outside the workspace camera's view (the
+# policy's image does not change).
+EXTRA_ARM_BASE_POSES: tuple[tuple[tuple[float, float, float], float], ...] = (
+    ((-0.2, 0.5, scene.TABLE.top_z), math.pi),
+    ((-0.2, -0.5, scene.TABLE.top_z), math.pi),
+)
+# An extra arm at home keeps this much room from the main arm, the other extra arms and the columns
+# above the object region and the bins (the main arm comes down into them from above).
+EXTRA_ARM_CLEARANCE_M = 0.02
 
 
 @dataclass(frozen=True)
@@ -271,6 +289,130 @@ def _pose_matrix(position: Sequence[float], quaternion: Sequence[float]) -> np.n
     return matrix
 
 
+def _lighten_frame_links(cid: int, body: int) -> None:
+    """Links without <inertial> weigh FRAME_LINK_MASS_KG instead of PyBullet's 1 kg."""
+    for j in range(pb.getNumJoints(body, physicsClientId=cid)):
+        dyn = pb.getDynamicsInfo(body, j, physicsClientId=cid)
+        if dyn[0] == 1.0 and np.allclose(dyn[2], (1.0, 1.0, 1.0)):
+            pb.changeDynamics(body, j, mass=FRAME_LINK_MASS_KG,
+                              localInertiaDiagonal=[1e-7] * 3, physicsClientId=cid)
+
+
+class ExtraArm:
+    """A further arm in the cell (SimWorld.add_extra_arm): the robot's arm-only URDF with its
+    base_link at `base_xyz` (world frame, m) turned `base_yaw` (rad) about z.
+
+    It has no gripper and no part in the task. Like the main arm under command_setpoint, it
+    tracks one setpoint (positions, feed-forward velocities; clamped to its URDF limits) until
+    the next, with the same motor gains and limits; `hold()` holds the measured pose; every
+    SimWorld.reset() puts it back at its home pose, holding.
+    """
+
+    def __init__(self, robot: str, base_xyz: Sequence[float], base_yaw: float) -> None:
+        try:
+            description = load_robot_description(robot, with_gripper=False)
+        except NoetraError as exc:
+            raise ConfigError(f'extra arm {robot!r} could not be loaded: {exc}') from None
+        try:
+            xyz = np.asarray(base_xyz, dtype=float).reshape(-1)
+            yaw = float(base_yaw)
+        except (TypeError, ValueError):
+            xyz, yaw = np.full(1, np.nan), math.nan
+        if xyz.shape != (3,) or not np.all(np.isfinite(xyz)) or not math.isfinite(yaw):
+            raise ConfigError(f'extra arm {robot!r}: base_xyz {base_xyz!r} must be 3 finite '
+                              f'numbers and base_yaw {base_yaw!r} finite')
+        assert description.home is not None  # every known robot states its home pose
+        self.robot = robot
+        self.description = description
+        self.base_xyz = tuple(float(v) for v in xyz)
+        self.base_yaw = yaw
+        self.home = np.array(description.home)
+        self._cid = -1
+        self._body = -1
+        self._indices: list[int] = []
+        self._q_ref = self.home.copy()
+        self._qd_ref = np.zeros(len(self.home))
+
+    @property
+    def joint_names(self) -> tuple[str, ...]:
+        """Arm joints in chain order (the description's names)."""
+        return self.description.joint_names
+
+    @property
+    def limits(self) -> JointLimits:
+        return self.description.limits
+
+    @property
+    def body_id(self) -> int:
+        """PyBullet body id (changes at every reset; for read-only inspection)."""
+        return self._body
+
+    @property
+    def base_pose(self) -> np.ndarray:
+        """4x4 pose of the arm's base_link in the world frame."""
+        return _pose_matrix(self.base_xyz, pb.getQuaternionFromEuler((0.0, 0.0, self.base_yaw)))
+
+    def _load(self, cid: int) -> None:
+        """Load the arm into a freshly reset simulation, at home and holding."""
+        urdf = str(self.description.urdf_path)
+        try:
+            body = pb.loadURDF(urdf, list(self.base_xyz),
+                               pb.getQuaternionFromEuler((0.0, 0.0, self.base_yaw)),
+                               useFixedBase=True, flags=pb.URDF_USE_INERTIA_FROM_FILE,
+                               physicsClientId=cid)
+        except pb.error as exc:
+            raise ConfigError(f'extra arm URDF {urdf!r} could not be loaded: {exc}') from None
+        # PyBullet's own joint numbering, looked up by name (no gripper, no task links to match).
+        by_name = {pb.getJointInfo(body, j, physicsClientId=cid)[1].decode(): j
+                   for j in range(pb.getNumJoints(body, physicsClientId=cid))}
+        missing = [n for n in self.joint_names if n not in by_name]
+        if missing:
+            raise ConfigError(f'extra arm URDF {urdf!r}: joints {missing} not found')
+        _lighten_frame_links(cid, body)
+        self._cid, self._body = cid, body
+        self._indices = [by_name[n] for n in self.joint_names]
+        for idx, q in zip(self._indices, self.home):
+            pb.resetJointState(body, idx, q, 0.0, physicsClientId=cid)
+        self._q_ref = self.home.copy()
+        self._qd_ref = np.zeros(len(self._indices))
+        self._apply()
+
+    def measured(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(positions, velocities, efforts) of the arm joints; efforts as in joint_state()."""
+        states = pb.getJointStates(self._body, self._indices, physicsClientId=self._cid)
+        return (np.array([s[0] for s in states]), np.array([s[1] for s in states]),
+                np.array([s[3] for s in states]))
+
+    def setpoint(self, positions: Sequence[float] | np.ndarray,
+                 velocities: Sequence[float] | np.ndarray | None = None) -> None:
+        """Track this setpoint until the next (SimWorld.command_setpoint's rules)."""
+        count = len(self._indices)
+        q = validate_joint_vector(positions, count, f'{self.robot} setpoint positions')
+        qd = (np.zeros_like(q) if velocities is None else validate_joint_vector(
+            velocities, count, f'{self.robot} setpoint velocities'))
+        lim = self.limits
+        self._q_ref = np.clip(q, lim.lower, lim.upper)
+        self._qd_ref = np.clip(qd, -lim.velocity, lim.velocity)
+        self._apply()
+
+    def hold(self) -> None:
+        """Hold the measured position."""
+        self._q_ref = self.measured()[0]
+        self._qd_ref = np.zeros(len(self._indices))
+        self._apply()
+
+    def _apply(self) -> None:
+        # A PyBullet motor keeps its target over every later physics step, so one call per
+        # setpoint does what the main arm's per-substep call does.
+        lim = self.limits
+        for k, idx in enumerate(self._indices):
+            pb.setJointMotorControl2(
+                self._body, idx, pb.POSITION_CONTROL, targetPosition=float(self._q_ref[k]),
+                targetVelocity=float(self._qd_ref[k]), force=float(lim.effort[k]),
+                maxVelocity=float(lim.velocity[k]), positionGain=ARM_POSITION_GAIN,
+                velocityGain=ARM_VELOCITY_GAIN, physicsClientId=self._cid)
+
+
 class SimWorld:
     """The simulated cell; see the module docstring for the command semantics."""
 
@@ -284,6 +426,7 @@ class SimWorld:
         self._cid = pb.connect(pb.DIRECT)
         self._closed = False
         self._episode: Episode | None = None
+        self._extra_arms: list[ExtraArm] = []
         self.reset(self._config.seed)
 
     # ------------------------------------------------------------------ properties
@@ -392,6 +535,8 @@ class SimWorld:
             physicsClientId=cid)
         self._static = scene.build_static_scene(cid)
         self._load_robot()
+        for arm in self._extra_arms:
+            arm._load(cid)
 
         rng = np.random.default_rng(seed)
         task = sample_task(rng, self._config.min_distractors, self._config.max_distractors)
@@ -421,12 +566,7 @@ class SimWorld:
         except pb.error as exc:
             raise ConfigError(f'robot URDF {self._urdf!r} could not be loaded: {exc}') from None
         self._check_numbering()
-        for j in range(pb.getNumJoints(self._robot, physicsClientId=cid)):
-            dyn = pb.getDynamicsInfo(self._robot, j, physicsClientId=cid)
-            if dyn[0] == 1.0 and np.allclose(dyn[2], (1.0, 1.0, 1.0)):
-                # No <inertial> in the URDF: see FRAME_LINK_MASS_KG.
-                pb.changeDynamics(self._robot, j, mass=FRAME_LINK_MASS_KG,
-                                  localInertiaDiagonal=[1e-7] * 3, physicsClientId=cid)
+        _lighten_frame_links(cid, self._robot)
         links = description.link_indices
         missing = [n for n in (TCP_LINK, FLANGE_LINK, TOOL_LINK) if n not in links]
         if missing:
@@ -583,6 +723,69 @@ class SimWorld:
     def hold(self) -> None:
         """Hold the measured arm position (what a timeout does), e.g. for a supervisor stop."""
         self._enter_hold()
+
+    # ------------------------------------------------------------------ extra arms
+    @property
+    def extra_arms(self) -> tuple[ExtraArm, ...]:
+        """The extra arms, in the order they were added."""
+        return tuple(self._extra_arms)
+
+    def add_extra_arm(self, robot: str, base_xyz: Sequence[float],
+                      base_yaw: float = 0.0) -> ExtraArm:
+        """Add a further arm (robot's arm-only URDF, no gripper, no task role) with its base_link
+        at `base_xyz` (world frame, m) turned `base_yaw` (rad) about z; it stands at its home
+        pose now and after every reset(). EXTRA_ARM_BASE_POSES are poses that fit the cell.
+
+        ConfigError, and the world as it was, when the base is off the table or the arm at home
+        comes within EXTRA_ARM_CLEARANCE_M of the main arm (as it stands now), another extra
+        arm, or the columns above the object region and the bins.
+        """
+        self._check_open()
+        arm = ExtraArm(robot, base_xyz, base_yaw)
+        x, y, _ = arm.base_xyz
+        table = scene.TABLE
+        if not (table.x_range[0] <= x <= table.x_range[1]
+                and table.y_range[0] <= y <= table.y_range[1]):
+            raise ConfigError(f'extra arm {robot!r}: base at x={x}, y={y} is off the table '
+                              f'(x {table.x_range}, y {table.y_range})')
+        arm._load(self._cid)
+        try:
+            self._check_extra_arm_clearance(arm)
+        except ConfigError:
+            pb.removeBody(arm.body_id, physicsClientId=self._cid)
+            raise
+        self._extra_arms.append(arm)
+        return arm
+
+    def _check_extra_arm_clearance(self, arm: ExtraArm) -> None:
+        cid, margin = self._cid, EXTRA_ARM_CLEARANCE_M
+        where = (f'extra arm {arm.robot!r} at base_xyz {list(arm.base_xyz)}, base_yaw '
+                 f'{arm.base_yaw:.3f}')
+        others = [('the main arm', self._robot)] + [
+            (f'extra arm {other.robot!r} at {list(other.base_xyz)}', other.body_id)
+            for other in self._extra_arms]
+        for label, body in others:
+            points = pb.getClosestPoints(arm.body_id, body, margin, physicsClientId=cid)
+            if points:
+                closest = min(p[8] for p in points)
+                gap = 'overlaps' if closest < 0.0 else f'is {closest:.3f} m from'
+                raise ConfigError(f'{where}: at home it {gap} {label} (needs {margin} m of '
+                                  'room); choose another base pose')
+        columns = {'the object region': (scene.OBJECT_REGION_X, scene.OBJECT_REGION_Y)}
+        for place, spec in scene.BINS.items():
+            half_x = spec.inner_size_xy[0] / 2 + spec.wall_thickness
+            half_y = spec.inner_size_xy[1] / 2 + spec.wall_thickness
+            columns[f'the {place} bin'] = ((spec.centre_xy[0] - half_x, spec.centre_xy[0] + half_x),
+                                           (spec.centre_xy[1] - half_y, spec.centre_xy[1] + half_y))
+        # Link bounding boxes: conservative, and no temporary body disturbs the simulation.
+        links = range(-1, pb.getNumJoints(arm.body_id, physicsClientId=cid))
+        boxes = [pb.getAABB(arm.body_id, link, physicsClientId=cid) for link in links]
+        for label, ((x0, x1), (y0, y1)) in columns.items():
+            for low, high in boxes:
+                if (low[0] < x1 + margin and high[0] > x0 - margin
+                        and low[1] < y1 + margin and high[1] > y0 - margin):
+                    raise ConfigError(f'{where}: at home it reaches over {label}, where the main '
+                                      'arm works; choose another base pose')
 
     # ------------------------------------------------------------------ stepping
     def step(self) -> None:
