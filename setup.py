@@ -43,6 +43,7 @@ setup(
             'policy_node = noetra_ros.policy_node:main',
             'safety_node = noetra_ros.safety_node:main',
             'state_publisher_node = noetra_ros.state_publisher_node:main',
+            'recorder_node = noetra_ros.recorder_node:main',
             'noetra = noetra_ros.cli:main',
         ],
     },

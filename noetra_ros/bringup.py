@@ -15,7 +15,7 @@ This module imports neither rclpy nor launch: it is plain Python + YAML.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 import os
 from pathlib import Path
 import sys
@@ -30,7 +30,8 @@ from noetra_ros.core.paths import config_dir, share_dir  # noqa: F401
 
 PACKAGE = 'noetra_ros'
 # Executables the package installs (setup.py console_scripts); a cell may only start these.
-EXECUTABLES = ('sim_node', 'expert_node', 'policy_node', 'safety_node', 'state_publisher_node')
+EXECUTABLES = ('sim_node', 'expert_node', 'policy_node', 'safety_node', 'state_publisher_node',
+               'recorder_node')
 # Nodes that exist only in simulation: with hardware real the real driver and cameras take
 # their place.
 SIM_ONLY_EXECUTABLES = ('sim_node',)
@@ -120,6 +121,16 @@ class CellSpec:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(yaml.safe_dump(self.params_yaml(), sort_keys=False))
         return path
+
+
+def with_recorder(cell: CellSpec, run_dir: str | os.PathLike) -> CellSpec:
+    """The cell plus a recorder node (recorder_node.py) writing its bags under
+    `<run_dir>/recording/`: per episode of the sim's task/status, or per run on real hardware."""
+    recorder = NodeSpec(name='recorder', executable='recorder_node', parameters={
+        'output_dir': str(Path(run_dir).resolve()), 'cell': cell.name, 'robot': cell.robot,
+        'driver': cell.driver, 'use_sim_time': cell.hardware == 'sim',
+        'episodes': 'task_status' if cell.hardware == 'sim' else 'run'})
+    return replace(cell, nodes=(*cell.nodes, recorder))
 
 
 def _check_parameter(where: str, value: Any) -> None:

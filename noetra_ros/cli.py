@@ -4,6 +4,8 @@
     noetra run pick_place_lrmate --headless       # run a cell, print a summary, write a video
     noetra run pick_place_lrmate --episodes 20 --seed 100 --mode lockstep
     noetra run pick_place_lrmate_fanuc --hardware real   # everything but the simulator
+    noetra audit runs/<run>/recording/<episode>/  # audit trail + summary of a recording
+    noetra convert runs/<run>/recording --out datasets/<name> --fps 20  # -> LeRobotDataset v3
 
 The nodes are the same executables with the same parameters that `ros2 launch noetra_ros
 bringup.launch.py cell:=<cell>` starts (both read noetra_ros.bringup.load_cell); here each runs as
@@ -23,7 +25,8 @@ import time
 
 import yaml
 
-from noetra_ros.bringup import available_cells, HARDWARE, load_cell
+from noetra_ros import audit_cli
+from noetra_ros.bringup import available_cells, HARDWARE, load_cell, with_recorder
 from noetra_ros.core.errors import NoetraError
 from noetra_ros.core.stats import wilson_interval
 
@@ -86,6 +89,8 @@ def run_real(args: argparse.Namespace) -> int:
     stamp = dt.datetime.now().strftime('%Y%m%d-%H%M%S')
     out_dir = Path(args.out or Path('runs') / f'{cell.name}-real-{stamp}')
     out_dir.mkdir(parents=True, exist_ok=True)
+    if getattr(args, 'record', False):
+        cell = with_recorder(cell, out_dir)  # bags in <run>/recording/ (docs/RECORDING.md)
     params_file = cell.write_params_file(out_dir / 'params.yaml')
     print(f'noetra: cell {cell.name!r} on REAL hardware (driver {cell.driver}): starting '
           f'{[n.name for n in cell.nodes]} on the wall clock; logs in {out_dir}. The safety '
@@ -127,6 +132,8 @@ def run_cell(args: argparse.Namespace) -> dict:
     stamp = dt.datetime.now().strftime('%Y%m%d-%H%M%S')
     out_dir = Path(args.out or Path('runs') / f'{cell.name}-{stamp}')
     out_dir.mkdir(parents=True, exist_ok=True)
+    if getattr(args, 'record', False):
+        cell = with_recorder(cell, out_dir)  # bags in <run>/recording/ (docs/RECORDING.md)
     params_file = cell.write_params_file(out_dir / 'params.yaml')
     env = dict(os.environ, PYTHONUNBUFFERED='1')
     print(f'noetra: starting cell {cell.name!r} ({cell.description}) with nodes '
@@ -291,6 +298,9 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument('--hardware', choices=list(HARDWARE), default='sim',
                      help='sim (default): the simulator plays the driver; real: every node '
                           'but the simulator, against the real driver (as hardware:=real)')
+    run.add_argument('--record', action='store_true',
+                     help='add a recorder node: every topic into <run>/recording/, one rosbag2 '
+                          'MCAP bag per episode (docs/RECORDING.md)')
     ev = sub.add_parser('eval', help='seeded lockstep evaluation of a cell\'s controller')
     ev.add_argument('cell', help='cell name or path (its controller is evaluated)')
     ev.add_argument('--episodes', type=int, default=50, help='episodes (default 50)')
@@ -305,6 +315,10 @@ def main(argv: list[str] | None = None) -> int:
     ev.add_argument('--timeout', type=float, default=3600.0, help='wall-clock limit (s)')
     ev.add_argument('--no-video', action='store_true', default=False)
     ev.add_argument('--quiet', action='store_true')
+    audit_cli.add_parser(sub)
+    from noetra_ros.learning import convert  # its numpy / mcap / PyAV users import lazily
+    convert.add_arguments(sub.add_parser(
+        'convert', help='recorded episodes (MCAP bags) -> a LeRobotDataset v3 (docs/CONVERT.md)'))
     args = parser.parse_args(argv)
     # The cell's nodes run in their own sessions, so a signal to this process does not reach
     # them: SIGTERM (systemd, `docker stop`) must unwind like Ctrl-C does, through the
@@ -316,6 +330,10 @@ def main(argv: list[str] | None = None) -> int:
                 cell = load_cell(name)
                 print(f'{name:<28} {cell.robot:<20} {cell.sector:<16} {cell.description}')
             return 0
+        if args.command == 'audit':
+            return audit_cli.run(args)
+        if args.command == 'convert':
+            return convert.run(args)
         if args.command == 'run' and args.hardware == 'real':
             return run_real(args)
         report = eval_cell(args) if args.command == 'eval' else run_cell(args)

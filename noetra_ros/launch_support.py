@@ -5,12 +5,12 @@ rest of the package (and `noetra run`) works with the PyPI wheels alone.
 """
 from __future__ import annotations
 
-from noetra_ros.bringup import available_cells, HARDWARE, load_cell
+from noetra_ros.bringup import available_cells, HARDWARE, load_cell, with_recorder
 
 
 def cell_launch_description(default_cell: str):
-    """LaunchDescription with `cell:=<name or path>` (default `default_cell`) and
-    `hardware:=sim|real` (bringup.load_cell)."""
+    """LaunchDescription with `cell:=<name or path>` (default `default_cell`),
+    `hardware:=sim|real` (bringup.load_cell) and `record:=true|false` (+ `run_dir`)."""
     from launch import LaunchDescription
     from launch.actions import DeclareLaunchArgument, OpaqueFunction
     from launch.substitutions import LaunchConfiguration
@@ -19,6 +19,8 @@ def cell_launch_description(default_cell: str):
     def nodes(context, *args, **kwargs):
         cell = load_cell(LaunchConfiguration('cell').perform(context),
                          hardware=LaunchConfiguration('hardware').perform(context))
+        if LaunchConfiguration('record').perform(context).lower() in ('true', '1'):
+            cell = with_recorder(cell, LaunchConfiguration('run_dir').perform(context))
         return [Node(**spec.launch_kwargs(), output='screen', emulate_tty=True)
                 for spec in cell.nodes]
 
@@ -31,5 +33,12 @@ def cell_launch_description(default_cell: str):
             'hardware', default_value='sim', choices=list(HARDWARE),
             description='sim: the simulator plays the arm\'s driver; real: everything but the '
                         'simulator, on the wall clock, talking to the real driver'),
+        DeclareLaunchArgument(
+            'record', default_value='false', choices=['true', 'false'],
+            description='add a recorder node: every topic into <run_dir>/recording/, one '
+                        'rosbag2 MCAP bag per episode (docs/RECORDING.md)'),
+        DeclareLaunchArgument(
+            'run_dir', default_value='runs/launch',
+            description='run folder of record:=true (bags in <run_dir>/recording/)'),
         OpaqueFunction(function=nodes),
     ])

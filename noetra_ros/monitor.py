@@ -187,8 +187,12 @@ def _start_when_discovered(node, executor, cell, procs, first_seed: int,
         # MotoROS2 takes commands as service calls (queue_traj_point), not on a topic.
         commanded = (cell.driver == 'motoros2'
                      or any(node.count_publishers(t) for t in ARM_COMMAND_TOPICS))
+        # A recorder must hear the first step: wait for its joint_states subscription.
+        recording = 'recorder' not in names or any(
+            info.node_name == 'recorder'
+            for info in node.get_subscriptions_info_by_topic('joint_states'))
         if names <= up and commanded and node.count_publishers('joint_states') and \
-                reset_pub.get_subscription_count():
+                reset_pub.get_subscription_count() and recording:
             time.sleep(0.3)  # let endpoint matching settle after discovery
             reset_pub.publish(UInt32(data=first_seed))
             return ''

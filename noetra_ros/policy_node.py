@@ -39,6 +39,7 @@ from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_msgs.msg import Float64MultiArray, String
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
+from noetra_ros.core.audit import model_provenance, PROVENANCE_TOPIC
 from noetra_ros.core.command_stream import CommandStream, INTERPOLATIONS, StreamConfig
 from noetra_ros.core.errors import CommandError, ConfigError, InputError, NoetraError
 from noetra_ros.core.images import (decode_compressed, DEPTH_ENCODINGS,
@@ -237,6 +238,16 @@ class PolicyNode(LifecycleNode):
             f'{self.runtime.provider}; cameras {self.cameras}; depth '
             f'{list(contract.depth_cameras)}; chunk '
             f'{contract.action.chunk_length} x {self.period:.3f} s; warm-up {1e3 * warm:.1f} ms')
+
+        # The audit trail's command source (core/audit.py): latched, so a safety node (or a
+        # recorder) that starts later still learns which model file and contract command.
+        if getattr(self, 'pub_provenance', None) is None:
+            self.pub_provenance = self.create_publisher(DiagnosticStatus, PROVENANCE_TOPIC,
+                                                        LATCHED)
+        provenance = model_provenance(path, contract.name, contract.contract_version)
+        self.pub_provenance.publish(DiagnosticStatus(
+            name='policy/provenance', message=f'{path.name} sha256 {provenance["model_sha256"]}',
+            values=[KeyValue(key=k, value=v) for k, v in provenance.items()]))
 
         sensor_qos = SENSOR_DATA
         self._subs.append(self.create_subscription(

@@ -16,6 +16,10 @@ diff_drive_controller/cmd_vel. The driver's own status (FANUC GPIO robot_status,
 robot_status) holds the arm while it reports e-stop, an error or motion not possible.
 Control: topic safety/estop (std_msgs/Bool, true latches), services safety/arm, safety/hold,
 safety/estop, safety/reset_estop (std_srvs/Trigger). State: safety/status and /diagnostics.
+Audit trail: safety/audit (diagnostic_msgs/DiagnosticArray, batches of records: every cycle that
+sends the arm a target with its decision, every operator action, every command refused whole;
+core/audit.py, docs/AUDIT.md); the command source is policy/provenance (latched, from
+policy_node) when one was heard, else the nodes publishing the command topics.
 
 update_trigger:
 - joint_states (default, real robots and real-time sim): one supervisor cycle per measurement;
@@ -40,6 +44,7 @@ from std_msgs.msg import Bool, Float64MultiArray
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
+from noetra_ros.core import audit
 from noetra_ros.core.safety import (ArmPositions, ArmTrajectory, ArmVelocities,
                                     CellOutput, MeasuredJoints, SafetyCell, SafetyNodeSettings,
                                     SafetyState)
@@ -52,6 +57,10 @@ from noetra_ros.ros_params import declare_parameters
 LEVELS = {SafetyState.ARMED: DiagnosticStatus.OK, SafetyState.HOLDING: DiagnosticStatus.WARN,
           SafetyState.FAULT: DiagnosticStatus.ERROR, SafetyState.ESTOP: DiagnosticStatus.ERROR}
 
+# Largest lead of a joint_states stamp over this node's /clock that is taken as /clock arriving
+# late (15 steps at 500 Hz; 30 ms was seen on this 2-core machine); with the profile's
+# future_tolerance_s on top, a stamp up to 50 ms ahead of a late /clock is accepted.
+SIM_CLOCK_LAG_MAX_S = 0.03
 # name: (default, description) of every parameter: core/safety/cell.SafetyNodeSettings, which
 # the in-process evaluation reads a cell's safety node with too.
 PARAMETERS = SafetyNodeSettings.parameter_table()
@@ -60,6 +69,9 @@ INPUT_TOPICS = {'joint_states': 'joint_states', 'trajectory': 'safety/joint_traj
                 'positions': 'safety/position_commands',
                 'velocities': 'safety/velocity_commands', 'gripper': 'safety/gripper_commands',
                 'twist': 'safety/cmd_vel'}
+# The audit trail goes out about this often (s): a batch is max(1, this / period_s) cycles, so a
+# 500 Hz driver costs 10 messages a second, not 500 (tools/bench_audit.py).
+AUDIT_BATCH_S = 0.1
 
 
 class SafetyNode(Node):
@@ -85,6 +97,11 @@ class SafetyNode(Node):
                                                  'gripper_position_controller/commands', RELIABLE)
         self.pub_status = self.create_publisher(DiagnosticStatus, 'safety/status', LATCHED)
         self.pub_diag = self.create_publisher(DiagnosticArray, '/diagnostics', RELIABLE)
+        self.audit = audit.AuditBatcher(max(1, round(AUDIT_BATCH_S / settings.period_s)))
+        self.pub_audit = self.create_publisher(DiagnosticArray, audit.AUDIT_TOPIC, RELIABLE)
+        self._policy_provenance: dict[str, str] | None = None
+        self.create_subscription(DiagnosticStatus, audit.PROVENANCE_TOPIC,
+                                 self._on_provenance, LATCHED)
         measurement_qos = joint_states_qos(settings.joint_states_qos)
         for msg_type, topic, group, convert in (
                 (JointState, 'joint_states', 'joint_states', self._joint_state),
@@ -144,15 +161,65 @@ class SafetyNode(Node):
     def _now(self) -> float:
         now = self.get_clock().now().nanoseconds * 1e-9
         # On sim time the simulator stamps joint_states with its own clock, so a measurement's
-        # stamp IS a reading of that clock: when /clock reaches this node later than the
-        # measurement (an executor serving several topics at a 500 Hz driver rate falls behind
-        # by a few steps), time is at least that stamp. The future-stamp check keeps guarding
-        # real clocks (wall time, a driver on another machine), where this never applies.
-        return max(now, self._sim_time_floor) if self._sim_time else now
+        # stamp IS a reading of that clock: when /clock reaches this node a few steps later than
+        # the measurement (an executor serving several topics at a 500 Hz driver rate falls
+        # behind), time is that stamp. At most SIM_CLOCK_LAG_MAX_S of lead counts, and time
+        # stays continuous: a /clock that is absent (0) gets no lead at all, a paused one gives
+        # a time that stops SIM_CLOCK_LAG_MAX_S later (seen as stalled), a rewound one goes
+        # back with it (C16). The future-stamp check keeps guarding real clocks (wall time).
+        if self._sim_time and now > 0.0:
+            return now + min(max(self._sim_time_floor - now, 0.0), SIM_CLOCK_LAG_MAX_S)
+        return now
 
     def _log_rejected(self, what: str, reason: str) -> None:
         self.get_logger().error(f'{INPUT_TOPICS[what]} rejected: {reason}',
                                 throttle_duration_sec=1.0)
+        if what != 'joint_states':
+            # Commands only: a refused measurement is no command; what it causes (a stale
+            # source, a hold) shows in the cycle records.
+            self.audit.rejected(self._now_ns(), INPUT_TOPICS[what], reason)
+            self._flush_audit()
+
+    # ------------------------------------------------------------------ audit trail
+    def _now_ns(self) -> int:
+        return int(round(self._now() * 1e9))
+
+    def _audit_operator(self, action: str, via: str, accepted: bool, reason: str) -> None:
+        self.audit.operator(self._now_ns(), action, via, accepted, reason,
+                            self.cell.supervisor.state.value)
+        self._flush_audit()
+
+    def _on_provenance(self, msg: DiagnosticStatus) -> None:
+        self._policy_provenance = {kv.key: kv.value for kv in msg.values}
+        self._update_source()
+
+    def _update_source(self) -> None:
+        """The command source in force: the policy's provenance when one was heard, else the
+        nodes publishing the arm command topics (e.g. 'expert'); flushes on a change."""
+        if self._policy_provenance is not None:
+            source = dict(self._policy_provenance)
+            source.setdefault('source', 'policy')
+        else:
+            names = sorted({f'{info.node_namespace.rstrip("/")}/{info.node_name}'.lstrip('/')
+                            for topic in ('safety/joint_trajectory', 'safety/position_commands',
+                                          'safety/velocity_commands')
+                            for info in self.get_publishers_info_by_topic(
+                                self.resolve_topic_name(topic))})
+            source = {'source': ','.join(names)}
+        if self.audit.set_source(source):
+            self._flush_audit()
+
+    def _flush_audit(self) -> None:
+        entries = self.audit.take()
+        if not entries:
+            return
+        array = DiagnosticArray(status=[
+            DiagnosticStatus(level=bytes([e.level]), name=e.name, message=e.message,
+                             hardware_id=self.settings.robot,
+                             values=[KeyValue(key=k, value=v) for k, v in e.values])
+            for e in entries])
+        array.header.stamp = self.get_clock().now().to_msg()
+        self.pub_audit.publish(array)
 
     def _log_armed(self, cause: str) -> None:
         self.get_logger().info(f'armed ({cause})')
@@ -166,7 +233,7 @@ class SafetyNode(Node):
         """
         if not self._lockstep or group not in self._required:
             if group == 'joint_states' and self._sim_time:
-                self._sim_time_floor = max(self._sim_time_floor, value.stamp)
+                self._sim_time_floor = value.stamp
             now = self._step_time if self._lockstep else self._now()
             if group == 'joint_states':
                 self.cell.on_joint_state(value, now)
@@ -184,7 +251,8 @@ class SafetyNode(Node):
         joint_state = step['joint_states']
         now = self._step_time = joint_state.stamp
         self._last_cycle_wall = time.monotonic()
-        self._publish(self.cell.step(joint_state, step.get('arm'), step.get('gripper'), now))
+        self._publish(self.cell.step(joint_state, step.get('arm'), step.get('gripper'), now),
+                      now)
 
     def _on_sensor(self, topic: str, msg: Image) -> None:
         self.cell.on_sensor(topic, stamp_to_seconds(msg.header.stamp), self._now())
@@ -202,6 +270,7 @@ class SafetyNode(Node):
     def _estop(self, source: str) -> None:
         now = self._now()
         self.cell.estop(now, f'estop from {source}')
+        self._audit_operator('estop', source, True, 'ESTOP latched')
         self.get_logger().error(f'ESTOP latched (software stop request) from {source}; '
                                 'reset_estop and then arm to move again')
         self._cycle(now)
@@ -209,11 +278,13 @@ class SafetyNode(Node):
     # ------------------------------------------------------------------ services
     def _srv_arm(self, request, response):
         decision = self.cell.arm(self._now())
+        self._audit_operator('arm', 'safety/arm service', decision.accepted, decision.reason)
         response.success, response.message = decision.accepted, decision.reason
         return response
 
     def _srv_hold(self, request, response):
         self.cell.hold(self._now(), 'hold requested by service')
+        self._audit_operator('hold', 'safety/hold service', True, 'hold requested by service')
         response.success, response.message = True, self.cell.supervisor.state.value
         return response
 
@@ -224,6 +295,8 @@ class SafetyNode(Node):
 
     def _srv_reset(self, request, response):
         decision = self.cell.reset_estop(self._now())
+        self._audit_operator('reset_estop', 'safety/reset_estop service', decision.accepted,
+                             decision.reason)
         response.success, response.message = decision.accepted, decision.reason
         return response
 
@@ -243,13 +316,21 @@ class SafetyNode(Node):
                                         'until the driver clears it')
             else:
                 self.get_logger().info('driver fault cleared; arm again to move')
-        self._publish(self.cell.cycle(now))
+        self._publish(self.cell.cycle(now), now)
 
-    def _publish(self, out: CellOutput) -> None:
-        """Send what the cell decided: arm (controller order), gripper, base; status on change."""
+    def _publish(self, out: CellOutput, now: float) -> None:
+        """Send what the cell decided: arm (controller order), gripper, base; status on change;
+        the cycle's audit record."""
         if out.arm is not None:
             self.output.send(out.arm[self.cell.to_controller], self._now())
             self.published += 1
+            decision, reason = audit.cycle_decision(
+                out.state is SafetyState.ARMED, out.reason, out.command_stamp is not None,
+                out.interventions)
+            self.audit.cycle(int(round(now * 1e9)), decision, reason,
+                             audit.seconds_to_ns(out.command_stamp))
+            if self.audit.full:
+                self._flush_audit()
         if out.gripper is not None:
             self.pub_gripper.publish(Float64MultiArray(data=[out.gripper]))
         if out.twist is not None:
@@ -279,6 +360,10 @@ class SafetyNode(Node):
             values=[KeyValue(key=str(k), value=str(v)) for k, v in values.items()]))
 
     def _publish_diagnostics(self) -> None:
+        # Once a second: the command source may have changed (a graph query, never per cycle),
+        # and a cycle stream that stopped must not leave records unpublished.
+        self._update_source()
+        self._flush_audit()
         state, reason = self.cell.supervisor.state, self.cell.supervisor.reason
         values = dict(self.cell.supervisor.counters, state=state.value, reason=reason,
                       profile=self.cell.profile.name, published=self.published,

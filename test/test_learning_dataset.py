@@ -129,7 +129,7 @@ def test_frames_round_trip_within_codec_tolerance(written):
         decoded = data.images[cam].astype(np.int16)
         assert decoded.shape == original.shape
         error = np.abs(decoded - original)
-        # mp4v is lossy: a few grey levels on average, more right at the box edges.
+        # H.264 is lossy: a few grey levels on average, more right at the box edges.
         assert error.mean() < 4.0, (cam, error.mean())
         assert np.percentile(error, 99) < 40, cam
         # Frames stay in order across episode boundaries (episodes share one file): each

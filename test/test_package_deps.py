@@ -26,10 +26,13 @@ ROSDEP_KEYS = {
     'yourdfpy': 'python3-yourdfpy-pip',
     'hypothesis': 'python3-hypothesis',
     'pytest': 'python3-pytest',
+    'mcap': 'python3-mcap-pip',
+    'rosbags': 'python3-rosbags-pip',
+    'mcap_ros2': 'python3-mcap-ros2-support-pip',
 }
 # The optional learning extra: not in package.xml (see the comment there) but pinned in
 # requirements-learning.txt, and imported only by noetra_ros/learning/, tools/ and tests.
-LEARNING_EXTRA = {'torch': 'torch', 'pyarrow': 'pyarrow'}
+LEARNING_EXTRA = {'torch': 'torch', 'pyarrow': 'pyarrow', 'av': 'av'}
 # *-pip keys that rosdistro's rosdep/python.yaml defines; any other *-pip key must be defined in
 # the repository's rosdep/noetra_ros.yaml.
 UPSTREAM_PIP_KEYS = {'python3-onnxruntime-pip', 'python3-pybullet-pip'}

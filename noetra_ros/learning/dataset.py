@@ -14,12 +14,20 @@ Layout (field names follow LeRobot's ``CODEBASE_VERSION = 'v3.0'``; many episode
       meta/episodes/chunk-000/file-000.parquet one row per episode: length, tasks, from/to index,
                                                data and video file indices, video time range
 
-Video codec: MPEG-4 Part 2 (OpenCV fourcc ``mp4v``, yuv420p), because it is the one mp4 codec
-that the pip OpenCV wheels can both write and read without extra libraries. It is lossy: decoded
-frames differ from the rendered ones by a few grey levels (more on sharp edges); LeRobot itself
-stores lossy AV1 / H.264, so training on decoded frames is the usual practice.
+Video codec: H.264 (libx264 through PyAV, yuv420p, a key frame every 2 frames, crf 23).
+LeRobot's dataset tools re-encode only the codecs its encoder accepts - h264, hevc and libsvtav1
+(lerobot/datasets/video_utils.py, ``encode_video_frames``) - so an mpeg4 dataset loads but
+``lerobot-edit-dataset`` refuses it; the key frame interval of 2 is LeRobot's own default
+(``g=2``), which keeps random access to any frame cheap. H.264 is lossy: decoded frames differ
+from the rendered ones by a few grey levels (more on sharp edges); LeRobot itself stores lossy
+AV1 / H.264, so training on decoded frames is the usual practice. The pip OpenCV wheels decode
+it (``read_video``).
 
-Only pyarrow, numpy and OpenCV are needed (no pandas, no LeRobot install).
+Statistics follow LeRobot's compute_stats: min / max / mean / std / count and the quantiles
+q01, q10, q50, q90, q99 (``DEFAULT_QUANTILES``; keys ``f'q{int(q * 100):02d}'``) that its
+quantile normalisation (pi0.5-class policies) reads; images per channel, scaled to [0, 1].
+
+Only pyarrow, numpy, PyAV and OpenCV are needed (no pandas, no LeRobot install).
 """
 from __future__ import annotations
 
@@ -43,8 +51,16 @@ EPISODES_PATH = 'meta/episodes/chunk-{chunk_index:03d}/file-{file_index:03d}.par
 TASKS_PATH = 'meta/tasks.parquet'
 INFO_PATH = 'meta/info.json'
 STATS_PATH = 'meta/stats.json'
-VIDEO_FOURCC = 'mp4v'
-VIDEO_CODEC_NAME = 'mpeg4'
+# PyAV encoder name and the codec name LeRobot reads back from the stream ('video.codec').
+VIDEO_ENCODER = 'libx264'
+VIDEO_CODEC_NAME = 'h264'
+VIDEO_PIX_FMT = 'yuv420p'
+# LeRobot's encoder defaults (g=2: a key frame every other frame); crf 23 is libx264's default
+# quality, close to lossless on the small rendered images.
+VIDEO_OPTIONS = {'g': '2', 'crf': '23'}
+# LeRobot's DEFAULT_QUANTILES (lerobot/datasets/compute_stats.py) and their stats.json keys.
+QUANTILES = (0.01, 0.10, 0.50, 0.90, 0.99)
+QUANTILE_KEYS = tuple(f'q{int(round(q * 100)):02d}' for q in QUANTILES)
 STATE_KEY = 'observation.state'
 WRENCH_KEY = 'observation.wrench'
 # LeRobot's name for privileged simulator state (here: where the named object is); training
@@ -117,7 +133,7 @@ class DatasetSpec:
                 raise ConfigError(f'cameras: {cam!r} is not allowed (empty or contains "/")')
         for name in ('image_height', 'image_width'):
             value = getattr(self, name)
-            # mp4v works on 16x16 macroblocks but pads internally; even sizes keep yuv420 exact.
+            # yuv420p halves both chroma dimensions: odd sizes cannot be encoded.
             if value < 16 or value % 2:
                 raise ConfigError(f'{name}={value!r}: must be an even integer >= 16')
 
@@ -181,17 +197,64 @@ def _vector_stats(values: np.ndarray) -> dict[str, list[float] | list[int]]:
     values = np.asarray(values, dtype=np.float64)
     if values.ndim == 1:
         values = values[:, None]
-    return {
+    stats: dict[str, list[float] | list[int]] = {
         'min': values.min(axis=0).tolist(),
         'max': values.max(axis=0).tolist(),
         'mean': values.mean(axis=0).tolist(),
         'std': values.std(axis=0).tolist(),
         'count': [int(values.shape[0])],
     }
+    # Exact quantiles (LeRobot estimates them from histograms; both are what q01..q99 mean).
+    for key, value in zip(QUANTILE_KEYS, np.quantile(values, QUANTILES, axis=0)):
+        stats[key] = value.tolist()
+    return stats
+
+
+class VideoEncoder:
+    """One camera's video file, encoded frame by frame with PyAV (VIDEO_ENCODER).
+
+    Frames are numbered from 0 at the dataset's fps (time base 1 / fps), so frame k of the file
+    is at k / fps seconds, which is how the episodes' from_timestamp address them.
+    """
+
+    def __init__(self, path: Path, fps: int, width: int, height: int) -> None:
+        import av
+
+        self.path = path
+        self._av = av
+        self._container = av.open(str(path), mode='w')
+        try:
+            self._stream = self._container.add_stream(VIDEO_ENCODER, rate=fps,
+                                                      options=dict(VIDEO_OPTIONS))
+            self._stream.width = width
+            self._stream.height = height
+            self._stream.pix_fmt = VIDEO_PIX_FMT
+        except Exception as exc:
+            self._container.close()
+            raise ConfigError(f'cannot open a {VIDEO_ENCODER} video encoder at {path}: '
+                              f'{exc}') from exc
+        self.frames = 0
+
+    def write(self, frame: np.ndarray) -> None:
+        """Append one (H, W, 3) uint8 RGB frame."""
+        video_frame = self._av.VideoFrame.from_ndarray(np.ascontiguousarray(frame),
+                                                       format='rgb24')
+        video_frame.pts = self.frames
+        self._container.mux(self._stream.encode(video_frame))
+        self.frames += 1
+
+    def close(self) -> None:
+        """Flush the encoder and finish the file."""
+        try:
+            self._container.mux(self._stream.encode(None))
+        finally:
+            self._container.close()
 
 
 class _ImageStats:
-    """Running per-channel moments of images scaled to [0, 1], LeRobot's (3, 1, 1) layout."""
+    """Running per-channel moments and quantiles of images scaled to [0, 1], LeRobot's
+    (3, 1, 1) layout. Pixels are whole numbers 0..255, so a 256-bin histogram per channel gives
+    the quantiles exactly."""
 
     def __init__(self) -> None:
         self.count = 0
@@ -199,14 +262,18 @@ class _ImageStats:
         self.total_sq = np.zeros(3)
         self.low = np.full(3, np.inf)
         self.high = np.full(3, -np.inf)
+        self.histogram = np.zeros((3, 256), dtype=np.int64)
 
     def update(self, frames: np.ndarray) -> None:
-        pixels = frames.reshape(-1, 3).astype(np.float64) / 255.0
+        raw = frames.reshape(-1, 3)
+        pixels = raw.astype(np.float64) / 255.0
         self.count += pixels.shape[0]
         self.total += pixels.sum(axis=0)
         self.total_sq += (pixels * pixels).sum(axis=0)
         self.low = np.minimum(self.low, pixels.min(axis=0))
         self.high = np.maximum(self.high, pixels.max(axis=0))
+        for channel in range(3):
+            self.histogram[channel] += np.bincount(raw[:, channel], minlength=256)
 
     def result(self, frame_count: int) -> dict[str, Any]:
         mean = self.total / max(self.count, 1)
@@ -215,8 +282,15 @@ class _ImageStats:
         def chw(values: np.ndarray) -> list:
             return [[[float(v)]] for v in values]
 
-        return {'min': chw(self.low), 'max': chw(self.high), 'mean': chw(mean), 'std': chw(std),
-                'count': [int(frame_count)]}
+        stats = {'min': chw(self.low), 'max': chw(self.high), 'mean': chw(mean), 'std': chw(std),
+                 'count': [int(frame_count)]}
+        cumulative = np.cumsum(self.histogram, axis=1)
+        for key, q in zip(QUANTILE_KEYS, QUANTILES):
+            # The smallest value with at least a fraction q of the pixels at or below it.
+            level = np.array([np.searchsorted(cumulative[c], q * cumulative[c, -1])
+                              for c in range(3)])
+            stats[key] = chw(level / 255.0)
+        return stats
 
 
 class DatasetWriter:
@@ -227,24 +301,18 @@ class DatasetWriter:
     """
 
     def __init__(self, root: str | Path, spec: DatasetSpec, extra_info: dict | None = None):
-        import cv2
-
         self.root = Path(root)
         if (self.root / INFO_PATH).exists():
             raise ConfigError(f'root={str(self.root)!r}: a dataset already exists there')
         self.spec = spec
         self.extra_info = dict(extra_info or {})
-        self._cv2 = cv2
-        self._writers: dict[str, Any] = {}
+        self._writers: dict[str, VideoEncoder] = {}
         for cam in spec.cameras:
             path = self.root / VIDEO_PATH.format(video_key=spec.image_key(cam), chunk_index=0,
                                                  file_index=0)
             path.parent.mkdir(parents=True, exist_ok=True)
-            writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*VIDEO_FOURCC),
-                                     float(spec.fps), (spec.image_width, spec.image_height))
-            if not writer.isOpened():
-                raise ConfigError(f'cannot open an {VIDEO_FOURCC} video writer at {path}')
-            self._writers[cam] = writer
+            self._writers[cam] = VideoEncoder(path, spec.fps, spec.image_width,
+                                              spec.image_height)
         self._image_stats = {cam: _ImageStats() for cam in spec.cameras}
         self._columns: dict[str, list[np.ndarray]] = {
             STATE_KEY: [], ACTION_KEY: [], WRENCH_KEY: [], ENVIRONMENT_KEY: [], 'timestamp': [],
@@ -316,9 +384,16 @@ class DatasetWriter:
             frames = episode.images[cam]
             writer = self._writers[cam]
             for frame in frames:
-                writer.write(self._cv2.cvtColor(frame, self._cv2.COLOR_RGB2BGR))
-            self._image_stats[cam].update(frames[:: max(1, n // 10)])
+                writer.write(frame)
+            sampled = frames[:: max(1, n // 10)]
+            self._image_stats[cam].update(sampled)
             key = spec.image_key(cam)
+            # Per-episode image stats too, as LeRobot's episodes files carry them (its editing
+            # tools aggregate the kept episodes' stats).
+            episode_stats = _ImageStats()
+            episode_stats.update(sampled)
+            for stat, value in episode_stats.result(n).items():
+                row[f'stats/{key}/{stat}'] = value
             row[f'videos/{key}/chunk_index'] = 0
             row[f'videos/{key}/file_index'] = 0
             row[f'videos/{key}/from_timestamp'] = start / spec.fps
@@ -342,7 +417,7 @@ class DatasetWriter:
             raise ConfigError('dataset writer is already closed')
         self._closed = True
         for writer in self._writers.values():
-            writer.release()
+            writer.close()
         if not self._episodes:
             raise InputError('no episode was added; refusing to write an empty dataset')
         spec = self.spec
@@ -497,7 +572,7 @@ def read_video(path: str | Path, start_frame: int = 0, count: int | None = None)
         raise InputError(f'cannot open video {path}')
     try:
         if start_frame:
-            # Sequential reads are exact; seeking in mp4v is keyframe-approximate.
+            # Sequential reads are exact; seeking is keyframe-approximate in some codecs.
             for _ in range(start_frame):
                 if not capture.grab():
                     raise InputError(f'{path}: ends before frame {start_frame}')
@@ -620,9 +695,17 @@ def _merge_image_stats(parts: list[dict[str, Any]]) -> dict[str, Any]:
     mean = np.tensordot(weights, means, axes=1)
     second = np.tensordot(weights, stds ** 2 + means ** 2, axes=1)
     std = np.sqrt(np.maximum(second - mean ** 2, 0.0))
-    return {'min': np.min([np.asarray(p['min']) for p in parts], axis=0).tolist(),
-            'max': np.max([np.asarray(p['max']) for p in parts], axis=0).tolist(),
-            'mean': mean.tolist(), 'std': std.tolist(), 'count': [int(counts.sum())]}
+    merged = {'min': np.min([np.asarray(p['min']) for p in parts], axis=0).tolist(),
+              'max': np.max([np.asarray(p['max']) for p in parts], axis=0).tolist(),
+              'mean': mean.tolist(), 'std': std.tolist(), 'count': [int(counts.sum())]}
+    # Quantiles of a union are not a function of the parts' quantiles; the count-weighted mean
+    # is the estimate LeRobot's aggregate_stats uses too. Parts written before quantiles
+    # existed have none, and then neither has the union.
+    if all(key in p for p in parts for key in QUANTILE_KEYS):
+        for key in QUANTILE_KEYS:
+            values = np.array([np.asarray(p[key], dtype=np.float64) for p in parts])
+            merged[key] = np.tensordot(weights, values, axes=1).tolist()
+    return merged
 
 
 def _concat_frames(parts: Sequence[LoadedDataset], camera: str, release: bool) -> np.ndarray:

@@ -222,6 +222,10 @@ class CellOutput:
     state: SafetyState         # after the cycle
     reason: str
     twist: TwistOutput | None = None  # the base's limited twist (mobile_base only)
+    # For the audit trail: the limits that acted on the arm this cycle and the stamp of the
+    # command it followed (None: none); SupervisorOutput's fields of the same names.
+    interventions: frozenset[str] = frozenset()
+    command_stamp: float | None = None
 
 
 # ---------------------------------------------------------------------------- the cell
@@ -438,7 +442,8 @@ class SafetyCell:
         if out.positions is not None and np.isfinite(out.positions).all():
             arm = np.array(out.positions)
         twist = self.base.update(now) if self.base is not None else None
-        return CellOutput(arm, self.gripper_target, out.state, out.reason, twist)
+        return CellOutput(arm, self.gripper_target, out.state, out.reason, twist,
+                          out.interventions, out.command_stamp)
 
     def step(self, joint_state: MeasuredJoints, arm_command: ArmCommand | None,
              gripper_command: Sequence[float] | None, stamp: float) -> CellOutput:

@@ -86,6 +86,10 @@ class SupervisorOutput:
     active: bool                   # True from an accepted arm until a tracking fault
     speed_scale: float             # slowdown applied to the velocity limits (1 = none)
     tool_position: np.ndarray | None
+    # What this cycle's step did, for the audit trail (core/audit.py): the limits that acted
+    # (counter names) and the stamp of the command followed (None: none was followed).
+    interventions: frozenset[str] = frozenset()
+    command_stamp: float | None = None
 
     @property
     def has_command(self) -> bool:
@@ -163,6 +167,9 @@ class SafetySupervisor(SupervisorBase):
         self._commanding = False
         self._history: deque[tuple[float, np.ndarray]] = deque(maxlen=10000)
         self._last_output: SupervisorOutput | None = None
+        # Limits that acted in the current cycle's step and the command it followed (audit).
+        self._acted: set[str] = set()
+        self._followed: float | None = None
 
     # ------------------------------------------------------------------ construction helpers
     @classmethod
@@ -452,6 +459,10 @@ class SafetySupervisor(SupervisorBase):
         """One control period: check freshness, pick the target and return a safe command."""
         clock = self._advance_clock(now)
         t, dt = clock.time, clock.dt
+        if clock.kind != 'repeated':
+            # A repeated time re-sends the last output: it keeps that output's audit facts.
+            self._acted = set()
+            self._followed = None
         if clock.kind in CLOCK_ANOMALIES or clock.kind == 'repeated':
             return self._emit(t, 0.0, self._v.copy(), rebased=False)
         self._check_sources(t)
@@ -567,8 +578,16 @@ class SafetySupervisor(SupervisorBase):
         else:
             q_ref, v_ref = self._reference(cmd, t, dt)
             wanted = tracking_velocity(self._q, q_ref, v_ref, eff, lo, hi, dt)
+            if np.any(q_ref < lo) or np.any(q_ref > hi):
+                # Counted once per message at intake; this marks every cycle it was clamped.
+                self._acted.add('clamped_position')
+        if cmd is not None:
+            self._followed = cmd.stamp
+            if self._speed_scale < 1.0:
+                self._acted.add('sensor_slowdown')
         step = limit_joint_step(motion, wanted, eff, lo, hi, dt, self._speed_scale,
                                 stopping=cmd is None)
+        self._acted.update(step.interventions)
         for kind in step.interventions:
             if kind == 'nonfinite_output_blocked':
                 self._log.record(t, kind, '')
@@ -625,9 +644,11 @@ class SafetySupervisor(SupervisorBase):
                             prof.workspace_slowdown_m)
         step = limit_tool_step(self._tool_pos, q, self._p, track, brake, self._eff.acceleration,
                                dt, limits, gentle)
+        self._acted.update(step.interventions)
         for kind in step.interventions:
             self._log.bump(kind)
         if step.accel_overridden:
+            self._acted.add('cartesian_overrode_accel')
             self._log.bump('cartesian_overrode_accel')
         return step.position, step.tool
 
@@ -667,6 +688,7 @@ class SafetySupervisor(SupervisorBase):
                                reason=self._sm.reason, positions=positions, velocities=vel,
                                rebased=rebased, active=self._commanding,
                                speed_scale=self._speed_scale,
-                               tool_position=tool)
+                               tool_position=tool, interventions=frozenset(self._acted),
+                               command_stamp=self._followed)
         self._last_output = out
         return out
