@@ -25,6 +25,8 @@ The onnxruntime session is closed only after the inference thread has stopped.
 """
 from __future__ import annotations
 
+import math
+
 from collections import deque
 from pathlib import Path
 import threading
@@ -85,6 +87,10 @@ PARAMETERS = {
     # evaluation uses as well: one place for them.
     'replan_steps': (LOOP_DEFAULTS.replan_steps,
                      'lockstep: run inference every N control steps'),
+    'min_replan_period_s': (0.0, 'async: at least this long (node clock) between the '
+                                 'observations of two inferences; 0 = infer on every fresh '
+                                 'observation. With joint_states at a driver rate (500 Hz) '
+                                 'set it to replan_steps / control_hz, the lockstep cadence'),
     'stamp_tolerance_s': (0.06, 'max stamp difference between joint_states and other inputs'),
     'max_input_age_s': (0.5, 'inputs older than this (node clock) are stale: no command'),
     'blend': (LOOP_DEFAULTS.blend, f'how overlapping chunks are joined: one of {BLENDS}'),
@@ -469,14 +475,24 @@ class PolicyNode(LifecycleNode):
 
     # ---------------------------------------------------------------- inference
     def _inference_loop(self, worker: _InferenceWorker) -> None:
+        # With joint_states at a driver's rate there is always a fresh observation: without a
+        # pace the thread would infer back to back, holding the GIL the command stream's timer
+        # needs (gaps in the stream -> supervisor command timeouts).
+        pace = float(self.p['min_replan_period_s'])
+        last_plan = -math.inf
         try:
             while not worker.stop.is_set():
                 self._new_observation.wait(timeout=0.5)
                 self._new_observation.clear()
                 if worker.stop.is_set() or not self.active:
                     continue
+                while pace > 0.0 and self._now() < last_plan + pace and not worker.stop.is_set():
+                    worker.stop.wait(min(0.005, pace))
+                if worker.stop.is_set() or not self.active:
+                    continue
                 try:
                     now = self._now()
+                    last_plan = now
                     self._account(self.loop.plan(lambda: self._observe(None), now))
                 except Exception as exc:  # noqa: BLE001 - the thread outlives any fault
                     # The control loop holds meanwhile (nothing new is queued).
