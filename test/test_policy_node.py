@@ -231,3 +231,32 @@ def test_session_is_closed_only_after_the_inference_thread_stopped(ros_context, 
     assert not worker.is_alive()
     assert events == ['inference returned', 'session closed']
     assert node.runtime is None
+
+
+def _drive_fast(ros_context, node, feeder, seconds, q, period=0.004):
+    """joint_states at a driver's rate (250 Hz), an image every DT, for `seconds` of node time."""
+    end = _now(node) + seconds
+    next_image = 0.0
+    while (t := _now(node)) < end:
+        image = t >= next_image
+        if image:
+            next_image = t + DT
+        feeder.step(q, stamp=t, image=image)
+        ros_context.spin_for(period)
+
+
+@pytest.mark.parametrize('pace', [0.0, 0.2])
+def test_min_replan_period_paces_inference_at_driver_rate_joint_states(ros_context, tmp_path,
+                                                                      pace):
+    """Fresh joint_states every 4 ms: unpaced, the inference thread infers back to back; with
+    min_replan_period_s it infers at most once per period (and still commands)."""
+    node, feeder = _start(ros_context, _ramp_model(tmp_path / 'ramp.onnx'),
+                          min_replan_period_s=pace)
+    seconds = 2.0
+    _drive_fast(ros_context, node, feeder, seconds, np.array([0.1, 0.4, -0.1, 0.0, -1.1, 0.2]))
+    inferences = node.stats()['inferences']
+    assert len(feeder.commands) >= 10
+    if pace:
+        assert 3 <= inferences <= seconds / pace + 1, inferences
+    else:
+        assert inferences > seconds / 0.2 + 1, inferences
