@@ -50,6 +50,22 @@ FANUC_STATUS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
 JOINT_STATES_QOS_KINDS = ('reliable', 'sensor_data')
 
 
+def offered_policies(profile: QoSProfile) -> tuple[bool, bool]:
+    """(reliable, transient_local) of a publisher's offered profile (graph introspection)."""
+    return (profile.reliability == ReliabilityPolicy.RELIABLE,
+            profile.durability == DurabilityPolicy.TRANSIENT_LOCAL)
+
+
+def recording_qos(reliable: bool, transient_local: bool, depth: int) -> QoSProfile:
+    """The recorder's subscription to one topic: what its publishers offer (rosbag2's adaptive
+    rule, core/recording.subscription_qos), with the recorder's queue depth."""
+    return QoSProfile(
+        history=HistoryPolicy.KEEP_LAST, depth=depth,
+        reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT,
+        durability=(DurabilityPolicy.TRANSIENT_LOCAL if transient_local
+                    else DurabilityPolicy.VOLATILE))
+
+
 def joint_states_qos(kind: str) -> QoSProfile:
     """The subscription profile for `joint_states`: 'reliable' or 'sensor_data' (best effort).
 

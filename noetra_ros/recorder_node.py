@@ -31,7 +31,6 @@ import time
 
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.serialization import deserialize_message
 from diagnostic_msgs.msg import DiagnosticStatus
 from std_msgs.msg import String
@@ -45,6 +44,7 @@ from noetra_ros.core.recording import (
     jpeg_image_cdr, MessageDefinitions, OfferedQos, offered_qos_yaml, RecordingStoppedError,
     recording_dir, subscription_qos, TopicSelection)
 from noetra_ros.interface_packages import interface_type
+from noetra_ros.qos import offered_policies, recording_qos
 from noetra_ros.ros_main import run_node
 from noetra_ros.ros_params import declare_parameters
 
@@ -90,9 +90,8 @@ def ament_share_dirs() -> list[str]:
 
 
 def _offered(info) -> OfferedQos:
-    qos = info.qos_profile
-    return OfferedQos(reliable=qos.reliability == ReliabilityPolicy.RELIABLE,
-                      transient_local=qos.durability == DurabilityPolicy.TRANSIENT_LOCAL)
+    reliable, transient_local = offered_policies(info.qos_profile)
+    return OfferedQos(reliable=reliable, transient_local=transient_local)
 
 
 class RecorderNode(Node):
@@ -185,12 +184,7 @@ class RecorderNode(Node):
             return  # only subscribers so far: look again at the next discovery
         offered = [_offered(e) for e in endpoints]
         choice = subscription_qos(offered)
-        qos = QoSProfile(
-            history=HistoryPolicy.KEEP_LAST, depth=self.params['queue_depth'],
-            reliability=ReliabilityPolicy.RELIABLE if choice.reliable
-            else ReliabilityPolicy.BEST_EFFORT,
-            durability=DurabilityPolicy.TRANSIENT_LOCAL if choice.transient_local
-            else DurabilityPolicy.VOLATILE)
+        qos = recording_qos(choice.reliable, choice.transient_local, self.params['queue_depth'])
         try:
             message_class = _message_class(type_name)
         except InputError as exc:
