@@ -93,6 +93,9 @@ def _run(label: str, command_rate: float, rate: float, seconds: float, warmup_s:
         'policy_node': ({'model_path': 'models/pick_place_lrmate.onnx', 'mode': 'async',
                          'command_interface': 'position', 'control_hz': 20.0,
                          'command_rate_hz': float(command_rate), 'driver_joint_names': 'fanuc',
+                         # joint_states at the driver rate: infer at the lockstep cadence
+                         # (replan 2 / 20 Hz), as the FANUC policy cell does.
+                         'min_replan_period_s': 0.1,
                          'use_sim_time': True},
                         {'forward_position_controller/commands': 'safety/position_commands',
                          'gripper_position_controller/commands': 'safety/gripper_commands'}),
