@@ -92,7 +92,8 @@ class SafetyNode(Node):
         self._sim_time = bool(self.get_parameter('use_sim_time').value)
         self._sim_time_floor = 0.0
 
-        self.output = make_output(self, settings, list(self.cell.controller_joints))
+        self.output = make_output(self, settings, list(self.cell.controller_joints),
+                                  self.cell.velocity_limits[self.cell.to_controller])
         self.pub_gripper = self.create_publisher(Float64MultiArray,
                                                  'gripper_position_controller/commands', RELIABLE)
         self.pub_status = self.create_publisher(DiagnosticStatus, 'safety/status', LATCHED)

@@ -114,9 +114,12 @@ class FanucStatusWatcher:
         self.output._fault = (f'{self.topic}: ' + ', '.join(reasons)) if reasons else None
 
 
-def make_output(node: Node, settings: SafetyNodeSettings,
-                controller_joints: list[str]) -> DriverOutput:
-    """The output the settings name, with the driver's status watcher where it has one."""
+def make_output(node: Node, settings: SafetyNodeSettings, controller_joints: list[str],
+                velocity_limits: np.ndarray | None = None) -> DriverOutput:
+    """The output the settings name, with the driver's status watcher where it has one.
+    `velocity_limits` (rad/s, controller order) cap the velocities a point-queue point states:
+    MotoROS2 drops a point faster than an axis's limit and its queue then stalls (every later
+    point answered BUSY)."""
     namespace = settings.driver_namespace
     output: DriverOutput
     if settings.driver_output == 'forward_position':
@@ -126,7 +129,7 @@ def make_output(node: Node, settings: SafetyNodeSettings,
     else:  # point_queue (checked against the driver by SafetyNodeSettings)
         from noetra_ros.drivers.motoros2_client import PointQueueOutput
         output = PointQueueOutput(node, controller_joints, namespace,
-                                  settings.point_queue_segment_s)
+                                  settings.point_queue_segment_s, max_speed=velocity_limits)
     if settings.driver == 'fanuc':
         output.watcher = FanucStatusWatcher(node, namespace, output)  # type: ignore[attr-defined]
     return output

@@ -257,6 +257,9 @@ class SafetyCell:
             description.limits, profile, fk=fk_from_model(description.model, profile.tool_frame),
             period_s=settings.period_s, required_sensors=settings.watched_sensors)
         self.base = TwistSupervisor(profile) if settings.mobile_base else None
+        # The arm's URDF speed limits (description order): a driver output that states a
+        # velocity per point (MotoROS2's queue) must never exceed them.
+        self.velocity_limits = np.asarray(description.limits.velocity, dtype=float)
         self.joint_names = tuple(description.model.joint_names)
         self.gripper_joints = tuple(gripper.joint_names)
         # The driver's names cross here only: joint_states in, the controller's joint order out.
