@@ -31,7 +31,7 @@ from geometry_msgs.msg import PoseStamped, WrenchStamped
 from rclpy.node import Node
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CameraInfo, Image
-from std_msgs.msg import Bool, Float64MultiArray, String, UInt32
+from std_msgs.msg import Bool, Float64MultiArray, Header, String, UInt32
 from std_srvs.srv import Trigger
 
 from noetra_ros.core.commands import validate_joint_vector
@@ -42,8 +42,11 @@ from noetra_ros.core.errors import ConfigError, NoetraError
 from noetra_ros.core.images import render_colour_and_depth
 from noetra_ros.core.joint_names import JointNameMap, SCHEMES
 from noetra_ros.core.policy.contract import depth_source
+from noetra_ros.core.sim.privileged import (environment_names, environment_state,
+                                            ENVIRONMENT_STATE_TOPIC)
 from noetra_ros.core.sim.world import (default_cameras, EXTRA_ARM_BASE_POSES, SimWorld,
                                        WorldConfig)
+from noetra_ros.interface_packages import interface_type
 from noetra_ros.drivers.sim_base import SimArm, SimDriver, SimDriverSettings
 from noetra_ros.qos import CLOCK, LATCHED, RELIABLE
 from noetra_ros.ros_conversions import camera_info_msg, numpy_to_image, seconds_to_stamp
@@ -98,6 +101,10 @@ PARAMETERS = {
                           'as realsense2_camera: <camera>/aligned_depth_to_color/image_raw '
                           '(16UC1 mm, 0 = no return) + camera_info, from the colour image\'s '
                           'rendering, same stamp and frame'),
+    'environment_state_cameras': ([], 'cameras whose pixels go into sim/environment_state '
+                                      '(noetra_msgs/EnvironmentState: the privileged scene state '
+                                      'a recording keeps as training targets, core/sim/'
+                                      'privileged.py); [] = not published'),
     'episodes': (0, 'episodes to run, resetting automatically (0 = run until stopped)'),
     'first_seed': (0, 'seed of the first episode; episode k uses first_seed + k'),
     'episode_timeout_s': (DEFAULT_EPISODE_TIMEOUT_S,
@@ -150,6 +157,7 @@ class SimNodeConfig:
     publish_clock: bool
     wait_for_reset: bool
     extra_arms: tuple[ExtraArmSpec, ...] = ()
+    environment_state_cameras: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -185,6 +193,10 @@ class SimNodeConfig:
             if cam.width <= 0 or cam.height <= 0 or cam.rate_hz <= 0:
                 raise ConfigError(f'camera {cam.name!r}: width, height and rate_hz must be > 0, '
                                   f'got {cam.width}x{cam.height} at {cam.rate_hz} Hz')
+        unknown_cams = set(self.environment_state_cameras) - {c.name for c in self.cameras}
+        if unknown_cams:
+            raise ConfigError(f'parameter environment_state_cameras names {sorted(unknown_cams)}, '
+                              f'not among cameras {[c.name for c in self.cameras]}')
 
 
 def _read_config(node: Node) -> SimNodeConfig:
@@ -243,7 +255,8 @@ def _read_config(node: Node) -> SimNodeConfig:
         episodes=int(p['episodes']), first_seed=int(p['first_seed']),
         episode_timeout_s=float(p['episode_timeout_s']), reset_pause_s=float(p['reset_pause_s']),
         publish_clock=bool(p['publish_clock']), wait_for_reset=bool(p['wait_for_reset']),
-        extra_arms=tuple(extra_arms))
+        extra_arms=tuple(extra_arms),
+        environment_state_cameras=tuple(str(c) for c in p['environment_state_cameras']))
 
 
 def _build_world(cfg: SimNodeConfig) -> SimWorld:
@@ -318,6 +331,13 @@ class SimNode(Node):
         self.pub_target = self.create_publisher(PoseStamped, 'task/target_pose', RELIABLE)
         self.pub_place = self.create_publisher(PoseStamped, 'task/place_pose', RELIABLE)
         self.pub_diag = self.create_publisher(DiagnosticArray, '/diagnostics', RELIABLE)
+        self.pub_environment = None
+        if self.cfg.environment_state_cameras:
+            # Imported only here: the type comes from our interface package (noetra_msgs).
+            self.EnvironmentState = interface_type('noetra_msgs', 'msg', 'EnvironmentState')
+            self.environment_names = list(environment_names(self.cfg.environment_state_cameras))
+            self.pub_environment = self.create_publisher(
+                self.EnvironmentState, ENVIRONMENT_STATE_TOPIC, RELIABLE)
 
         self.driver = self._make_driver()
         self.create_subscription(Float64MultiArray, 'gripper_position_controller/commands',
@@ -525,6 +545,12 @@ class SimNode(Node):
             self._next_observation = max(self._next_observation + self._observation_period,
                                          now + 0.5 * self._observation_period)
             self._publish_task_observation(now, stamp)
+        if self.pub_environment is not None:
+            # Every step, with the joint_states' stamp: a recording aligns it by that stamp.
+            self.pub_environment.publish(self.EnvironmentState(
+                header=Header(stamp=stamp, frame_id='base_link'), names=self.environment_names,
+                values=environment_state(self.world, self.cfg.environment_state_cameras
+                                         ).tolist()))
         # joint_states goes last: command sources react to it, by then the rest is published.
         self.driver.publish(now, stamp)
         self._last_published = now

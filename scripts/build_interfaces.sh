@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
-# Build the driver interface packages under interfaces/ (control_msgs, industrial_msgs,
-# motoros2_interfaces, fanuc_msgs, tf2_msgs) with colcon into the same install/ as noetra_ros.
+# Build the interface packages under interfaces/ (the drivers' control_msgs, industrial_msgs,
+# motoros2_interfaces, fanuc_msgs, tf2_msgs, and our own noetra_msgs) with colcon into the same
+# install/ as noetra_ros.
 #   bash scripts/build_interfaces.sh      or      source scripts/build_interfaces.sh
 #   NOETRA_BUILD_ROOT=DIR   put colcon's build/, install/ and log/ under DIR (default: the repository)
 #   NOETRA_INTERFACES_FORCE=1   rebuild even when nothing changed
 #
 # Why these exist: ROS 2 Jazzy from PyPI has no wheels for these packages, and the real drivers
-# (MotoROS2, fanuc_driver, ros2_control) speak them. Each one reproduces its upstream package,
-# type and field names, field types and order, so it interoperates over DDS (docs/DRIVERS.md).
+# (MotoROS2, fanuc_driver, ros2_control) speak them. Each driver package reproduces its upstream
+# package, type and field names, field types and order, so it interoperates over DDS
+# (docs/DRIVERS.md). noetra_msgs holds our own types (interfaces/noetra_msgs).
 # A package the environment already provides (a ROS 2 install from apt, or a wheel) is skipped,
 # found by the ament index of AMENT_PREFIX_PATH outside our own install/, so the real one is used.
 #

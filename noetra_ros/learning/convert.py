@@ -52,6 +52,11 @@ JOINT_STATES_TOPIC = 'joint_states'
 ARM_COMMAND_TOPIC = 'safety/position_commands'
 GRIPPER_COMMAND_TOPIC = 'safety/gripper_commands'
 INSTRUCTION_TOPIC = 'task/instruction'
+# sim_node's privileged scene state (noetra_msgs/EnvironmentState; = core/sim/privileged.py's
+# ENVIRONMENT_STATE_TOPIC): becomes observation.environment_state, the training-only targets of
+# the recipe's grounding and heading heads. Recordings of a real cell do not have it.
+ENVIRONMENT_TOPIC = 'sim/environment_state'
+ENVIRONMENT_CHOICES = ('auto', 'no')
 GRIPPER_STATE_NAME = 'gripper_position'  # = learning.record.GRIPPER_STATE_NAME
 DEFAULT_CAMERAS = ('workspace_camera', 'wrist_camera')  # = learning.record.DEFAULT_CAMERAS
 ON_ERROR = ('skip', 'stop')
@@ -87,6 +92,9 @@ class ConvertConfig:
     arm_command_topic: str = ARM_COMMAND_TOPIC
     gripper_command_topic: str = GRIPPER_COMMAND_TOPIC
     joint_states_topic: str = JOINT_STATES_TOPIC
+    # 'auto': observation.environment_state when the first converted bag has sim/environment_state
+    # (then every bag must); 'no': never.
+    environment_state: str = 'auto'
 
     def __post_init__(self) -> None:
         if isinstance(self.fps, bool) or not isinstance(self.fps, int) or self.fps <= 0:
@@ -102,6 +110,9 @@ class ConvertConfig:
             width, height = self.image_size
             if width < 16 or height < 16 or width % 2 or height % 2:
                 raise ConfigError(f'image_size={self.image_size!r}: even sizes >= 16')
+        if self.environment_state not in ENVIRONMENT_CHOICES:
+            raise ConfigError(f'environment_state={self.environment_state!r}: must be one of '
+                              f'{ENVIRONMENT_CHOICES}')
         if not self.max_sensor_gap_s > 0:
             raise ConfigError(f'max_sensor_gap_s={self.max_sensor_gap_s!r}: must be > 0')
 
@@ -115,6 +126,7 @@ class BagEpisode:
     metadata: dict[str, str]
     episode: Episode
     state_names: tuple[str, ...]
+    environment_names: tuple[str, ...] = ()  # () = the bag has no sim/environment_state
 
 
 @dataclass
@@ -168,6 +180,11 @@ class _Stream:
 
     stamps: list[int] = field(default_factory=list)
     values: list[Any] = field(default_factory=list)
+
+
+def _relative(topic: str) -> str:
+    """A topic as the cell names it: '/joint_states' (rosbag2's spelling) -> 'joint_states'."""
+    return topic[1:] if topic.startswith('/') else topic
 
 
 def _camera_topics(camera: str, topics: dict[str, str]) -> str | None:
@@ -256,7 +273,11 @@ def _read_mcap(path: Path, stream: Any, config: ConvertConfig) -> BagEpisode:
         raise BagError(path, f'the recorder ended this bag early: {metadata["recording"]}')
     robot, arm, fingers, names = _joint_layout(path, metadata)
 
-    topics = {channel.topic: summary.schemas[channel.schema_id].name
+    # rosbag2 writes fully qualified names ('/joint_states'); the cell's topics are relative to
+    # its namespace, as ConvertConfig names them. `recorded` maps ours to the bag's spelling.
+    recorded = {_relative(channel.topic): channel.topic
+                for channel in summary.channels.values() if channel.schema_id in summary.schemas}
+    topics = {_relative(channel.topic): summary.schemas[channel.schema_id].name
               for channel in summary.channels.values() if channel.schema_id in summary.schemas}
     cameras = {cam: _camera_topics(cam, topics) for cam in config.cameras}
     needed = [config.joint_states_topic, config.arm_command_topic, config.gripper_command_topic]
@@ -271,11 +292,18 @@ def _read_mcap(path: Path, stream: Any, config: ConvertConfig) -> BagEpisode:
     image_stamps: dict[str, list[int]] = {cam: [] for cam in cameras}
     camera_of = {topic: cam for cam, topic in cameras.items()}
     instructions: list[str] = []
+    environment = _Stream()
+    environment_names: tuple[str, ...] = ()
+    with_environment = (config.environment_state != 'no'
+                        and topics.get(ENVIRONMENT_TOPIC) == 'noetra_msgs/msg/EnvironmentState')
     last_state_stamp: int | None = None
     last_log: dict[str, int] = {}
     wanted = needed + list(camera_of) + [INSTRUCTION_TOPIC]
-    for schema, channel, message in reader.iter_messages(topics=wanted, log_time_order=False):
-        topic = channel.topic
+    if with_environment:
+        wanted.append(ENVIRONMENT_TOPIC)
+    for schema, channel, message in reader.iter_messages(
+            topics=[recorded[t] for t in wanted if t in recorded], log_time_order=False):
+        topic = _relative(channel.topic)
         count = len(image_stamps[camera_of[topic]]) if topic in camera_of else None
         if message.log_time < last_log.get(topic, message.log_time):
             raise BagError(path, f'non-monotonic stamps: {topic} log time goes back from '
@@ -294,6 +322,21 @@ def _read_mcap(path: Path, stream: Any, config: ConvertConfig) -> BagEpisode:
             last_state_stamp = state.stamps[-1]
         elif topic == INSTRUCTION_TOPIC:
             instructions.append(str(decode(schema, channel, message).data))
+        elif topic == ENVIRONMENT_TOPIC:
+            decoded = decode(schema, channel, message)
+            names_here = tuple(decoded.names)
+            if environment_names and names_here != environment_names:
+                raise BagError(path, f'{topic} message {len(environment.values)}: its columns '
+                                     'differ from the first message\'s')
+            values = np.asarray(decoded.values, dtype=np.float32)
+            if values.shape != (len(names_here),) or not np.all(np.isfinite(values)):
+                raise BagError(path, f'{topic} message {len(environment.values)}: '
+                                     f'{values.size} values for {len(names_here)} names, or '
+                                     'non-finite')
+            environment_names = names_here
+            _append_stamp(path, topic, environment.stamps, header_stamp_ns(message.data),
+                          len(environment.values))
+            environment.values.append(values)
         elif last_state_stamp is not None:
             # Unstamped command: it answers the last state received before it.
             data = np.asarray(decode(schema, channel, message).data, dtype=np.float64)
@@ -313,6 +356,8 @@ def _read_mcap(path: Path, stream: Any, config: ConvertConfig) -> BagEpisode:
     streams = {config.joint_states_topic: state.stamps, config.arm_command_topic: arm_cmd.stamps,
                config.gripper_command_topic: gripper_cmd.stamps}
     streams.update({cameras[cam]: image_stamps[cam] for cam in cameras})
+    if with_environment:
+        streams[ENVIRONMENT_TOPIC] = environment.stamps
     empty = [topic for topic, stamps in streams.items() if not stamps]
     if empty:
         raise BagError(path, f'topics {empty} have no usable message (commands count only '
@@ -345,13 +390,20 @@ def _read_mcap(path: Path, stream: Any, config: ConvertConfig) -> BagEpisode:
                                             False)]], axis=1)
     frames_needed = {cameras[cam]: pick(image_stamps[cam], cameras[cam], True)
                      for cam in cameras}
-    images = _decode_frames(path, reader, decode, frames_needed, camera_of, config.image_size)
+    images = _decode_frames(path, reader, decode, frames_needed, camera_of, config.image_size,
+                            recorded)
+    environment_rows = None
+    if with_environment:
+        environment_rows = np.asarray(environment.values)[
+            pick(environment.stamps, ENVIRONMENT_TOPIC, True)]
     seed_text = metadata.get('seed', '')
     episode = Episode(task=task, state=state_rows.astype(np.float32),
                       action=action.astype(np.float32), images=images,
-                      seed=int(seed_text) if seed_text.lstrip('-').isdigit() else -1)
+                      seed=int(seed_text) if seed_text.lstrip('-').isdigit() else -1,
+                      environment_state=environment_rows)
     return BagEpisode(path=path, robot=robot, metadata=metadata, episode=episode,
-                      state_names=tuple(arm) + (GRIPPER_STATE_NAME,))
+                      state_names=tuple(arm) + (GRIPPER_STATE_NAME,),
+                      environment_names=environment_names if with_environment else ())
 
 
 def _append_stamp(path: Path, topic: str, stamps: list[int], stamp: int,
@@ -382,16 +434,16 @@ class _Decoders:
 
 
 def _decode_frames(path: Path, reader: Any, decode: _Decoders, needed: dict[str, np.ndarray],
-                   camera_of: dict[str, str], size: tuple[int, int] | None
-                   ) -> dict[str, np.ndarray]:
+                   camera_of: dict[str, str], size: tuple[int, int] | None,
+                   recorded: dict[str, str]) -> dict[str, np.ndarray]:
     """Pass 2: decode only the camera messages the frames use (`needed`: per topic, the
     message index of each dataset frame, in the topic's file order)."""
     decoded: dict[str, dict[int, np.ndarray]] = {topic: {} for topic in needed}
     wanted = {topic: set(index.tolist()) for topic, index in needed.items()}
     seen = {topic: 0 for topic in needed}
-    for schema, channel, message in reader.iter_messages(topics=list(needed),
-                                                        log_time_order=False):
-        topic = channel.topic
+    for schema, channel, message in reader.iter_messages(
+            topics=[recorded[t] for t in needed], log_time_order=False):
+        topic = _relative(channel.topic)
         index = seen[topic]
         seen[topic] += 1
         if index not in wanted[topic]:
@@ -419,13 +471,19 @@ def _spec_for(first: BagEpisode, config: ConvertConfig) -> DatasetSpec:
     (height, width), = sizes
     return DatasetSpec(fps=config.fps, robot_type=first.robot, state_names=first.state_names,
                        action_names=first.state_names, cameras=tuple(config.cameras),
-                       image_height=int(height), image_width=int(width), with_wrench=False)
+                       image_height=int(height), image_width=int(width), with_wrench=False,
+                       environment_names=first.environment_names)
 
 
 def _check_matches(bag: BagEpisode, spec: DatasetSpec) -> None:
     if bag.robot != spec.robot_type or bag.state_names != spec.state_names:
         raise BagError(bag.path, f'robot {bag.robot!r} differs from the dataset\'s '
                                  f'{spec.robot_type!r} (from the first bag)')
+    if bag.environment_names != spec.environment_names:
+        have = 'has no' if not bag.environment_names else 'has another'
+        raise BagError(bag.path, f'{have} {ENVIRONMENT_TOPIC} where the first bag has '
+                                 f'{len(spec.environment_names)} columns; convert with '
+                                 '--environment-state no to leave the column out')
     for cam, frames in bag.episode.images.items():
         if frames.shape[1:3] != (spec.image_height, spec.image_width):
             raise BagError(bag.path, f'{cam} is {frames.shape[2]}x{frames.shape[1]}, the '
@@ -530,6 +588,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--results', default='success,unknown',
                         help=f'episode results to keep, comma-separated from {RESULTS} '
                              '(default success,unknown)')
+    parser.add_argument('--environment-state', choices=ENVIRONMENT_CHOICES, default='auto',
+                        help=f'auto (default): keep the simulator\'s {ENVIRONMENT_TOPIC} as '
+                             'observation.environment_state (training-only targets) when the '
+                             'bags have it; no: leave it out')
     parser.add_argument('--image-size', metavar='WxH',
                         help='resize every camera to this size (default: keep their size)')
 
@@ -547,6 +609,6 @@ def run(args: argparse.Namespace) -> int:
     config = ConvertConfig(fps=args.fps, cameras=tuple(c for c in args.cameras.split(',') if c),
                            on_error=args.on_error,
                            results=tuple(r for r in args.results.split(',') if r),
-                           image_size=size)
+                           image_size=size, environment_state=args.environment_state)
     print(convert(args.bags, args.out, config).describe())
     return 0

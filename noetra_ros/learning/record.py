@@ -39,27 +39,23 @@ import numpy as np
 
 from noetra_ros.core.episodes import DEFAULT_EPISODE_TIMEOUT_S, DEFAULT_RESET_PAUSE_S
 from noetra_ros.core.errors import ConfigError, InputError
-from noetra_ros.core.expert import yaw_of
 from noetra_ros.core.policy.loop import Command, DEFAULTS as LOOP_DEFAULTS, LoopConfig
 from noetra_ros.core.safety.cell import (ArmCommand, ArmPositions, ArmTrajectory, CellOutput,
                                          LOCKSTEP_INPUTS, MeasuredJoints, SafetyCell,
                                          SafetyNodeSettings)
 from noetra_ros.core.safety.supervisor import SafetySupervisor
-from noetra_ros.core.sim.task import COLOURS, MAX_DISTRACTORS, SHAPES
+from noetra_ros.core.sim.privileged import (environment_names,
+                                            environment_state as target_environment_state)
 from noetra_ros.learning.dataset import DatasetSpec, DatasetWriter, Episode, progress
 
 GRIPPER_STATE_NAME = 'gripper_position'
 # The policy's views: the workspace camera (zoomed on the pick area) and the wrist camera.
 DEFAULT_CAMERAS = ('workspace_camera', 'wrist_camera')
-# Object slots in observation.environment_state: the target + task.MAX_DISTRACTORS.
-MAX_SCENE_OBJECTS = MAX_DISTRACTORS + 1
 # The cell whose graph the in-process evaluation reproduces by default: the shipped policy's.
 DEFAULT_EVAL_CELL = 'pick_place_lrmate_policy'
 # Outside RecordConfig.noise_phases the injected offset shrinks by this factor per control step
 # (to 1 % in about 0.5 s at 20 Hz): the arm converges back onto the expert's path smoothly.
 NOISE_DECAY_PER_STEP = 0.8
-# Off-image value stored for a point behind a camera (keeps the column finite).
-BEHIND_CAMERA_PX = -1000.0
 # What the in-process evaluation does with each safety node parameter (SafetyNodeSettings). A
 # test checks that every parameter is listed, so a new one is decided on, not forgotten.
 SAFETY_SETTINGS_IN_PROCESS = {
@@ -101,51 +97,6 @@ def cell_stamp(world_time: float, control_hz: float) -> float:
     last published step, so a run's first stamp is one period (never the zero stamp the
     supervisor refuses as unset)."""
     return header_stamp(1.0 / control_hz + world_time)  # sim_node: offset + sim time
-
-
-def environment_names(cameras: Sequence[str]) -> tuple[str, ...]:
-    """Columns of observation.environment_state: where the named object is, in the base frame
-    and as a pixel in each camera (the training targets of the policy's grounding head), then
-    one slot per object of the scene (the named one first): its colour and shape as indices into
-    task.COLOURS / task.SHAPES (-1: no object in this slot) and its pixel in each camera - the
-    targets of the training-only "find any object by its name" grounding loss. Last, the named
-    object's yaw (rad, about the base z axis, of its local x axis): the target of the
-    training-only heading head (a block has to be gripped across its short side)."""
-    names = ['target_x', 'target_y', 'target_z']
-    for cam in cameras:
-        names += [f'target_u_{cam}', f'target_v_{cam}']
-    for slot in range(MAX_SCENE_OBJECTS):
-        names += [f'object{slot}_colour', f'object{slot}_shape']
-        for cam in cameras:
-            names += [f'object{slot}_u_{cam}', f'object{slot}_v_{cam}']
-    names.append('target_yaw')
-    return tuple(names)
-
-
-def _pixel(world: Any, camera: str, point: np.ndarray) -> list[float]:
-    uv = world.project(camera, point)
-    return [BEHIND_CAMERA_PX] * 2 if not np.all(np.isfinite(uv)) else [float(v) for v in uv]
-
-
-def target_environment_state(world: Any, cameras: Sequence[str]) -> np.ndarray:
-    """The values named by environment_names() for the world's current state."""
-    position, quaternion = world.target_object_pose()
-    row = [float(v) for v in position]
-    for cam in cameras:
-        row += _pixel(world, cam, position)
-    episode = world.episode
-    objects = sorted(episode.objects, key=lambda o: o.name != episode.target_object)
-    for slot in range(MAX_SCENE_OBJECTS):
-        if slot >= len(objects):
-            row += [-1.0, -1.0] + [BEHIND_CAMERA_PX] * (2 * len(cameras))
-            continue
-        spec = objects[slot]
-        row += [float(COLOURS.index(spec.colour)), float(SHAPES.index(spec.shape))]
-        centre, _ = world.object_pose(spec.name)
-        for cam in cameras:
-            row += _pixel(world, cam, centre)
-    row.append(yaw_of(quaternion))
-    return np.asarray(row, dtype=np.float32)
 
 
 @dataclass(frozen=True)
