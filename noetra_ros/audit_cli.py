@@ -16,6 +16,9 @@ from typing import Iterator, TextIO
 from noetra_ros.core.audit import (AUDIT_TOPIC, AuditFormatError, AuditRecord, AuditSummary,
                                    decode_entry, summarize)
 from noetra_ros.core.errors import InputError
+from noetra_ros.core.input_trace import (decode_input_entry, INPUTS_TOPIC, InputTrace,
+                                         TracedCycle)
+from noetra_ros.core.stats import percentiles
 
 EPISODE_METADATA = 'noetra_episode'
 
@@ -34,17 +37,21 @@ def mcap_file(path: str | Path) -> Path:
     return path
 
 
-def read_trail(path: str | Path) -> tuple[list[AuditRecord], dict[str, str]]:
-    """The audit records of a recording (time order) and its episode metadata ({} without).
-    Raises InputError naming the file and the problem (not MCAP, truncated, no audit topic,
-    an entry that cannot be read)."""
+def read_trail(path: str | Path, inputs: InputTrace | None = None
+               ) -> tuple[list[AuditRecord], dict[str, str]]:
+    """The audit records of a recording (time order) and its episode metadata ({} without);
+    with `inputs`, policy_node's input trace (policy/inputs) is read into it too. Raises
+    InputError naming the file and the problem (not MCAP, truncated, no audit topic, an entry
+    that cannot be read)."""
     from mcap.reader import make_reader
     from mcap_ros2.decoder import DecoderFactory
 
     file = mcap_file(path)
     records: list[AuditRecord] = []
     metadata: dict[str, str] = {}
-    topics = (AUDIT_TOPIC, '/' + AUDIT_TOPIC)
+    topics = [AUDIT_TOPIC, '/' + AUDIT_TOPIC]
+    if inputs is not None:
+        topics += [INPUTS_TOPIC, '/' + INPUTS_TOPIC]
     try:
         with file.open('rb') as handle:
             reader = make_reader(handle, decoder_factories=[DecoderFactory()])
@@ -52,8 +59,12 @@ def read_trail(path: str | Path) -> tuple[list[AuditRecord], dict[str, str]]:
                     reader.iter_decoded_messages(topics=topics)):
                 for status in msg.status:
                     where = f'{file} topic {channel.topic} message {index}'
-                    records += decode_entry(status.name,
-                                            {kv.key: kv.value for kv in status.values}, where)
+                    values = {kv.key: kv.value for kv in status.values}
+                    if channel.topic.lstrip('/') == INPUTS_TOPIC:
+                        assert inputs is not None
+                        inputs.add(decode_input_entry(status.name, values, where))
+                    else:
+                        records += decode_entry(status.name, values, where)
             handle.seek(0)
             for record in make_reader(handle).iter_metadata():
                 if record.name == EPISODE_METADATA:
@@ -75,10 +86,13 @@ def _seconds(stamp_ns: int, origin_ns: int) -> str:
     return f'{(stamp_ns - origin_ns) * 1e-9:9.3f}'
 
 
-def trail_lines(records: list[AuditRecord], every_cycle: bool) -> Iterator[str]:
+def trail_lines(records: list[AuditRecord], every_cycle: bool,
+                traced: dict[int, TracedCycle] | None = None) -> Iterator[str]:
     """The trail, one line per operator action and rejection and (unless `every_cycle`) one
-    per run of cycles with the same decision and reason."""
+    per run of cycles with the same decision and reason. `traced` (by id of the cycle record):
+    what a policy command was computed from, shown on per-cycle lines."""
     origin = records[0].stamp_ns
+    traced = traced or {}
     run: list[AuditRecord] = []
 
     def flush() -> Iterator[str]:
@@ -108,8 +122,36 @@ def trail_lines(records: list[AuditRecord], every_cycle: bool) -> Iterator[str]:
             command = '-' if rec.command_stamp_ns is None else f'{rec.command_stamp_ns} ns'
             yield (f'{t} s  cycle     {rec.decision}' + (f' ({rec.reason})' if rec.reason
                                                           else '')
-                   + f'; command stamp {command}; source {rec.source or "unknown"}')
+                   + f'; command stamp {command}; source {rec.source or "unknown"}'
+                   + _inputs_text(traced.get(id(rec))))
     yield from flush()
+
+
+def _inputs_text(trace: TracedCycle | None) -> str:
+    """'; computed from ...' for a cycle whose policy command was traced, else ''."""
+    if trace is None or trace.command is None or not trace.chunks:
+        return ''
+    newest = trace.chunks[-1]
+    stamps = ', '.join(f'{name} {stamp}' for name, stamp in sorted(newest.input_stamps_ns.items()))
+    return (f'; computed from {len(trace.chunks)} chunk(s), newest observation '
+            f'{newest.observation_ns} ns ({stamps}), input age '
+            f'{1e-6 * (trace.input_age_ns or 0):.1f} ms')
+
+
+def input_lines(traced: list[TracedCycle]) -> Iterator[str]:
+    """How many commanded cycles were traced to their inputs, and how old those inputs were."""
+    followed = [t for t in traced if t.cycle.kind == 'cycle' and t.cycle.command_stamp_ns]
+    with_inputs = [t for t in followed if t.chunks]
+    if not followed:
+        return
+    yield (f'inputs: {len(with_inputs)} of {len(followed)} cycles that followed a command '
+           'traced to the stamps of the inputs their command was computed from (policy/inputs)')
+    ages = [1e-6 * t.input_age_ns for t in with_inputs if t.input_age_ns is not None]
+    if ages:
+        p = percentiles(ages)
+        yield (f'  input age at the supervisor (cycle time - newest observation): p50 '
+               f'{p["p50"]:.1f} ms, p90 {p["p90"]:.1f} ms, p99 {p["p99"]:.1f} ms, max '
+               f'{max(ages):.1f} ms')
 
 
 def summary_lines(summary: AuditSummary, origin_ns: int) -> Iterator[str]:
@@ -150,13 +192,18 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     """`noetra audit` (to stdout unless `out`); InputError goes to the caller (noetra prints
     it, exit 2)."""
     out = sys.stdout if out is None else out
-    records, metadata = read_trail(args.recording)
+    inputs = InputTrace()
+    records, metadata = read_trail(args.recording, inputs)
+    traced = inputs.join(records)
     if metadata:
         print('episode: ' + ', '.join(f'{k}={v}' for k, v in metadata.items()), file=out)
     if not args.summary_only:
-        for line in trail_lines(records, args.every_cycle):
+        for line in trail_lines(records, args.every_cycle,
+                                {id(t.cycle): t for t in traced}):
             print(line, file=out)
         print(file=out)
     for line in summary_lines(summarize(records), records[0].stamp_ns):
+        print(line, file=out)
+    for line in input_lines(traced):
         print(line, file=out)
     return 0

@@ -7,7 +7,9 @@ its depth inputs name (`<camera>/aligned_depth_to_color/image_raw`, 16UC1 / 32FC
 realsense2_camera publishes it; used only when its stamp is its colour frame's), `joint_states`,
 the wrist wrench and `task/instruction`, aligned by header stamp. Output: action chunks turned into
 `joint_trajectory_controller/joint_trajectory` (or forward position commands) and gripper
-commands at the control rate.
+commands at the control rate; `policy/inputs` (the audit trail's "computed from": per chunk the
+stamp of every input, per command the observations behind it; core/input_trace.py) and the
+latched `policy/provenance` (model file sha256 and contract).
 
 - async mode (real robots, realtime sim): inference runs in its own thread whenever a fresh,
   aligned observation is there; a control timer publishes from a queue of future actions in
@@ -42,6 +44,7 @@ from std_msgs.msg import Float64MultiArray, String
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from noetra_ros.core.audit import model_provenance, PROVENANCE_TOPIC
+from noetra_ros.core.input_trace import INPUTS_TOPIC, InputTraceBatcher
 from noetra_ros.core.command_stream import CommandStream, INTERPOLATIONS, StreamConfig
 from noetra_ros.core.errors import CommandError, ConfigError, InputError, NoetraError
 from noetra_ros.core.images import (decode_compressed, DEPTH_ENCODINGS,
@@ -60,7 +63,7 @@ from noetra_ros.core.robot_model import load_robot_description
 from noetra_ros.core.stats import percentiles
 from noetra_ros.qos import (JOINT_STATES_QOS_KINDS, joint_states_qos, LATCHED, RELIABLE,
                            SENSOR_DATA)
-from noetra_ros.ros_conversions import seconds_to_stamp, stamp_to_seconds
+from noetra_ros.ros_conversions import audit_entries_msg, seconds_to_stamp, stamp_to_seconds
 from noetra_ros.ros_main import run_node
 from noetra_ros.ros_params import declare_parameters
 
@@ -118,6 +121,8 @@ PARAMETERS = {
 # the inference thread itself (it closes it when that inference returns); a class attribute so
 # a test can shorten it.
 WORKER_JOIN_TIMEOUT_S = 2.0
+# policy/inputs goes out at least this often (s), and whenever a batch is full.
+INPUT_TRACE_FLUSH_S = 0.1
 
 
 def resolve_model_path(path: str) -> Path:
@@ -187,6 +192,9 @@ class PolicyNode(LifecycleNode):
         self.plan_ms: deque[float] = deque(maxlen=2000)
         self._pending_step: float | None = None
         self._newest_receipt_for_chunk = 0.0
+        # Chunks and commands for policy/inputs; written by the inference and control threads.
+        self.input_trace = InputTraceBatcher()
+        self._trace_lock = threading.Lock()
         if self.p['autostart']:
             if self.trigger_configure() != TransitionCallbackReturn.SUCCESS:
                 raise ConfigError(f'policy could not be configured: {self.last_problem}')
@@ -291,6 +299,10 @@ class PolicyNode(LifecycleNode):
             Float64MultiArray, 'gripper_position_controller/commands', RELIABLE)
         self.pub_diag = self.create_publisher(DiagnosticArray, '/diagnostics', RELIABLE)
         self._timers.append(self.create_timer(1.0, self._publish_diagnostics))
+        # The audit trail's "computed from" (core/input_trace.py): what each command came from.
+        if getattr(self, 'pub_inputs', None) is None:
+            self.pub_inputs = self.create_publisher(DiagnosticArray, INPUTS_TOPIC, RELIABLE)
+        self._timers.append(self.create_timer(INPUT_TRACE_FLUSH_S, self._flush_input_trace))
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: State) -> TransitionCallbackReturn:
@@ -471,7 +483,8 @@ class PolicyNode(LifecycleNode):
             wrench = [w.force.x, w.force.y, w.force.z, w.torque.x, w.torque.y, w.torque.z]
         return Observation(stamp=samples['joints'].stamp, joint_positions=positions,
                            images=images, instruction=instruction, gripper_position=gripper,
-                           wrench=wrench, received=max(s.received for s in samples.values()))
+                           wrench=wrench, received=max(s.received for s in samples.values()),
+                           input_stamps={k: s.stamp for k, s in samples.items()})
 
     # ---------------------------------------------------------------- inference
     def _inference_loop(self, worker: _InferenceWorker) -> None:
@@ -589,7 +602,7 @@ class PolicyNode(LifecycleNode):
         self._publish(Command(
             stamp=point.t, joint_names=tuple(self.joint_names), positions=point.positions[None, :],
             times_from_start_ns=(int(round(self.stream_config.period_s * 1e9)),),
-            gripper_position=gripper))
+            gripper_position=gripper, observations=queue.observation_span(tick_time)))
 
     def _publish(self, command: Command) -> None:
         n = len(self.joint_names)
@@ -613,6 +626,18 @@ class PolicyNode(LifecycleNode):
         with self._health_lock:
             self.counters['commands'] += 1
             self.e2e_ms.append(1e3 * (time.perf_counter() - self._newest_receipt_for_chunk))
+        with self._trace_lock:
+            self.input_trace.command(command.stamp, command.observations)
+            full = self.input_trace.full
+        if full:
+            self._flush_input_trace()
+
+    def _flush_input_trace(self) -> None:
+        with self._trace_lock:
+            entries = self.input_trace.take()
+        if entries:
+            self.pub_inputs.publish(audit_entries_msg(entries, str(self.p['robot']),
+                                                      self.get_clock().now().to_msg()))
 
     # ---------------------------------------------------------------- health
     def _account(self, result: LoopResult) -> None:
@@ -623,6 +648,8 @@ class PolicyNode(LifecycleNode):
                 self.get_logger().warn(f'instruction words unknown to the model, mapped to '
                                        f'<unk>: {list(inference.unknown_words)}',
                                        throttle_duration_sec=10.0)
+            with self._trace_lock:
+                self.input_trace.chunk(inference.stamp, inference.input_stamps)
             with self._health_lock:
                 self.counters['inferences'] += 1
                 self._newest_receipt_for_chunk = inference.received

@@ -10,10 +10,12 @@ from array import array
 import math
 
 from builtin_interfaces.msg import Time as TimeMsg
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 import numpy as np
 from sensor_msgs.msg import CameraInfo, Image
 from trajectory_msgs.msg import JointTrajectory
 
+from noetra_ros.core.audit import AuditEntry
 from noetra_ros.core.errors import CommandError, InputError
 from noetra_ros.core.images import image_view, pack_image
 from noetra_ros.core.trajectory import JointTrajectory as CoreTrajectory
@@ -102,3 +104,16 @@ def trajectory_from_msg(msg: JointTrajectory, joint_order: list[str]) -> CoreTra
     return CoreTrajectory(joint_names=tuple(msg.joint_names), times_from_start=np.array(times),
                           positions=positions, velocities=column('velocities'),
                           accelerations=column('accelerations')).reordered(joint_order)
+
+
+def audit_entries_msg(entries: list[AuditEntry], hardware_id: str, stamp: TimeMsg
+                      ) -> DiagnosticArray:
+    """Audit entries (core/audit.py, core/input_trace.py) as one DiagnosticArray, an entry per
+    DiagnosticStatus: the transport of safety/audit and policy/inputs."""
+    array = DiagnosticArray(status=[
+        DiagnosticStatus(level=bytes([e.level]), name=e.name, message=e.message,
+                         hardware_id=hardware_id,
+                         values=[KeyValue(key=k, value=v) for k, v in e.values])
+        for e in entries])
+    array.header.stamp = stamp
+    return array

@@ -260,3 +260,41 @@ def test_min_replan_period_paces_inference_at_driver_rate_joint_states(ros_conte
         assert 3 <= inferences <= seconds / pace + 1, inferences
     else:
         assert inferences > seconds / 0.2 + 1, inferences
+
+
+def test_policy_inputs_trace_every_command_to_the_stamps_of_its_inputs(ros_context, tmp_path):
+    """policy/inputs (the audit trail's "computed from"): each chunk names the header stamp of
+    every input it was built from, each command the observations of the chunks behind it."""
+    from diagnostic_msgs.msg import DiagnosticArray
+
+    from noetra_ros.core.input_trace import (ChunkInputs, CommandInputs, decode_input_entry,
+                                             INPUTS_TOPIC)
+
+    node, feeder = _start(ros_context, _ramp_model(tmp_path / 'ramp.onnx'))
+    trace = feeder.probe.record(INPUTS_TOPIC, DiagnosticArray)
+    published: set[int] = set()
+    q0 = np.array([0.1, 0.4, -0.1, 0.0, -1.1, 0.2])
+    for _ in range(int(1.5 / DT)):
+        t = _now(node)
+        feeder.step(q0, stamp=t)
+        published.add(int(round(t * 1e9)))
+        ros_context.spin_for(DT)
+    ros_context.spin_for(0.3)  # the last batch (flushed every 0.1 s)
+    records = [r for m in trace for s in m.msg.status
+               for r in decode_input_entry(s.name, {kv.key: kv.value for kv in s.values},
+                                           'test')]
+    chunks = [r for r in records if isinstance(r, ChunkInputs)]
+    commands = [r for r in records if isinstance(r, CommandInputs)]
+    assert len(chunks) >= 10 and len(commands) >= 10
+    for chunk in chunks:
+        assert set(chunk.input_stamps_ns) == {'joints', 'scene_camera'}
+        # Built from messages the feeder published, the observation being the joint state's.
+        assert chunk.observation_ns == chunk.input_stamps_ns['joints']
+        assert set(chunk.input_stamps_ns.values()) <= published
+    chunk_stamps = {c.observation_ns for c in chunks}
+    traced = [c for c in commands if c.newest_observation_ns is not None]
+    assert len(traced) >= len(commands) - 1
+    for command in traced:
+        assert command.newest_observation_ns in chunk_stamps
+        assert command.oldest_observation_ns <= command.newest_observation_ns
+        assert command.newest_observation_ns <= command.stamp_ns  # never from the future

@@ -16,6 +16,8 @@ episodes="${2:-120}"
 steps="${3:-3000}"
 eval_seeds="${4:-80000:80050}"
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# A DDS domain of its own: another cell on the machine's default domain would talk to this one.
+export ROS_DOMAIN_ID="${ROS_DOMAIN_ID:-42}"
 # shellcheck disable=SC1091
 source "$here/scripts/build.sh" > /dev/null
 mkdir -p "$out"

@@ -185,6 +185,15 @@ class ActionQueue:
                 return 0.0
             return max(0.0, max(c.end for c in self._chunks) - t)
 
+    def observation_span(self, t: float) -> tuple[float, float] | None:
+        """(oldest, newest) observation stamps of the chunks that can shape the action at t:
+        those that have started and whose horizon had not ended one blend window before t (a
+        superset of the ones blended, so an audit never misses an input). None: no chunk."""
+        window = 0.0 if self._config.strategy == 'replace' else self._config.blend_window_s
+        with self._lock:
+            stamps = [c.stamp for c in self._chunks if c.start <= t and c.end >= t - window]
+        return (min(stamps), max(stamps)) if stamps else None
+
     def action_at(self, t: float) -> np.ndarray | None:
         """The blended action (A,) at time t, or None when no chunk covers t (hold)."""
         with self._lock:

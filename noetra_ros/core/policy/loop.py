@@ -110,6 +110,9 @@ class Observation:
     gripper_position: float | None = None
     wrench: Sequence[float] | None = None
     received: float = math.nan
+    # Header stamp (s) of each input the observation was built from, by source ('joints', a
+    # camera, a depth topic, 'wrench'): the audit trail's "computed from" (core/audit.py).
+    input_stamps: Mapping[str, float] = field(default_factory=dict)
 
 
 class NoFreshInputs(InputError):
@@ -141,6 +144,9 @@ class Command:
     positions: np.ndarray
     times_from_start_ns: tuple[int, ...]
     gripper_position: float | None
+    # (oldest, newest) observation stamps of the chunks that shaped it (ActionQueue.
+    # observation_span); None when unknown.
+    observations: tuple[float, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -152,6 +158,7 @@ class Inference:
     preprocess_time_s: float
     received: float
     unknown_words: tuple[str, ...] = ()
+    input_stamps: Mapping[str, float] = field(default_factory=dict)  # Observation's
 
 
 @dataclass(frozen=True)
@@ -268,7 +275,8 @@ class PolicyLoop:
         return LoopResult(inference=Inference(
             stamp=observation.stamp, inference_time_s=chunk.inference_time_s,
             preprocess_time_s=inputs.preprocess_time_s, received=observation.received,
-            unknown_words=tuple(inputs.unknown_words)))
+            unknown_words=tuple(inputs.unknown_words),
+            input_stamps=dict(observation.input_stamps)))
 
     # ------------------------------------------------------------------ commands
     def command_at(self, t: float) -> LoopResult:
@@ -292,7 +300,8 @@ class PolicyLoop:
         return LoopResult(command=Command(
             stamp=float(t), joint_names=self.joint_names, positions=positions,
             times_from_start_ns=self._times_ns[:len(rows)],
-            gripper_position=float(block[0, n]) if self.uses_gripper else None))
+            gripper_position=float(block[0, n]) if self.uses_gripper else None,
+            observations=self.queue.observation_span(t)))
 
     def step(self, t: float, observe: Callable[[], Observation]) -> LoopResult:
         """One lockstep control step at stamp `t`: infer if due, then the command for `t`.
