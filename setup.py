@@ -44,6 +44,8 @@ setup(
             'safety_node = noetra_ros.safety_node:main',
             'state_publisher_node = noetra_ros.state_publisher_node:main',
             'recorder_node = noetra_ros.recorder_node:main',
+            'foxglove_node = noetra_ros.foxglove_node:main',
+            'shadow_node = noetra_ros.shadow_node:main',
             'noetra = noetra_ros.cli:main',
         ],
     },

@@ -31,12 +31,29 @@ from noetra_ros.core.paths import config_dir, share_dir  # noqa: F401
 PACKAGE = 'noetra_ros'
 # Executables the package installs (setup.py console_scripts); a cell may only start these.
 EXECUTABLES = ('sim_node', 'expert_node', 'policy_node', 'safety_node', 'state_publisher_node',
-               'recorder_node')
+               'recorder_node', 'foxglove_node', 'shadow_node')
 # Nodes that exist only in simulation: with hardware real the real driver and cameras take
 # their place.
 SIM_ONLY_EXECUTABLES = ('sim_node',)
 HARDWARE = ('sim', 'real')
+# The live view's WebSocket server (foxglove_node): this machine only unless the operator
+# names another address; 8765 is the port Foxglove's "Foxglove WebSocket" connection proposes.
+FOXGLOVE_HOST = '127.0.0.1'
+FOXGLOVE_PORT = 8765
 _PARAM_TYPES = (bool, int, float, str)
+# The command lint (`command_routing_problems`, safety.md C13): ros2_control's forward
+# controllers have no timeout, so the topics a command source publishes by default (expert_node,
+# policy_node) must each lead into a safety_node, and only a driving safety_node may publish the
+# driver's command topics.
+COMMAND_SOURCES = ('expert_node', 'policy_node')
+ROBOT_COMMAND_TOPICS = ('forward_position_controller/commands',
+                        'forward_velocity_controller/commands',
+                        'joint_trajectory_controller/joint_trajectory',
+                        'gripper_position_controller/commands')
+DRIVER_TOPICS = ROBOT_COMMAND_TOPICS + ('diff_drive_controller/cmd_vel',)
+# safety_node's command inputs (safety_node.INPUT_TOPICS; this module stays free of rclpy).
+SUPERVISOR_INPUTS = ('safety/joint_trajectory', 'safety/position_commands',
+                     'safety/velocity_commands', 'safety/gripper_commands')
 
 
 def cells_dir() -> Path:
@@ -131,6 +148,81 @@ def with_recorder(cell: CellSpec, run_dir: str | os.PathLike) -> CellSpec:
         'driver': cell.driver, 'use_sim_time': cell.hardware == 'sim',
         'episodes': 'task_status' if cell.hardware == 'sim' else 'run'})
     return replace(cell, nodes=(*cell.nodes, recorder))
+
+
+def foxglove_node(use_sim_time: bool, host: str = FOXGLOVE_HOST,
+                  port: int = FOXGLOVE_PORT) -> NodeSpec:
+    """The live-view node (foxglove_node.py): every topic to Foxglove over a WebSocket server on
+    `host`:`port`, on sim time in a simulated cell (its messages carry the cell's clock, as in
+    the recorded bags)."""
+    return NodeSpec(name='foxglove', executable='foxglove_node', parameters={
+        'host': host, 'port': port, 'use_sim_time': use_sim_time})
+
+
+def with_foxglove(cell: CellSpec, address: str = '') -> CellSpec:
+    """The cell plus the live-view node serving on `address` (foxglove_address; '' = this
+    machine, port 8765; docs/VIEWING.md)."""
+    host, port = foxglove_address(address)
+    return replace(cell, nodes=(*cell.nodes, foxglove_node(cell.hardware == 'sim', host, port)))
+
+
+def foxglove_address(text: str = '') -> tuple[str, int]:
+    """`PORT` or `HOST:PORT` (as `noetra run --foxglove` takes it) -> (host, port); the host
+    defaults to this machine only, '' to the default address."""
+    if not text:
+        return FOXGLOVE_HOST, FOXGLOVE_PORT
+    host, _, port = text.rpartition(':')
+    if not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(f'Foxglove address {text!r}: expected PORT or HOST:PORT with a port '
+                          '0..65535 (e.g. 8765 or 0.0.0.0:8765)')
+    return host or FOXGLOVE_HOST, int(port)
+
+
+def foxglove_url(host: str, port: int) -> str:
+    """Where Foxglove connects to a server bound to `host`:`port`."""
+    if host in ('0.0.0.0', '::', ''):
+        host = '<this machine\'s address>'  # bound to every interface
+    return f'ws://{host}:{port}'
+
+
+def command_routing_problems(cell: CellSpec) -> list[str]:
+    """What breaks the rule that commands reach the robot only through a supervisor (empty:
+    nothing). A cell needs a driving safety_node (one without `judge_only`); every topic a
+    command source publishes by default must be remapped to a command input of some safety_node
+    (a driving one, or a judge_only one in a shadow cell: docs/SHADOW.md); and no node but a
+    driving safety_node may have a remapping that ends on a driver's command topic (a judge's
+    shadow/judged/* output pointed at the robot, a source remapped around its supervisor)."""
+    supervisors = [n for n in cell.nodes if n.executable == 'safety_node']
+    problems = []
+    if not any(not n.parameters.get('judge_only', False) for n in supervisors):
+        problems.append(f'{cell.name}: no safety_node drives the robot (a judge_only one '
+                        'never does)')
+    inputs = {_relative(n.remappings.get(t, t)) for n in supervisors for t in SUPERVISOR_INPUTS}
+    for spec in cell.nodes:
+        if spec.executable in COMMAND_SOURCES:
+            for topic in ROBOT_COMMAND_TOPICS:
+                target = _relative(spec.remappings.get(topic, topic))
+                if target not in inputs:
+                    problems.append(f'{cell.name}: {spec.name} would publish {topic} on '
+                                    f'{target}, which no safety_node reads: straight to the robot')
+        if spec.executable != 'safety_node' or spec.parameters.get('judge_only', False):
+            onto = sorted(src for src, dst in spec.remappings.items()
+                          if _relative(dst) in DRIVER_TOPICS)
+            if onto:
+                problems.append(f'{cell.name}: {spec.name} remaps {onto} onto a driver\'s '
+                                'command topic; only a driving safety_node publishes there')
+    return problems
+
+
+def check_command_routing(cell: CellSpec) -> None:
+    """ConfigError naming every problem `command_routing_problems` finds."""
+    problems = command_routing_problems(cell)
+    if problems:
+        raise ConfigError('; '.join(problems))
+
+
+def _relative(topic: str) -> str:
+    return topic.lstrip('/')
 
 
 def _check_parameter(where: str, value: Any) -> None:

@@ -26,7 +26,8 @@ import time
 import yaml
 
 from noetra_ros import audit_cli
-from noetra_ros.bringup import available_cells, HARDWARE, load_cell, with_recorder
+from noetra_ros.bringup import (available_cells, foxglove_address, foxglove_url, HARDWARE,
+                                load_cell, with_foxglove, with_recorder)
 from noetra_ros.core.errors import NoetraError
 from noetra_ros.core.stats import wilson_interval
 
@@ -91,6 +92,9 @@ def run_real(args: argparse.Namespace) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     if getattr(args, 'record', False):
         cell = with_recorder(cell, out_dir)  # bags in <run>/recording/ (docs/RECORDING.md)
+    if getattr(args, 'foxglove', None) is not None:  # live view: docs/VIEWING.md
+        cell = with_foxglove(cell, args.foxglove)
+        print(f'noetra: Foxglove live view at {foxglove_url(*foxglove_address(args.foxglove))}')
     params_file = cell.write_params_file(out_dir / 'params.yaml')
     print(f'noetra: cell {cell.name!r} on REAL hardware (driver {cell.driver}): starting '
           f'{[n.name for n in cell.nodes]} on the wall clock; logs in {out_dir}. The safety '
@@ -134,6 +138,9 @@ def run_cell(args: argparse.Namespace) -> dict:
     out_dir.mkdir(parents=True, exist_ok=True)
     if getattr(args, 'record', False):
         cell = with_recorder(cell, out_dir)  # bags in <run>/recording/ (docs/RECORDING.md)
+    if getattr(args, 'foxglove', None) is not None:  # live view: docs/VIEWING.md
+        cell = with_foxglove(cell, args.foxglove)
+        print(f'noetra: Foxglove live view at {foxglove_url(*foxglove_address(args.foxglove))}')
     params_file = cell.write_params_file(out_dir / 'params.yaml')
     env = dict(os.environ, PYTHONUNBUFFERED='1')
     print(f'noetra: starting cell {cell.name!r} ({cell.description}) with nodes '
@@ -192,12 +199,19 @@ def eval_cell(args: argparse.Namespace) -> dict:
                                 for q in ('p50', 'p90', 'p99') if f'inference_ms_{q}' in policy},
         'policy_end_to_end_ms': {q: float(policy[f'end_to_end_ms_{q}'])
                                  for q in ('p50', 'p90', 'p99') if f'end_to_end_ms_{q}' in policy},
-        'episode_results': [{key: e[key] for key in ('seed', 'success', 'reason', 'duration_s')}
+        'episode_results': [{key: e[key] for key in ('seed', 'success', 'reason', 'duration_s',
+                                                     'target_object', 'distractors') if key in e}
                             for e in episodes],
     }
+    from noetra_ros.eval_plots import write_evaluation_plots  # matplotlib: only eval needs it
+
+    # Next to the JSON (out.json -> out_success.png, ...), else in the run folder.
+    stem = Path(args.json).with_suffix('') if args.json else Path(report['run_dir']) / 'evaluation'
+    report['evaluation']['plots'] = write_evaluation_plots(report, stem)
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(report['evaluation'], indent=2))
+    (Path(report['run_dir']) / 'report.json').write_text(json.dumps(report, indent=2))
     return report
 
 
@@ -216,7 +230,43 @@ def format_evaluation(ev: dict) -> str:
         inf = ev['policy_inference_ms']
         lines.append(f'  policy inference (onnxruntime run): p50 {inf["p50"]:.2f} ms, '
                      f'p99 {inf["p99"]:.2f} ms')
+    lines += [f'  plot: {path}' for path in ev.get('plots', [])]
     return '\n'.join(lines)
+
+
+SHADOW_TABLE_REASONS = 3  # would-be interventions listed per episode (the most frequent)
+
+
+def _rad(value: float | None) -> str:
+    return '  n/a' if value is None else f'{value:.3f}'
+
+
+def format_shadow(reports: list[dict]) -> list[str]:
+    """Shadow mode (docs/SHADOW.md): one line per episode of shadow_node's summaries."""
+    if not reports:
+        return []
+    lines = ['shadow: the policy\'s would-be commands against the driving controller\'s '
+             '(joint-space error, rad) and what its judge would have done:',
+             f'{"ep":>3} {"answered":>9}  {"L2 p50 / p95 / max":<21} {"max|e|":>6} '
+             f'{"gripper":>8}  judge: would-be interventions (per minute)']
+    for r in reports:
+        l2, worst = r['divergence']['l2_rad'], r['divergence']['max_abs_rad']['max']
+        grip = r['gripper']['disagreement']
+        judge = r['judge']
+        rows = judge['interventions']
+        text = ', '.join(f'{i["decision"]} {i["reason"]} {i["count"]}'
+                         + (f' ({i["per_minute"]:.1f}/min)' if i['per_minute'] is not None
+                            else '') for i in rows[:SHADOW_TABLE_REASONS]) or 'none'
+        if len(rows) > SHADOW_TABLE_REASONS:
+            text += f', +{len(rows) - SHADOW_TABLE_REASONS} more in report.json'
+        if judge['reanchors']:
+            text += f'; re-anchored {judge["reanchors"]}x'
+        answered = f'{r["shadow_answered"]}/{r["driving_answered"]}'
+        spread = f'{_rad(l2["p50"])} / {_rad(l2["p95"])} / {_rad(l2["max"])}'
+        disagree = 'n/a' if grip is None else f'{100 * grip:.1f} %'
+        lines.append(f'{r["episode"]:>3} {answered:>9}  {spread:<21} {_rad(worst):>6} '
+                     f'{disagree:>8}  {text}')
+    return lines
 
 
 def format_report(report: dict) -> str:
@@ -264,6 +314,7 @@ def format_report(report: dict) -> str:
     unclean = {name: code for name, code in report.get('node_exit_codes', {}).items() if code}
     if unclean:
         lines.append(f'nodes that did not stop cleanly (exit code; see <node>.log): {unclean}')
+    lines += format_shadow(report.get('shadow', []))
     if report.get('video'):
         lines.append(f'scene video: {report["video"]}')
     lines.append(f'report: {report["run_dir"]}/report.json')
@@ -301,6 +352,10 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument('--record', action='store_true',
                      help='add a recorder node: every topic into <run>/recording/, one rosbag2 '
                           'MCAP bag per episode (docs/RECORDING.md)')
+    run.add_argument('--foxglove', nargs='?', const='', metavar='[HOST:]PORT',
+                     help='add the Foxglove live view (foxglove_node): a WebSocket server on '
+                          '127.0.0.1:8765 unless given; 0.0.0.0:PORT shows the cameras to the '
+                          'whole network (docs/VIEWING.md)')
     ev = sub.add_parser('eval', help='seeded lockstep evaluation of a cell\'s controller')
     ev.add_argument('cell', help='cell name or path (its controller is evaluated)')
     ev.add_argument('--episodes', type=int, default=50, help='episodes (default 50)')

@@ -5,12 +5,14 @@ rest of the package (and `noetra run`) works with the PyPI wheels alone.
 """
 from __future__ import annotations
 
-from noetra_ros.bringup import available_cells, HARDWARE, load_cell, with_recorder
+from noetra_ros.bringup import (available_cells, HARDWARE, load_cell, with_foxglove,
+                                with_recorder)
 
 
 def cell_launch_description(default_cell: str):
     """LaunchDescription with `cell:=<name or path>` (default `default_cell`),
-    `hardware:=sim|real` (bringup.load_cell) and `record:=true|false` (+ `run_dir`)."""
+    `hardware:=sim|real` (bringup.load_cell), `record:=true|false` (+ `run_dir`) and
+    `foxglove:=true|false` (+ `foxglove_address`: the live view, docs/VIEWING.md)."""
     from launch import LaunchDescription
     from launch.actions import DeclareLaunchArgument, OpaqueFunction
     from launch.substitutions import LaunchConfiguration
@@ -21,6 +23,8 @@ def cell_launch_description(default_cell: str):
                          hardware=LaunchConfiguration('hardware').perform(context))
         if LaunchConfiguration('record').perform(context).lower() in ('true', '1'):
             cell = with_recorder(cell, LaunchConfiguration('run_dir').perform(context))
+        if LaunchConfiguration('foxglove').perform(context).lower() in ('true', '1'):
+            cell = with_foxglove(cell, LaunchConfiguration('foxglove_address').perform(context))
         return [Node(**spec.launch_kwargs(), output='screen', emulate_tty=True)
                 for spec in cell.nodes]
 
@@ -40,5 +44,13 @@ def cell_launch_description(default_cell: str):
         DeclareLaunchArgument(
             'run_dir', default_value='runs/launch',
             description='run folder of record:=true (bags in <run_dir>/recording/)'),
+        DeclareLaunchArgument(
+            'foxglove', default_value='false', choices=['true', 'false'],
+            description='add the Foxglove live view: a WebSocket server relaying every topic '
+                        '(docs/VIEWING.md)'),
+        DeclareLaunchArgument(
+            'foxglove_address', default_value='',
+            description='[HOST:]PORT of foxglove:=true (default 127.0.0.1:8765: this machine '
+                        'only; 0.0.0.0:PORT shows the cameras to the whole network)'),
         OpaqueFunction(function=nodes),
     ])

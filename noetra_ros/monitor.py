@@ -1,6 +1,10 @@
-"""The monitor that `noetra run` adds to a cell: rates, latency, episode results, scene video."""
+"""The monitor that `noetra run` adds to a cell: rates, latency, episode results, scene video
+(captioned by core/video_overlay.py), the arm's command trace of the first failed episode."""
 from __future__ import annotations
 
+from collections import deque
+from collections.abc import Sequence
+import json
 import math
 from pathlib import Path
 import time
@@ -14,13 +18,16 @@ from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CameraInfo, Image, JointState
-from std_msgs.msg import Float64MultiArray, UInt32
+from std_msgs.msg import Float64MultiArray, String, UInt32
 from trajectory_msgs.msg import JointTrajectory
 
 from noetra_ros.core.drivers.profiles import PROFILES
 from noetra_ros.core.errors import InputError
 from noetra_ros.core.images import to_bgr
+from noetra_ros.core.robots import GRIPPER_JOINT_NAMES
+from noetra_ros.core.shadow import REPORT_TOPIC as SHADOW_REPORT_TOPIC
 from noetra_ros.core.stats import percentiles
+from noetra_ros.core.video_overlay import CaptionTracker, draw_caption
 from noetra_ros.qos import MONITOR, RELIABLE, SENSOR_DATA
 from noetra_ros.ros_conversions import image_to_numpy, stamp_to_seconds
 
@@ -32,6 +39,16 @@ ARM_COMMAND_TOPICS = {
     'forward_velocity_controller/commands': Float64MultiArray,
     'joint_trajectory_controller/joint_trajectory': JointTrajectory,
 }
+# Topics whose commands are joint positions (the trace compares them with joint_states).
+POSITION_COMMAND_TOPICS = ('forward_position_controller/commands',
+                           'joint_trajectory_controller/joint_trajectory')
+# A trace keeps one sample per TRACE_PERIOD_S of sim time and series, so an episode on a 500 Hz
+# driver costs what a 100 Hz one does, and at most TRACE_MAX_SAMPLES (the newest).
+TRACE_PERIOD_S = 0.01
+TRACE_MAX_SAMPLES = 10_000
+# After the last episode, how long (wall) the monitor waits for shadow_node's episode reports
+# (shadow_node itself waits up to its report_wait_s, 2 s, for late answers).
+SHADOW_REPORT_WAIT_S = 10.0
 
 
 class _Rate:
@@ -57,6 +74,76 @@ class _Rate:
                 'sim_hz': (self.count - 1) / sim_span if sim_span > 0 else 0.0}
 
 
+class _Series:
+    """(sim time, arm positions) samples of one signal, thinned and bounded."""
+
+    def __init__(self) -> None:
+        self.samples: deque[tuple[float, list[float]]] = deque(maxlen=TRACE_MAX_SAMPLES)
+
+    def add(self, t: float, positions: list[float]) -> None:
+        if not self.samples or t - self.samples[-1][0] >= TRACE_PERIOD_S - 1e-9:
+            self.samples.append((t, positions))
+
+    def as_dict(self) -> dict:
+        return {'t_s': [round(t, 4) for t, _ in self.samples],
+                'positions': [[round(v, 5) for v in q] for _, q in self.samples]}
+
+
+class EpisodeTraces:
+    """Commanded and measured arm positions over the running episode. The first failed
+    episode's are kept for the report (`noetra eval` plots them); every other episode's are
+    dropped when the next one starts, so memory stays bounded over any number of episodes.
+
+    `joints`: the arm joints in the order of a position command without names (safety's
+    controller_joints); empty: the arm joints of the first joint_states, in its order.
+    """
+
+    def __init__(self, joints: Sequence[str] = ()) -> None:
+        self.joints = list(joints)
+        self.episode = -1
+        self.recording = False
+        self.commanded, self.measured = _Series(), _Series()
+        self.first_failed: dict | None = None
+
+    def start(self, episode: int) -> None:
+        if episode != self.episode:
+            self.episode, self.recording = episode, True
+            self.commanded, self.measured = _Series(), _Series()
+
+    def finish(self, result: dict) -> None:
+        """The result of an episode (the monitor's episode entry) has arrived."""
+        if result['episode'] != self.episode:
+            return
+        self.recording = False
+        if not result['success'] and self.first_failed is None:
+            self.first_failed = {
+                'episode': result['episode'], 'seed': result['seed'], 'reason': result['reason'],
+                'joints': list(self.joints), 'commanded': self.commanded.as_dict(),
+                'measured': self.measured.as_dict()}
+
+    def measure(self, t: float, names: Sequence[str], positions: Sequence[float]) -> None:
+        if not self.joints:
+            self.joints = [n for n in names if n not in GRIPPER_JOINT_NAMES]
+        if self.recording:
+            self.measured.add(t, self._arm_order(names, positions))
+
+    def command(self, t: float, positions: Sequence[float],
+                names: Sequence[str] | None = None) -> None:
+        """A position command; without names it is in `joints` order (Float64MultiArray)."""
+        if self.recording and self.joints:
+            self.commanded.add(t, self._arm_order(names or self.joints, positions))
+
+    def _arm_order(self, names: Sequence[str], positions: Sequence[float]) -> list[float]:
+        by_name = dict(zip(names, positions))
+        return [float(by_name.get(joint, math.nan)) for joint in self.joints]
+
+
+def _controller_joints(cell) -> list[str]:
+    """The order of safety's position commands: its controller_joints parameter, when set."""
+    safety = next((n for n in cell.nodes if n.executable == 'safety_node'), None)
+    return [str(j) for j in safety.parameters.get('controller_joints', [])] if safety else []
+
+
 class MonitorNode(Node):
     def __init__(self, cell, video_path: Path | None, video_fps: float,
                  quiet: bool = False) -> None:
@@ -70,6 +157,8 @@ class MonitorNode(Node):
         self.status: dict[str, str] = {}
         self.episodes: dict[int, dict] = {}
         self.latencies_ms: list[float] = []
+        self.caption = CaptionTracker(cell.name)
+        self.traces = EpisodeTraces(_controller_joints(cell))
         self.rejected = 0
         self.health: dict[str, dict] = {}
         self._last_joint_state_wall = math.nan
@@ -102,10 +191,14 @@ class MonitorNode(Node):
             watch(f'{cam}/image_raw', Image, SENSOR_DATA, callback)
             watch(f'{cam}/camera_info', CameraInfo, SENSOR_DATA)
         for topic, msg_type in ARM_COMMAND_TOPICS.items():
-            watch(topic, msg_type, callback=self._on_arm_command)
+            watch(topic, msg_type,
+                  callback=lambda msg, topic=topic: self._on_arm_command(topic, msg))
         watch('gripper_position_controller/commands', Float64MultiArray)
         watch('task/status', DiagnosticStatus, callback=self._on_status)
         self.create_subscription(DiagnosticArray, '/diagnostics', self._on_diagnostics, MONITOR)
+        # Shadow mode (docs/SHADOW.md): shadow_node's summary of each episode, by episode.
+        self.shadow: dict[int, dict] = {}
+        self.create_subscription(String, SHADOW_REPORT_TOPIC, self._on_shadow_report, MONITOR)
 
     def _on_clock(self, msg: Clock) -> None:
         self.sim_time = stamp_to_seconds(msg.clock)
@@ -115,27 +208,48 @@ class MonitorNode(Node):
     def _on_joint_state(self, msg: JointState) -> None:
         self._last_joint_state_wall = time.monotonic()
         self._awaiting_command = True
+        self.traces.measure(stamp_to_seconds(msg.header.stamp), msg.name, msg.position)
 
-    def _on_arm_command(self, msg) -> None:
+    def _on_arm_command(self, topic: str, msg) -> None:
         if self._awaiting_command:
             self.latencies_ms.append(1e3 * (time.monotonic() - self._last_joint_state_wall))
             self._awaiting_command = False
+        if topic not in POSITION_COMMAND_TOPICS:
+            return
+        if isinstance(msg, JointTrajectory):
+            if msg.points:  # safety streams one point; its last one is the target
+                self.traces.command(self.sim_time, msg.points[-1].positions, msg.joint_names)
+        else:
+            self.traces.command(self.sim_time, msg.data)
 
     def _on_status(self, msg: DiagnosticStatus) -> None:
         values = {kv.key: kv.value for kv in msg.values}
         self.status = values
+        self.caption.on_status(values)
         episode = int(values.get('episode', -1))
+        if episode >= 0 and values.get('state') == 'running':
+            self.traces.start(episode)
         if episode >= 0 and values.get('result') and episode not in self.episodes:
             success = values['result'] == 'success'
             self.episodes[episode] = {
                 'episode': episode, 'seed': int(values['seed']),
                 'instruction': values.get('instruction', ''), 'success': success,
-                'reason': values.get('detail', ''), 'duration_s': float(values['elapsed_s'])}
+                'reason': values.get('detail', ''), 'duration_s': float(values['elapsed_s']),
+                'target_object': values.get('target_object', ''),
+                'distractors': int(values.get('distractors', -1))}
+            self.traces.finish(self.episodes[episode])
             if not self.quiet:
                 outcome = 'success' if success else f'FAILED ({values.get("detail", "")})'
                 print(f'  episode {episode} seed {values["seed"]}: {outcome} in '
                       f'{float(values["elapsed_s"]):.2f} s sim - {values.get("instruction", "")}',
                       flush=True)
+
+    def _on_shadow_report(self, msg: String) -> None:
+        try:
+            report = json.loads(msg.data)
+            self.shadow[int(report['episode'])] = report
+        except (ValueError, KeyError, TypeError) as exc:
+            print(f'  {SHADOW_REPORT_TOPIC}: unreadable report ignored ({exc!r})', flush=True)
 
     def _on_diagnostics(self, msg: DiagnosticArray) -> None:
         for status in msg.status:
@@ -159,7 +273,8 @@ class MonitorNode(Node):
         if self._writer is None:
             self._writer = cv2.VideoWriter(str(self.video_path), cv2.VideoWriter_fourcc(*'mp4v'),
                                            self.video_fps, (msg.width, msg.height))
-        frame = to_bgr(pixels, msg.encoding)
+        caption = self.caption.caption(stamp_to_seconds(msg.header.stamp))
+        frame = draw_caption(to_bgr(pixels, msg.encoding), caption)
         self._writer.write(np.ascontiguousarray(frame))
         self.video_frames += 1
 
@@ -238,7 +353,12 @@ def run_monitor(cell, procs, out_dir: Path, video: bool, wall_timeout_s: float,
                 break
         wall = time.monotonic() - start
         drain_until = time.monotonic() + 1.0
-        while time.monotonic() < drain_until:  # take in what is still queued
+        # shadow_node reports an episode once the shadow policy's and the judge's last answers
+        # are in (they may lag the driving controller): wait for every finished episode's.
+        shadow_until = drain_until + SHADOW_REPORT_WAIT_S if any(
+            n.executable == 'shadow_node' for n in cell.nodes) else 0.0
+        while time.monotonic() < drain_until or (
+                time.monotonic() < shadow_until and not set(node.episodes) <= set(node.shadow)):
             executor.spin_once(timeout_sec=0.05)
         node.close_video()
         sim_span = node.sim_time - (0.0 if math.isnan(node.sim_time_first)
@@ -255,7 +375,10 @@ def run_monitor(cell, procs, out_dir: Path, video: bool, wall_timeout_s: float,
             'wall_s': wall, 'sim_s': sim_span,
             'real_time_factor': sim_span / wall if wall > 0 else 0.0,
             'topics': topics, 'command_latency_ms': percentiles(node.latencies_ms),
+            'command_latency_samples_ms': [round(v, 3) for v in node.latencies_ms],
+            'failed_episode_trace': node.traces.first_failed,
             'rejected_commands': node.rejected, 'health': node.health,
+            'shadow': [node.shadow[k] for k in sorted(node.shadow)],
             'video': str(video_path) if video_path and node.video_frames else '',
             'video_frames': node.video_frames, 'error': error}
     finally:

@@ -186,7 +186,7 @@ class RecorderNode(Node):
         choice = subscription_qos(offered)
         qos = recording_qos(choice.reliable, choice.transient_local, self.params['queue_depth'])
         try:
-            message_class = _message_class(type_name)
+            msg_class = message_class(type_name)
         except InputError as exc:
             if type_name not in self.skipped_types:
                 self.skipped_types.add(type_name)
@@ -198,7 +198,7 @@ class RecorderNode(Node):
         if choice.transient_local:
             self.latched[topic] = b''
         self.subscribed[topic] = self.create_subscription(
-            message_class, topic, lambda data, topic=topic: self._on_message(topic, data),
+            msg_class, topic, lambda data, topic=topic: self._on_message(topic, data),
             qos, raw=True)
 
     # ------------------------------------------------------------------ messages
@@ -373,7 +373,7 @@ class RecorderNode(Node):
         super().destroy_node()
 
 
-def _message_class(type_name: str):
+def message_class(type_name: str):
     """The rclpy message class of `pkg/msg/Type` (interfaces/ packages included)."""
     package, kind, name = type_name.split('/')
     try:

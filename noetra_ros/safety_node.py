@@ -26,6 +26,14 @@ update_trigger:
   a wall-clock watchdog keeps cycling (and so holding) if measurements or the clock stop.
 - command (lockstep sim): one cycle when every input in `lockstep_inputs` has answered, so a
   seeded episode stays reproducible.
+- judge_only (shadow mode, docs/SHADOW.md): another controller drives the robot; this node
+  judges its command inputs (remapped to shadow/*) against the live joint_states and publishes
+  what it would have sent on shadow/judged/joint_commands (sensor_msgs/JointState, stamped with
+  the judged step, controller order) and shadow/judged/gripper_commands, never on a driver's
+  topic, service or action: its output stage is JudgedOutput, not drivers/outputs.py, and it
+  refuses to start if a remapping points a judged topic at a driver's. It cycles once per
+  joint_states stamp with the answer to that stamp (core/shadow.JudgeSteps), whatever
+  update_trigger says; its audit trail and status are those of a driving node (remap them).
 All rules live in noetra_ros.core.safety (core/safety/cell.py: how the supervisor is driven,
 shared with the in-process evaluation; SafetyNodeSettings: the parameters below); this node
 converts messages, keeps time and publishes.
@@ -35,6 +43,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from builtin_interfaces.msg import Time as TimeMsg
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import TwistStamped
 from rclpy.clock import Clock, ClockType
@@ -45,9 +54,12 @@ from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
 from noetra_ros.core import audit
+from noetra_ros.core.errors import ConfigError
 from noetra_ros.core.safety import (ArmPositions, ArmTrajectory, ArmVelocities,
                                     CellOutput, MeasuredJoints, SafetyCell, SafetyNodeSettings,
                                     SafetyState)
+from noetra_ros.core.shadow import (JUDGE_AUTO_ARM_VIA, JUDGED_ARM_TOPIC, JUDGED_GRIPPER_TOPIC,
+                                    JudgeSteps)
 from noetra_ros.drivers.outputs import make_output
 from noetra_ros.qos import joint_states_qos, LATCHED, RELIABLE, SENSOR_DATA
 from noetra_ros.ros_conversions import stamp_to_seconds
@@ -72,6 +84,45 @@ INPUT_TOPICS = {'joint_states': 'joint_states', 'trajectory': 'safety/joint_traj
 # The audit trail goes out about this often (s): a batch is max(1, this / period_s) cycles, so a
 # 500 Hz driver costs 10 messages a second, not 500 (tools/bench_audit.py).
 AUDIT_BATCH_S = 0.1
+# judge_only: how long (wall) a step waits for the judged source's answer before it is judged
+# without one. The sim does not wait for a shadow policy; an inference of the shipped model takes
+# 11-17 ms (p50-p99, docs/results/compare_inprocess_graph_80000-80049.txt) and up to 130 ms (p99)
+# with a training job on the same 2 cores, so a second is reached by a source that stopped.
+JUDGE_WAIT_S = 1.0
+# The topics a driver takes commands on (drivers/outputs.py, the gripper and base controllers):
+# no judged output may resolve to one of them.
+DRIVER_COMMAND_TOPICS = ('forward_position_controller/commands',
+                         'forward_velocity_controller/commands',
+                         'joint_trajectory_controller/joint_trajectory',
+                         'gripper_position_controller/commands', 'diff_drive_controller/cmd_vel')
+
+
+class JudgedOutput:
+    """The output stage of a judge_only node: what the supervisor decided, as a
+    sensor_msgs/JointState stamped with the judged step on shadow/judged/joint_commands. It has
+    no driver interface at all, so a judge cannot command a robot whatever its driver settings."""
+
+    kind = 'judged'
+
+    def __init__(self, node: Node, joint_names: list[str]) -> None:
+        self.joint_names = list(joint_names)
+        self.pub = node.create_publisher(JointState, JUDGED_ARM_TOPIC, RELIABLE)
+        self.sent = 0
+        # The judged step's stamp, exactly as received (a wall-clock stamp in float seconds is
+        # only good to a fraction of a microsecond): readers match it with the joint_states.
+        self.stamp = TimeMsg()
+
+    def send(self, positions, now: float) -> None:
+        msg = JointState(name=self.joint_names, position=[float(v) for v in positions])
+        msg.header.stamp = self.stamp
+        self.pub.publish(msg)
+        self.sent += 1
+
+    def fault(self) -> str | None:
+        return None  # no driver: its status holds the driving supervisor, not the judge
+
+    def status(self) -> dict[str, Any]:
+        return {'output': self.kind, 'sent': self.sent}
 
 
 class SafetyNode(Node):
@@ -92,10 +143,20 @@ class SafetyNode(Node):
         self._sim_time = bool(self.get_parameter('use_sim_time').value)
         self._sim_time_floor = 0.0
 
-        self.output = make_output(self, settings, list(self.cell.controller_joints),
-                                  self.cell.velocity_limits[self.cell.to_controller])
-        self.pub_gripper = self.create_publisher(Float64MultiArray,
-                                                 'gripper_position_controller/commands', RELIABLE)
+        self._judge: JudgeSteps | None = None
+        if settings.judge_only:
+            self._check_judged_topics()
+            self._judge = JudgeSteps(JUDGE_WAIT_S)
+            self.output: Any = JudgedOutput(self, list(self.cell.controller_joints))
+            self.pub_gripper = self.create_publisher(Float64MultiArray, JUDGED_GRIPPER_TOPIC,
+                                                     RELIABLE)
+            self.create_timer(0.05, lambda: self._run_judge(time.monotonic()),
+                              clock=Clock(clock_type=ClockType.STEADY_TIME))
+        else:
+            self.output = make_output(self, settings, list(self.cell.controller_joints),
+                                      self.cell.velocity_limits[self.cell.to_controller])
+            self.pub_gripper = self.create_publisher(
+                Float64MultiArray, 'gripper_position_controller/commands', RELIABLE)
         self.pub_status = self.create_publisher(DiagnosticStatus, 'safety/status', LATCHED)
         self.pub_diag = self.create_publisher(DiagnosticArray, '/diagnostics', RELIABLE)
         self.audit = audit.AuditBatcher(max(1, round(AUDIT_BATCH_S / settings.period_s)))
@@ -113,8 +174,13 @@ class SafetyNode(Node):
                  lambda msg: ArmVelocities(list(msg.data))),
                 (Float64MultiArray, 'safety/gripper_commands', 'gripper',
                  lambda msg: list(msg.data))):
+            # A judge also takes each message's DDS source timestamp: it places unstamped
+            # answers by when they were sent, not when they are handled (core/shadow.py).
             self.create_subscription(
-                msg_type, topic, lambda msg, g=group, c=convert: self._receive(g, c(msg)),
+                msg_type, topic,
+                (lambda msg, g=group, c=convert: self._receive(g, c(msg))) if self._judge is None
+                else (lambda msg, info, g=group, c=convert: self._judge_receive(
+                    g, msg, c(msg), info['source_timestamp'])),
                 measurement_qos if topic == 'joint_states' else RELIABLE)
         self.create_subscription(Bool, 'safety/estop', self._on_estop_topic, RELIABLE)
         for topic in settings.watched_sensors:
@@ -128,7 +194,7 @@ class SafetyNode(Node):
         for name, handler in (('arm', self._srv_arm), ('hold', self._srv_hold),
                               ('estop', self._srv_estop), ('reset_estop', self._srv_reset)):
             self.create_service(Trigger, f'safety/{name}', handler)
-        if not self._lockstep:
+        if not self._lockstep and self._judge is None:
             # A steady (wall) clock: on use_sim_time a timer on the node clock stops with /clock,
             # which is exactly when the watchdog has to keep cycling (C16).
             self.create_timer(1.0 / settings.watchdog_hz, self._watchdog,
@@ -136,10 +202,17 @@ class SafetyNode(Node):
         # Diagnostics must keep coming when /clock stops (that is when they matter most).
         self.create_timer(1.0, self._publish_diagnostics,
                           clock=Clock(clock_type=ClockType.STEADY_TIME))
-        self.get_logger().warn(
-            'safety supervisor ready (a NON-safety-rated software layer: it requests holds; the '
-            'robot\'s certified stop functions stay in charge): robot=%s profile=%s trigger=%s'
-            % (settings.robot, self.cell.profile.name, settings.update_trigger))
+        if self._judge is not None:
+            self.get_logger().warn(
+                'judge_only: judging %s against joint_states, commanding nothing (output %s); '
+                'robot=%s profile=%s' % (self.resolve_topic_name('safety/joint_trajectory'),
+                                         self.resolve_topic_name(JUDGED_ARM_TOPIC),
+                                         settings.robot, self.cell.profile.name))
+        else:
+            self.get_logger().warn(
+                'safety supervisor ready (a NON-safety-rated software layer: it requests holds; '
+                'the robot\'s certified stop functions stay in charge): robot=%s profile=%s '
+                'trigger=%s' % (settings.robot, self.cell.profile.name, settings.update_trigger))
         self._publish_status(self.cell.supervisor.state, self.cell.supervisor.reason)
 
     # ------------------------------------------------------------------ messages -> core types
@@ -159,7 +232,23 @@ class SafetyNode(Node):
                              stamp_to_seconds(msg.header.stamp))
 
     # ------------------------------------------------------------------ helpers
+    def _check_judged_topics(self) -> None:
+        """judge_only: refuse a remapping that points a judged output at a driver's topic."""
+        prefix = self.settings.driver_namespace
+        drivers = {self.resolve_topic_name(t) for t in DRIVER_COMMAND_TOPICS}
+        drivers |= {self.resolve_topic_name(f'{prefix.rstrip("/")}/{t}') for t in
+                    DRIVER_COMMAND_TOPICS if prefix}
+        for topic in (JUDGED_ARM_TOPIC, JUDGED_GRIPPER_TOPIC):
+            resolved = self.resolve_topic_name(topic)
+            if resolved in drivers:
+                raise ConfigError(f'judge_only: {topic} is remapped to {resolved}, a driver\'s '
+                                  'command topic; a judge must never reach the robot')
+
     def _now(self) -> float:
+        if self._judge is not None:
+            # A judge's time is the step it judges (it may run behind the clock, waiting for an
+            # answer): operator actions and rejections go into its trail at that time.
+            return self._step_time
         now = self.get_clock().now().nanoseconds * 1e-9
         # On sim time the simulator stamps joint_states with its own clock, so a measurement's
         # stamp IS a reading of that clock: when /clock reaches this node a few steps later than
@@ -224,6 +313,9 @@ class SafetyNode(Node):
 
     def _log_armed(self, cause: str) -> None:
         self.get_logger().info(f'armed ({cause})')
+        if self._judge is not None:
+            # Had the judged source driven, an operator would have armed here (docs/SHADOW.md).
+            self._audit_operator('arm', JUDGE_AUTO_ARM_VIA, True, self.cell.armed_from)
 
     def _receive(self, group: str, value: Any) -> None:
         """Handle an input now (joint_states trigger) or when the lockstep step is whole.
@@ -255,6 +347,31 @@ class SafetyNode(Node):
         self._publish(self.cell.step(joint_state, step.get('arm'), step.get('gripper'), now),
                       now)
 
+    def _judge_receive(self, group: str, msg: Any, value: Any, sent_ns: int) -> None:
+        """judge_only: place the input (`msg` converted to `value`) on its joint_states step
+        (`sent_ns`: its DDS source timestamp) and judge the steps now due. Stamps are matched
+        in integer nanoseconds, as the messages carry them."""
+        assert self._judge is not None
+        wall = time.monotonic()
+        header = getattr(msg, 'header', None)
+        stamp_ns = None if header is None else (header.stamp.sec * 1_000_000_000
+                                                + header.stamp.nanosec)
+        if group == 'joint_states':
+            self._judge.joint_state(stamp_ns, value, wall, sent_ns)
+        elif group == 'arm':
+            self._judge.answer(value, stamp_ns, sent_ns)
+        else:
+            self._judge.gripper(value, sent_ns)
+        self._run_judge(wall)
+
+    def _run_judge(self, wall: float) -> None:
+        assert self._judge is not None
+        for step in self._judge.due(wall):
+            now = self._step_time = step.measured.stamp
+            self.output.stamp = TimeMsg(sec=step.stamp_ns // 1_000_000_000,
+                                        nanosec=step.stamp_ns % 1_000_000_000)
+            self._publish(self.cell.step(step.measured, step.arm, step.gripper, now), now)
+
     def _on_sensor(self, topic: str, msg: Image) -> None:
         self.cell.on_sensor(topic, stamp_to_seconds(msg.header.stamp), self._now())
 
@@ -274,7 +391,8 @@ class SafetyNode(Node):
         self._audit_operator('estop', source, True, 'ESTOP latched')
         self.get_logger().error(f'ESTOP latched (software stop request) from {source}; '
                                 'reset_estop and then arm to move again')
-        self._cycle(now)
+        if self._judge is None:  # a judge cycles only on its steps (their stamps are its time)
+            self._cycle(now)
 
     # ------------------------------------------------------------------ services
     def _srv_arm(self, request, response):

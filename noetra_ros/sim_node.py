@@ -518,8 +518,12 @@ class SimNode(Node):
         last = sched.results[-1] if state != 'running' and sched.results else None
         detail = last.reason if last else ''
         result = ('success' if last.success else 'failed') if last else ''
+        # What the episode is, for reports that group results (noetra eval's plots).
+        episode = self.world.episode if sched.index >= 0 else None
         values = {'state': state, 'result': result, 'episode': sched.index, 'seed': sched.seed,
                   'instruction': sched.instruction, 'detail': detail,
+                  'target_object': episode.target_object if episode else '',
+                  'distractors': len(episode.distractors) if episode else 0,
                   'stamp_ns': stamp.sec * 1_000_000_000 + stamp.nanosec,
                   'elapsed_s': f'{last.duration_s if last else sched.elapsed(self.now):.3f}',
                   'episodes_done': len(sched.results),

@@ -97,7 +97,8 @@ def test_a_depth_policy_is_fed_the_sims_aligned_depth_and_commands(ros_context, 
     assert len(paired) >= len(depth_stamps) - 1, (depth_stamps, sorted(colour_stamps))
     millimetres = image_view(first.data, first.width, first.height, first.encoding, first.step)
     seen = millimetres[millimetres > 0]
-    assert seen.size > 0.5 * millimetres.size and 200 < np.median(seen) < 3000, np.median(seen)
+    # The scene camera sees the whole cell: background (no return) is about half the view.
+    assert seen.size > 0.3 * millimetres.size and 200 < np.median(seen) < 3000, np.median(seen)
     assert depth_info and list(depth_info[0].msg.k) == list(colour_info[0].msg.k)
     assert depth_info[0].msg.header.frame_id == first.header.frame_id
 

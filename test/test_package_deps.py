@@ -29,6 +29,9 @@ ROSDEP_KEYS = {
     'mcap': 'python3-mcap-pip',
     'rosbags': 'python3-rosbags-pip',
     'mcap_ros2': 'python3-mcap-ros2-support-pip',
+    'foxglove': 'python3-foxglove-sdk-pip',
+    'matplotlib': 'python3-matplotlib',
+    'websockets': 'python3-websockets',
 }
 # The optional learning extra: not in package.xml (see the comment there) but pinned in
 # requirements-learning.txt, and imported only by noetra_ros/learning/, tools/ and tests.

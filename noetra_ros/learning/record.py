@@ -77,6 +77,8 @@ SAFETY_SETTINGS_IN_PROCESS = {
     'driver_output': 'unused: the cell output goes to the world directly',
     'driver_namespace': 'unused: DDS names only',
     'point_queue_segment_s': 'unused: point_queue output only',
+    'judge_only': 'must be false: the evaluation runs the supervisor that drives (docs/SHADOW.md)',
+    'judge_reanchor_rad': 'unused: judge_only only',
 }
 
 
@@ -227,7 +229,8 @@ class EvalSettings:
             ('watched_sensors', bool(safety.watched_sensors)),
             ('mobile_base', safety.mobile_base),
             ('driver', safety.driver != 'ros2_control'),
-            ('lockstep_inputs', sorted(safety.lockstep_inputs) != sorted(LOCKSTEP_INPUTS)))
+            ('lockstep_inputs', sorted(safety.lockstep_inputs) != sorted(LOCKSTEP_INPUTS)),
+            ('judge_only', safety.judge_only))
             if differs]
         if refused:
             key = refused[0]

@@ -12,7 +12,15 @@ and the rules around it that are not limits but still decide what the robot is s
 * arming without an operator: once at start-up (`arm_on_start`) and, SIMULATION ONLY, on a
   fresh valid command or right after a tracking fault (`auto_arm`);
 * a lockstep step (`step`): joint state, arm command, gripper command in that fixed order, then
-  one cycle at the step's stamp, so a seeded episode does not depend on message arrival order.
+  one cycle at the step's stamp, so a seeded episode does not depend on message arrival order;
+* judging without driving (`judge_only`, shadow mode, docs/SHADOW.md): another controller
+  drives the robot, so the supervisor's output is never executed. Every check runs as when
+  driving, against the supervisor's own previous output (what it would have done had the
+  judged source driven, assuming the arm had tracked it), except two: the tracking check only
+  re-anchors the output at the measured arm once the two are more than `judge_reanchor_rad`
+  apart (an episode reset, or a judged path that left the arm the driving controller moves:
+  from there on the source's commands, computed from the real arm, say nothing about a state
+  the arm is not in), and the judge arms itself like `auto_arm` (it commands nothing).
 
 safety_node feeds it messages converted to the types below and publishes what `cycle` / `step`
 return; learning/record.py feeds it the policy's commands as policy_node would publish them.
@@ -47,6 +55,12 @@ LOCKSTEP_INPUTS = ('arm', 'gripper')
 # Reason prefixes of the supervisor's decisions that the arming rules react to.
 NOT_ARMED = 'valid, but not armed'
 TRACKING_FAULT = 'tracking error'
+# The judge re-anchors its output at the measured arm beyond this distance (rad): three times
+# the tracking tolerance of the shipped profiles (0.1 rad), so that a judged path lagging the
+# driving controller's by the speed difference of two profiles is still judged, and well below
+# the jump of the simulated arm at an episode reset (1.21 rad on joint_6 from seed 3 to seed 4
+# of pick_place_lrmate_policy_shadow).
+DEFAULT_JUDGE_REANCHOR_RAD = 0.3
 
 
 def _describe(text: str) -> dict[str, str]:
@@ -102,6 +116,13 @@ class SafetyNodeSettings:
         "joint_states subscription: 'reliable' or 'sensor_data' (best effort: MotoROS2 "
         "publishes joint_states best effort, which a reliable reader never receives); '' = "
         "the driver's"))
+    judge_only: bool = field(default=False, metadata=_describe(
+        'shadow mode: judge the command inputs without driving anything; the judged output goes '
+        'to shadow/judged/* only, never to a driver (docs/SHADOW.md)'))
+    judge_reanchor_rad: float = field(default=DEFAULT_JUDGE_REANCHOR_RAD, metadata=_describe(
+        'judge_only: the judged output restarts at the measured arm when they are further apart '
+        '(rad); it replaces the profile\'s tracking tolerance, which a judge has nothing to '
+        'check against'))
 
     FROM_DRIVER = ('driver_output', 'driver_joint_names', 'joint_states_qos')
 
@@ -126,7 +147,12 @@ class SafetyNodeSettings:
         if self.driver_joint_names not in SCHEMES:
             raise ConfigError(f'parameter driver_joint_names={self.driver_joint_names!r}: must '
                               f'be one of {SCHEMES}')
-        for name in ('period_s', 'watchdog_hz', 'point_queue_segment_s'):
+        if self.judge_only and self.mobile_base:
+            # The judge's outputs are arm and gripper topics under shadow/judged/; a base twist
+            # would have to go somewhere that is not diff_drive_controller/cmd_vel.
+            raise ConfigError('parameters judge_only and mobile_base: a judge supervises the arm '
+                              'only')
+        for name in ('period_s', 'watchdog_hz', 'point_queue_segment_s', 'judge_reanchor_rad'):
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0.0):
                 raise ConfigError(f'parameter {name}={value!r}: must be a finite number > 0')
@@ -252,7 +278,14 @@ class SafetyCell:
             raise ConfigError(f'robot {settings.robot!r} has no gripper description: the '
                               'safety node supervises the gripper command too')
         self.settings = settings
+        if settings.judge_only:
+            # Nothing tracks the judged output: the tracking check only re-anchors it (module doc).
+            profile = profile.replace(tracking_error_tolerance_rad=settings.judge_reanchor_rad)
         self.profile = profile
+        # A judge arms itself as auto_arm does: it commands nothing an operator must release.
+        self.auto_arm = settings.auto_arm or settings.judge_only
+        # What the last arming without an operator left ('STATE: reason'), for the judge's trail.
+        self.armed_from = ''
         self.supervisor = SafetySupervisor(
             description.limits, profile, fk=fk_from_model(description.model, profile.tool_frame),
             period_s=settings.period_s, required_sensors=settings.watched_sensors)
@@ -307,11 +340,13 @@ class SafetyCell:
         state = self.supervisor.state
         if state is SafetyState.ARMED or state is SafetyState.ESTOP or self.driver_fault:
             return
-        if self._arm_pending or self.settings.auto_arm:
+        if self._arm_pending or self.auto_arm:
+            was = f'{state.value}: {self.supervisor.reason}'
             if self.supervisor.arm(now).accepted:
                 self._arm_pending = False
+                self.armed_from = was
                 if self._on_armed is not None:
-                    self._on_armed('auto_arm' if self.settings.auto_arm else 'start')
+                    self._on_armed('auto_arm' if self.auto_arm else 'start')
 
     # ------------------------------------------------------------------ inputs
     def on_joint_state(self, measured: MeasuredJoints, now: float) -> Decision:
@@ -363,7 +398,7 @@ class SafetyCell:
         it first and is then followed."""
         decision = self._submit_arm(command, now)
         if (not decision.accepted and decision.reason.startswith(NOT_ARMED)
-                and self.settings.auto_arm):
+                and self.auto_arm):
             self._maybe_arm(now)
             if self.supervisor.state is SafetyState.ARMED:
                 decision = self._submit_arm(command, now)
@@ -433,7 +468,7 @@ class SafetyCell:
     def cycle(self, now: float) -> CellOutput:
         """One supervisor update at `now`: what the robot is sent."""
         out = self.supervisor.update(now)
-        if (self.settings.auto_arm and out.state is SafetyState.FAULT
+        if (self.auto_arm and out.state is SafetyState.FAULT
                 and out.reason.startswith(TRACKING_FAULT)):
             # SIMULATION ONLY: an episode reset moves the simulated arm in one step, which the
             # supervisor sees as a tracking fault. Re-arm at once (first output = measured), so
