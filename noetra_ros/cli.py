@@ -81,6 +81,20 @@ class CellProcesses:
         return '\n'.join(text[-lines:])
 
 
+def _refuse_a_second_cell_on_the_domain(cell) -> None:
+    """NoetraError when nodes of this cell already run on this ROS_DOMAIN_ID (another `noetra
+    run`, a launch file): the two would read each other's topics."""
+    from noetra_ros.monitor import nodes_already_running  # rclpy only from here on
+
+    running = nodes_already_running([n.name for n in cell.nodes])
+    if running:
+        domain = os.environ.get('ROS_DOMAIN_ID', '0')
+        raise NoetraError(f'nodes {running} already run on ROS_DOMAIN_ID={domain}: another cell '
+                          f'is up there, and the two would mix their joint states, clocks and '
+                          f'commands. Stop it, or run this one on a domain of its own '
+                          f'(ROS_DOMAIN_ID=<0..101> noetra run ...).')
+
+
 def run_real(args: argparse.Namespace) -> int:
     """hardware real: start every node but the simulator (bringup.load_cell) against the real
     driver and keep them running until Ctrl-C / SIGTERM or --timeout; a node that exits ends
@@ -95,6 +109,7 @@ def run_real(args: argparse.Namespace) -> int:
     if getattr(args, 'foxglove', None) is not None:  # live view: docs/VIEWING.md
         cell = with_foxglove(cell, args.foxglove)
         print(f'noetra: Foxglove live view at {foxglove_url(*foxglove_address(args.foxglove))}')
+    _refuse_a_second_cell_on_the_domain(cell)
     params_file = cell.write_params_file(out_dir / 'params.yaml')
     print(f'noetra: cell {cell.name!r} on REAL hardware (driver {cell.driver}): starting '
           f'{[n.name for n in cell.nodes]} on the wall clock; logs in {out_dir}. The safety '
@@ -141,6 +156,7 @@ def run_cell(args: argparse.Namespace) -> dict:
     if getattr(args, 'foxglove', None) is not None:  # live view: docs/VIEWING.md
         cell = with_foxglove(cell, args.foxglove)
         print(f'noetra: Foxglove live view at {foxglove_url(*foxglove_address(args.foxglove))}')
+    _refuse_a_second_cell_on_the_domain(cell)
     params_file = cell.write_params_file(out_dir / 'params.yaml')
     env = dict(os.environ, PYTHONUNBUFFERED='1')
     print(f'noetra: starting cell {cell.name!r} ({cell.description}) with nodes '

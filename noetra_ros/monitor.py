@@ -284,6 +284,28 @@ class MonitorNode(Node):
             self._writer = None
 
 
+def nodes_already_running(names: Sequence[str], wait_s: float = 1.5) -> list[str]:
+    """Which of `names` already run on this ROS_DOMAIN_ID (looked for for `wait_s`, DDS
+    discovery's time to show them). A second cell on the same domain would mix its joint states,
+    clock and commands with this one's (seen: a run's supervisor holding on "clock backwards"
+    and a recorder writing the other cell's topics), so `noetra run` refuses to start then."""
+    context = rclpy.Context()
+    rclpy.init(context=context, signal_handler_options=SignalHandlerOptions.NO)
+    try:
+        node = rclpy.create_node('noetra_domain_check', context=context)
+        try:
+            found: set[str] = set()
+            deadline = time.monotonic() + wait_s
+            while time.monotonic() < deadline:
+                found |= set(node.get_node_names()) & set(names)
+                time.sleep(0.1)
+            return sorted(found)
+        finally:
+            node.destroy_node()
+    finally:
+        rclpy.try_shutdown(context=context)
+
+
 def _start_when_discovered(node, executor, cell, procs, first_seed: int,
                            timeout_s: float = 60.0) -> str:
     """Wait until every node of the cell is up and the monitor sees their publishers, then
