@@ -74,6 +74,9 @@ BLENDS = BLEND_STRATEGIES
 PARAMETERS = {
     'model_path': ('', 'ONNX model; relative paths are looked up in the package share folder'),
     'robot': ('fanuc_lrmate200id', 'robot whose joints the contract must match'),
+    'allow_other_embodiment': (False, 'run a model whose contract names another robot (or other '
+                                      'kinematics) than `robot`: logged at WARN; off, such a '
+                                      'model is refused at configure'),
     'execution_provider': ('cpu', 'onnxruntime execution provider: cpu, cuda, tensorrt, openvino'),
     'allow_provider_fallback': (False, 'fall back to CPU (with a warning) if the EP is missing'),
     'intra_op_threads': (1, 'onnxruntime intra-op threads (0 = onnxruntime default)'),
@@ -218,6 +221,11 @@ class PolicyNode(LifecycleNode):
                 self.joint_names, str(self.p['driver_joint_names']),
                 str(self.p['joint_name_prefix']), keep=self.gripper_joints)
             self.runtime.validate_robot(self.joint_names, has_gripper=True, has_wrench=True)
+            embodiment_note = self.runtime.validate_embodiment(
+                str(self.p['robot']),
+                allow_other_embodiment=bool(self.p['allow_other_embodiment']))
+            if embodiment_note:
+                self.get_logger().warn(embodiment_note)
             unknown = [c for c in self.p['compressed_cameras']
                        if c not in self.runtime.contract.cameras]
             if unknown:

@@ -31,6 +31,7 @@ ROSDEP_KEYS = {
     'mcap_ros2': 'python3-mcap-ros2-support-pip',
     'foxglove': 'python3-foxglove-sdk-pip',
     'matplotlib': 'python3-matplotlib',
+    'tokenizers': 'python3-tokenizers-pip',
     'websockets': 'python3-websockets',
 }
 # The optional learning extra: not in package.xml (see the comment there) but pinned in

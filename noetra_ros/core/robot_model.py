@@ -22,6 +22,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 import functools
+import hashlib
+import json
 import math
 import pathlib
 from types import MappingProxyType
@@ -829,3 +831,60 @@ def load_robot_description(robot: str, with_gripper: bool = True) -> RobotDescri
                              f'{robot} {spec.joint_names}; regenerate it with '
                              'tools/generate_urdfs.py')
     return description
+
+
+# ---------------------------------------------------------------------- kinematics fingerprint
+# Bumped when what goes into the fingerprint changes, so old and new values never look alike.
+_FINGERPRINT_FORMAT = 'noetra kinematics v1'
+
+
+def _fingerprint_number(value: float) -> str:
+    """A number as the fingerprint states it: rounded to 1e-6 (URDFs print a handful of digits,
+    so float noise of the parse stays far below), -0 as 0, infinities by name."""
+    if not math.isfinite(value):
+        return 'inf' if value > 0 else '-inf'
+    return f'{round(float(value), 6) + 0.0:.6f}'
+
+
+def _fingerprint_numbers(values: Sequence[float] | np.ndarray) -> list[str]:
+    return [_fingerprint_number(float(v)) for v in values]
+
+
+def _joint_facts(joint: JointInfo) -> dict[str, object]:
+    """What one joint of the arm chain contributes to the fingerprint."""
+    facts: dict[str, object] = {
+        'name': joint.name, 'type': joint.type,
+        'origin_xyz': _fingerprint_numbers(joint.origin[:3, 3]),
+        # The rotation as its matrix, not the URDF's rpy text: two spellings of one rotation
+        # (rpy is not unique, and pitch +-90 deg is singular) give one fingerprint.
+        'origin_rotation': _fingerprint_numbers(joint.origin[:3, :3].reshape(-1)),
+    }
+    if joint.movable:
+        facts.update(axis=_fingerprint_numbers(joint.axis),
+                     position_limits=_fingerprint_numbers((joint.lower, joint.upper)),
+                     velocity_limit=_fingerprint_number(joint.velocity))
+    return facts
+
+
+def chain_fingerprint(chain: Sequence[JointInfo]) -> str:
+    """`sha256:<hex>` of a kinematic chain's facts (see kinematics_fingerprint)."""
+    text = json.dumps({'format': _FINGERPRINT_FORMAT,
+                       'chain': [_joint_facts(joint) for joint in chain]},
+                      sort_keys=True, separators=(',', ':'))
+    return 'sha256:' + hashlib.sha256(text.encode('utf-8')).hexdigest()
+
+
+def kinematics_fingerprint(robot_name: str) -> str:
+    """A fingerprint of the arm a policy is trained for and the arm it runs on (the policy
+    contract's `embodiment.kinematics`): `sha256:` + the hex SHA-256 of, for every joint from
+    the base link to the tool link in chain order, its name, type and origin (xyz and rotation,
+    rounded to 1e-6), and for a movable joint its axis and position / velocity limits.
+
+    Joint names alone do not tell arms apart: the LR Mate 200iD, the HC10 and the GP8 all name
+    theirs joint_1..joint_6, and a policy trained on one ran on the others unnoticed. Link
+    lengths (the joint origins), axis directions and limits are what a learned joint-space
+    policy has absorbed, so they go in; the fixed joints to the tool flange go in too (they
+    move the TCP). Left out: masses, inertias, effort limits, meshes and the gripper, which do
+    not change where a joint command puts the tool.
+    """
+    return chain_fingerprint(load_robot_description(robot_name).arm_chain)

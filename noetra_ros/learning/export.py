@@ -3,19 +3,21 @@
     python -m noetra_ros.learning export --checkpoint run.pt --dataset <dir> \
         --output models/pick_place_lrmate.onnx
 
-Steps: TorchScript-based ``torch.onnx.export`` (opset 17, dynamic batch dimension; the
-torch.export-based exporter would need the extra ``onnxscript`` package), ``onnx.checker``,
-``embed_contract`` (which validates the contract against the graph first), reload through
-``load_contract`` + ``validate_against_model``, then onnxruntime vs torch on a batch of real
-dataset samples (or seeded random inputs when no dataset is given): the largest absolute
-difference must stay below ``PARITY_TOLERANCE``.
+Steps: the contract gets the embodiment the policy was trained for (its datasets' robot_type
+and that robot's kinematics fingerprint), TorchScript-based ``torch.onnx.export`` (opset 17,
+dynamic batch dimension; the torch.export-based exporter would need the extra ``onnxscript``
+package), ``onnx.checker``, ``embed_contract`` (which validates the contract against the graph
+first), reload through ``load_contract`` + ``validate_against_model``, then onnxruntime vs
+torch on a batch of real dataset samples (or seeded random inputs when no dataset is given):
+the largest absolute difference must stay below ``PARITY_TOLERANCE``.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+import json
 from pathlib import Path
 import time
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 import warnings
 
 import numpy as np
@@ -55,7 +57,7 @@ def random_inputs(contract: Any, batch: int, seed: int = 0) -> list[np.ndarray]:
         if isinstance(spec, (ImageInput, StateInput)):
             out.append(rng.standard_normal((batch,) + spec.shape[1:]).astype(np.float32))
         else:
-            tokens = rng.integers(1, len(spec.vocabulary), size=(batch, spec.max_length))
+            tokens = rng.integers(1, spec.token_count, size=(batch, spec.max_length))
             lengths = rng.integers(1, spec.max_length + 1, size=batch)
             tokens[np.arange(spec.max_length)[None, :] >= lengths[:, None]] = 0
             out.append(tokens.astype(np.int64))
@@ -135,6 +137,33 @@ def contract_with_info(contract: Any, info: dict[str, Any]) -> Any:
     return contract_from_dict(data)
 
 
+def trained_embodiment(checkpoint: Mapping[str, Any], dataset: str | Path | None = None) -> Any:
+    """The contract embodiment of a trained policy: the robot_type of the datasets it was
+    trained on (the checkpoint's, and `dataset`, a ','-joined list, when given; those that can
+    be read must agree) and that robot's kinematics fingerprint. ConfigError when none can be
+    read or they name different robots."""
+    from noetra_ros.core.policy.contract import Embodiment
+    from noetra_ros.core.robot_model import kinematics_fingerprint
+    from noetra_ros.learning.dataset import INFO_PATH
+
+    roots = [str(p) for p in checkpoint.get('dataset', {}).get('path', [])]
+    roots += str(dataset).split(',') if dataset is not None else []
+    robots = {}
+    for root in roots:
+        info = Path(root) / INFO_PATH
+        if info.is_file():
+            robots[root] = json.loads(info.read_text()).get('robot_type')
+    if not robots:
+        raise ConfigError(f'export: cannot tell which robot the policy was trained for: none of '
+                          f'its datasets ({", ".join(roots) or "none named"}) has a readable '
+                          f'{INFO_PATH}; pass the training dataset')
+    if len(set(robots.values())) != 1:
+        raise ConfigError(f'export: the datasets name different robots ({robots}); a contract '
+                          'names the one robot a policy was trained for')
+    robot = next(iter(robots.values()))
+    return Embodiment(robot=robot, kinematics=kinematics_fingerprint(robot))
+
+
 def export_policy(checkpoint: str | Path, output: str | Path, dataset: str | Path | None = None,
                   parity_samples: int = 64, seed: int = 0) -> ExportReport:
     """Checkpoint -> ONNX with contract, validated and parity-checked; raises on a mismatch."""
@@ -163,6 +192,8 @@ def export_policy(checkpoint: str | Path, output: str | Path, dataset: str | Pat
         'opset': OPSET,
     }
     contract = contract_with_info(contract, info)
+    if contract.embodiment is None:
+        contract = replace(contract, embodiment=trained_embodiment(ckpt, dataset))
     export_onnx(model, contract, output)
     loaded = load_contract(output)
     if loaded != contract:

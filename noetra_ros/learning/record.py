@@ -365,6 +365,8 @@ class PolicyDriver:
 
     def __init__(self, model_path: str | Path, settings: EvalSettings | None = None,
                  threads: int = 1) -> None:
+        import logging
+
         from noetra_ros.core.policy.loop import PolicyLoop
         from noetra_ros.core.policy.runtime import PolicyRuntime
         from noetra_ros.core.robots import robot_spec
@@ -374,6 +376,11 @@ class PolicyDriver:
         try:
             joint_names = robot_spec(self.settings.robot).joint_names
             self.runtime.validate_robot(joint_names, has_gripper=True, has_wrench=True)
+            # The cell's robot, as policy_node checks it (strict: the in-process evaluation
+            # has no allow_other_embodiment of its own).
+            embodiment_note = self.runtime.validate_embodiment(self.settings.robot)
+            if embodiment_note:
+                logging.getLogger(__name__).warning(embodiment_note)
             self.loop = PolicyLoop(self.runtime, joint_names, self.settings.loop)
             self.safety = CellSafety(self.settings)
         except Exception:

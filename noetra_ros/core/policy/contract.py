@@ -1,4 +1,4 @@
-"""The policy contract (version 1): what an exported ONNX policy eats and what it returns.
+"""The policy contract (versions 1 and 2): what an exported ONNX policy eats and what it returns.
 
 A contract travels with the model, either as JSON in the ONNX `metadata_props` under
 `noetra.contract` or as a sidecar YAML file `<model stem>.contract.yaml` next to the `.onnx` (the
@@ -6,6 +6,12 @@ sidecar wins when both exist). docs/POLICY_CONTRACT.md is the human reference fo
 
 Every check raises ContractError whose message starts with the exact field path, e.g.
 `inputs[1].components[0].joints[3]: 'joint_7' is not a joint of the robot (...)`.
+
+Version 2 adds letterboxed and uint8 images, padded state / action vectors, `tokenizers`
+tokenizers with an attention mask, and makes `embodiment` (the robot the policy was trained for)
+required. A version 1 document that uses a version 2 field is refused with the field's path;
+each dataclass lists the version 2 features it uses (`version_2_fields`), so a contract built
+in code is held to the same rule.
 """
 from __future__ import annotations
 
@@ -15,19 +21,23 @@ from functools import cached_property
 import json
 import logging
 import math
-from pathlib import Path
+from pathlib import Path, PurePath
+import re
 from types import MappingProxyType
 from typing import Any, ClassVar, Iterator, Mapping, NoReturn, Sequence, Union
 
 import numpy as np
 
-from noetra_ros.core.errors import ContractError, ModelLoadError
+from noetra_ros.core.errors import ConfigError, ContractError, ModelLoadError
 from noetra_ros.core.policy.tokenizer import PAD_TOKEN, UNK_TOKEN, WORD_PATTERN
 from noetra_ros.core.robots import GRIPPER_CLOSED, GRIPPER_OPEN
 
 _LOG = logging.getLogger(__name__)
 
+# The version a contract built in code gets unless it says otherwise (version 1 files keep
+# loading unchanged); CONTRACT_VERSIONS are the ones this runtime reads.
 CONTRACT_VERSION = 1
+CONTRACT_VERSIONS = (1, 2)
 METADATA_KEY = 'noetra.contract'
 SIDECAR_SUFFIX = '.contract.yaml'
 
@@ -38,7 +48,11 @@ GRIPPER_CLOSED_M = GRIPPER_CLOSED
 WRENCH_AXES = ('fx', 'fy', 'fz', 'tx', 'ty', 'tz')
 TWIST_AXES = ('vx', 'vy', 'vz', 'wx', 'wy', 'wz')
 
-IMAGE_RESIZE_MODES = ('stretch', 'center_crop')
+IMAGE_RESIZE_MODES = ('stretch', 'center_crop', 'letterbox')
+# Depth is never letterboxed: its pixels must line up with a colour input's crop (crop_box).
+DEPTH_RESIZE_MODES = ('stretch', 'center_crop')
+# float32: the runtime normalises; uint8: the image's bytes, normalised inside the graph.
+IMAGE_DTYPES = ('float32', 'uint8')
 IMAGE_COLOR_ORDERS = ('rgb', 'bgr', 'mono')
 IMAGE_LAYOUTS = ('nchw', 'nhwc')
 # What a depth outside [min_depth_m, max_depth_m] becomes: invalid (as a pixel without a return)
@@ -52,15 +66,19 @@ DEPTH_NAMESPACE = 'aligned_depth_to_color'
 STATE_SOURCES = ('joint_positions', 'joint_velocities', 'gripper_position', 'wrench')
 ACTION_MEANINGS = ('joint_positions', 'joint_velocities', 'gripper_position', 'base_twist')
 ACTION_MODES = ('absolute', 'delta')
-TOKENIZERS = ('word_vocab',)
+TOKENIZERS = ('word_vocab', 'hf_tokenizers')
 UNKNOWN_WORD_POLICIES = ('map_to_unk', 'reject')
 
 # Upper bounds that catch typos (an image of 96000 px) rather than limit real models.
 _MAX_IMAGE_SIDE = 8192
 _MAX_TOKENS = 4096
+_MAX_VOCABULARY = 1 << 24
+_MAX_WIDTH = 1 << 20
 _MAX_CHUNK = 10000
 # 16UC1 millimetres end at 65.535 m; a larger bound is a unit mistake.
 _MAX_DEPTH_M = 65.535
+# core/robot_model.kinematics_fingerprint's form.
+_FINGERPRINT = re.compile(r'sha256:[0-9a-f]{64}')
 
 
 # --------------------------------------------------------------------------------------------
@@ -170,8 +188,38 @@ def _set(obj: object, name: str, value: Any) -> None:
     object.__setattr__(obj, name, value)
 
 
+def _given(values: Any) -> bool:
+    """True when an optional list field (mean, std, vocabulary) holds something."""
+    return values is not None and len(values) > 0
+
+
+def _vector_dict(head: dict[str, Any], spec: Any) -> dict[str, Any]:
+    """Plain data of a state input or action output: `head`, then components, mean, std and
+    (version 2) width."""
+    data = dict(head, components=[c.to_dict() for c in spec.components], mean=list(spec.mean),
+                std=list(spec.std))
+    if spec.width is not None:
+        data['width'] = spec.width
+    return data
+
+
+def _check_width(width: Any, size: int, path: str = 'width') -> int | None:
+    """A padded vector width (version 2): None, or an integer >= `size` (the real values)."""
+    if width is None:
+        return None
+    width = _check_int(width, path, 1, _MAX_WIDTH)
+    if width < size:
+        _fail(path, f'{width} is smaller than the {size} values the components name')
+    return width
+
+
 # --------------------------------------------------------------------------------------------
 # Inputs
+
+# Why a uint8 image has no scale / mean / std.
+_UINT8_NORMALISATION = ('a dtype uint8 input is normalised inside the model: leave scale, mean '
+                        'and std out')
+
 
 @dataclass(frozen=True)
 class ImageInput:
@@ -179,6 +227,10 @@ class ImageInput:
 
     pixel value p becomes ((p / scale) - mean[c]) / std[c]; C is 3 for rgb / bgr, 1 for mono.
     `camera` is the ROS camera namespace: frames come from `<camera>/image_raw`.
+
+    Version 2: `resize: letterbox` keeps the aspect ratio, centres the frame and fills the rest
+    with `pad_value` (0..255, before normalisation); `dtype: uint8` feeds the pixel bytes as
+    they are (the model normalises inside its graph), so scale / mean / std must be left out.
     """
 
     kind: ClassVar[str] = 'image'
@@ -192,6 +244,8 @@ class ImageInput:
     scale: float = 255.0
     mean: tuple[float, ...] = ()
     std: tuple[float, ...] = ()
+    pad_value: int = 0
+    dtype: str = 'float32'
 
     def __post_init__(self) -> None:
         _check_str(self.name, 'name')
@@ -201,10 +255,33 @@ class ImageInput:
         _check_choice(self.resize, 'resize', IMAGE_RESIZE_MODES)
         _check_choice(self.color_order, 'color_order', IMAGE_COLOR_ORDERS)
         _check_choice(self.layout, 'layout', IMAGE_LAYOUTS)
+        _check_choice(self.dtype, 'dtype', IMAGE_DTYPES)
+        _set(self, 'pad_value', _check_int(self.pad_value, 'pad_value', 0, 255))
+        if self.pad_value and self.resize != 'letterbox':
+            _fail('pad_value', f'only applies to resize: letterbox (resize is {self.resize})')
         _set(self, 'scale', _check_float(self.scale, 'scale', positive=True))
+        if self.dtype == 'uint8':
+            self._check_no_normalisation()
+            return
         _set(self, 'mean', _check_floats(self.mean, 'mean', self.channels, default=0.0))
         _set(self, 'std', _check_floats(self.std, 'std', self.channels, positive=True,
                                         default=1.0))
+
+    def _check_no_normalisation(self) -> None:
+        # The bytes go to the model as they are: a normalisation here would never be applied.
+        for key in ('mean', 'std'):
+            if _given(getattr(self, key)):
+                _fail(key, _UINT8_NORMALISATION)
+        if self.scale != 255.0:
+            _fail('scale', _UINT8_NORMALISATION)
+        _set(self, 'mean', ())
+        _set(self, 'std', ())
+
+    def version_2_fields(self) -> tuple[str, ...]:
+        """The fields whose values need contract_version 2."""
+        return tuple(key for key, used in (('resize', self.resize == 'letterbox'),
+                                           ('pad_value', self.pad_value != 0),
+                                           ('dtype', self.dtype != 'float32')) if used)
 
     @property
     def channels(self) -> int:
@@ -222,11 +299,18 @@ class ImageInput:
         return self.camera
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain-data form (JSON / YAML ready)."""
-        return {'name': self.name, 'kind': self.kind, 'camera': self.camera,
-                'height': self.height, 'width': self.width, 'resize': self.resize,
-                'color_order': self.color_order, 'layout': self.layout, 'scale': self.scale,
-                'mean': list(self.mean), 'std': list(self.std)}
+        """Plain-data form (JSON / YAML ready); version 2 keys only when they are used."""
+        data: dict[str, Any] = {
+            'name': self.name, 'kind': self.kind, 'camera': self.camera,
+            'height': self.height, 'width': self.width, 'resize': self.resize,
+            'color_order': self.color_order, 'layout': self.layout}
+        if self.pad_value:
+            data['pad_value'] = self.pad_value
+        if self.dtype == 'uint8':
+            data['dtype'] = self.dtype
+        else:
+            data.update(scale=self.scale, mean=list(self.mean), std=list(self.std))
+        return data
 
 
 def _pixel_shape(layout: str, channels: int, height: int,
@@ -289,7 +373,7 @@ class DepthInput:
         _set(self, 'invalid_value_m', _check_float(self.invalid_value_m, 'invalid_value_m'))
         if not isinstance(self.validity_mask, bool):
             _fail('validity_mask', f'must be true or false, got {self.validity_mask!r}')
-        _check_choice(self.resize, 'resize', IMAGE_RESIZE_MODES)
+        _check_choice(self.resize, 'resize', DEPTH_RESIZE_MODES)
         _check_choice(self.layout, 'layout', IMAGE_LAYOUTS)
         # One mean / std: the distance channel (the mask channel is fed as 0 / 1).
         _set(self, 'mean', _check_floats(self.mean, 'mean', 1, default=0.0))
@@ -309,6 +393,10 @@ class DepthInput:
     def source(self) -> str:
         """Key of this input's frames in an observation: `<camera>/aligned_depth_to_color`."""
         return depth_source(self.camera)
+
+    def version_2_fields(self) -> tuple[str, ...]:
+        """The fields whose values need contract_version 2 (none)."""
+        return ()
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form (JSON / YAML ready)."""
@@ -378,13 +466,17 @@ class StateComponent:
 @dataclass(frozen=True)
 class StateInput:
     """Proprioception fed as float32 [1, D]: components concatenated in order, then normalised
-    as (x - mean) / std (D = sum of component sizes)."""
+    as (x - mean) / std (D = sum of component sizes).
+
+    Version 2: `width` N >= D feeds [1, N], the normalised D values followed by zeros (a model
+    built for a wider state vector, e.g. one shared by several robots)."""
 
     kind: ClassVar[str] = 'state'
     name: str
     components: tuple[StateComponent, ...]
     mean: tuple[float, ...] = ()
     std: tuple[float, ...] = ()
+    width: int | None = None
 
     def __post_init__(self) -> None:
         _check_str(self.name, 'name')
@@ -401,16 +493,26 @@ class StateInput:
         _set(self, 'components', tuple(self.components))
         _set(self, 'mean', _check_floats(self.mean, 'mean', self.size, default=0.0))
         _set(self, 'std', _check_floats(self.std, 'std', self.size, positive=True, default=1.0))
+        _set(self, 'width', _check_width(self.width, self.size))
 
     @property
     def size(self) -> int:
-        """D, the length of the state vector."""
+        """D, the number of real values (the components' sizes added up)."""
         return sum(c.size for c in self.components)
+
+    @property
+    def model_width(self) -> int:
+        """The length of the vector the model reads: `width` when padded, else D."""
+        return self.size if self.width is None else self.width
 
     @property
     def shape(self) -> tuple[int, int]:
         """The tensor shape fed to the model (batch 1)."""
-        return (1, self.size)
+        return (1, self.model_width)
+
+    def version_2_fields(self) -> tuple[str, ...]:
+        """The fields whose values need contract_version 2."""
+        return ('width',) if self.width is not None else ()
 
     def component(self, source: str) -> StateComponent | None:
         """The component reading `source`, or None."""
@@ -418,32 +520,56 @@ class StateInput:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form (JSON / YAML ready)."""
-        return {'name': self.name, 'kind': self.kind,
-                'components': [c.to_dict() for c in self.components],
-                'mean': list(self.mean), 'std': list(self.std)}
+        return _vector_dict({'name': self.name, 'kind': self.kind}, self)
 
 
 @dataclass(frozen=True)
 class InstructionInput:
     """A language instruction fed as int64 [1, L] token ids (see tokenizer.py).
 
-    vocabulary[0] must be `<pad>` (id 0); `<unk>` must be present when unknown_words is
-    map_to_unk. Every other entry must be a word the tokenizer can produce (lower-case run of
-    letters / digits).
+    `word_vocab`: vocabulary[0] must be `<pad>` (id 0); `<unk>` must be present when
+    unknown_words is map_to_unk. Every other entry must be a word the tokenizer can produce
+    (lower-case run of letters / digits).
+
+    `hf_tokenizers` (version 2): a `tokenizers` library tokenizer.json shipped with the model
+    (`tokenizer_file`, relative to the model file's folder) holding `vocab_size` tokens (added
+    tokens included; checked when the runtime loads it), right-padded with `pad_id` (default:
+    the tokenizer's pad token, else 0). `attention_mask` (version 2, either tokenizer) names an
+    extra int64 [1, L] model input: 1 per real token, 0 per pad.
     """
 
     kind: ClassVar[str] = 'instruction'
     name: str
-    vocabulary: tuple[str, ...]
-    max_length: int
+    vocabulary: tuple[str, ...] = ()
+    max_length: int = 0
     tokenizer: str = 'word_vocab'
     unknown_words: str = 'map_to_unk'
+    tokenizer_file: str | None = None
+    vocab_size: int | None = None
+    pad_id: int | None = None
+    attention_mask: str | None = None
 
     def __post_init__(self) -> None:
         _check_str(self.name, 'name')
         _check_choice(self.tokenizer, 'tokenizer', TOKENIZERS)
         _check_choice(self.unknown_words, 'unknown_words', UNKNOWN_WORD_POLICIES)
         _set(self, 'max_length', _check_int(self.max_length, 'max_length', 1, _MAX_TOKENS))
+        if self.attention_mask is not None:
+            _check_str(self.attention_mask, 'attention_mask')
+            if self.attention_mask == self.name:
+                _fail('attention_mask', f'{self.name!r} is already the token ids\' input name')
+        if self.tokenizer == 'word_vocab':
+            self._check_word_vocabulary()
+        else:
+            self._check_tokenizer_file()
+
+    def _check_word_vocabulary(self) -> None:
+        for key in ('tokenizer_file', 'vocab_size', 'pad_id'):
+            if getattr(self, key) is not None:
+                _fail(key, 'only applies to tokenizer hf_tokenizers (word_vocab ids are '
+                      'vocabulary indices, <pad> = 0)')
+        if not _given(self.vocabulary):
+            _fail('vocabulary', 'missing (word_vocab needs the list of words)')
         vocabulary = _check_names(self.vocabulary, 'vocabulary')
         if vocabulary[0] != PAD_TOKEN:
             _fail('vocabulary[0]', f'must be {PAD_TOKEN!r} (id 0 pads), got {vocabulary[0]!r}')
@@ -457,16 +583,55 @@ class InstructionInput:
                       '(words are lower-case runs of letters or digits)')
         _set(self, 'vocabulary', vocabulary)
 
+    def _check_tokenizer_file(self) -> None:
+        if _given(self.vocabulary):
+            _fail('vocabulary', 'hf_tokenizers reads its tokens from tokenizer_file: leave '
+                  'vocabulary out')
+        _set(self, 'vocabulary', ())
+        if self.tokenizer_file is None:
+            _fail('tokenizer_file', 'missing (hf_tokenizers needs the tokenizer.json shipped '
+                  'with the model)')
+        _check_str(self.tokenizer_file, 'tokenizer_file')
+        if PurePath(self.tokenizer_file).is_absolute():
+            _fail('tokenizer_file', f'{self.tokenizer_file!r} must be relative to the model '
+                  'file\'s folder (an absolute path does not travel with the model)')
+        if self.vocab_size is None:
+            _fail('vocab_size', 'missing (hf_tokenizers needs the number of token ids the '
+                  'model embeds)')
+        _set(self, 'vocab_size', _check_int(self.vocab_size, 'vocab_size', 1, _MAX_VOCABULARY))
+        if self.pad_id is not None:
+            _set(self, 'pad_id', _check_int(self.pad_id, 'pad_id', 0, self.token_count - 1))
+
+    @property
+    def token_count(self) -> int:
+        """The number of token ids: len(vocabulary) or vocab_size."""
+        return len(self.vocabulary) if self.vocab_size is None else self.vocab_size
+
     @property
     def shape(self) -> tuple[int, int]:
-        """The tensor shape fed to the model (batch 1)."""
+        """The tensor shape fed to the model (batch 1); the attention mask has it too."""
         return (1, self.max_length)
 
+    def version_2_fields(self) -> tuple[str, ...]:
+        """The fields whose values need contract_version 2."""
+        return tuple(key for key, used in (('tokenizer', self.tokenizer != 'word_vocab'),
+                                           ('attention_mask', self.attention_mask is not None))
+                     if used)
+
     def to_dict(self) -> dict[str, Any]:
-        """Plain-data form (JSON / YAML ready)."""
-        return {'name': self.name, 'kind': self.kind, 'tokenizer': self.tokenizer,
-                'vocabulary': list(self.vocabulary), 'max_length': self.max_length,
-                'unknown_words': self.unknown_words}
+        """Plain-data form (JSON / YAML ready); version 2 keys only when they are used."""
+        data: dict[str, Any] = {'name': self.name, 'kind': self.kind,
+                                'tokenizer': self.tokenizer}
+        if self.tokenizer == 'word_vocab':
+            data['vocabulary'] = list(self.vocabulary)
+        else:
+            data.update(tokenizer_file=self.tokenizer_file, vocab_size=self.vocab_size)
+            if self.pad_id is not None:
+                data['pad_id'] = self.pad_id
+        data.update(max_length=self.max_length, unknown_words=self.unknown_words)
+        if self.attention_mask is not None:
+            data['attention_mask'] = self.attention_mask
+        return data
 
 
 PolicyInput = Union[ImageInput, DepthInput, StateInput, InstructionInput]
@@ -531,7 +696,10 @@ class ActionParts:
 @dataclass(frozen=True)
 class ActionOutput:
     """An action chunk read as float32 [1, T, A]; each row is un-normalised as raw * std + mean
-    and row k applies at (observation stamp + k * step_period_s)."""
+    and row k applies at (observation stamp + k * step_period_s).
+
+    Version 2: `width` N >= A says the model outputs [1, T, N]; the components name the first
+    A columns and the rest are ignored (padding of a model shared by wider robots)."""
 
     kind: ClassVar[str] = 'action_chunk'
     name: str
@@ -540,6 +708,7 @@ class ActionOutput:
     components: tuple[ActionComponent, ...]
     mean: tuple[float, ...] = ()
     std: tuple[float, ...] = ()
+    width: int | None = None
 
     def __post_init__(self) -> None:
         _check_str(self.name, 'name')
@@ -561,16 +730,26 @@ class ActionOutput:
         # std 0 is allowed: a dimension that never varied in the data comes out constant.
         _set(self, 'std', _check_floats(self.std, 'std', self.size, non_negative=True,
                                         default=1.0))
+        _set(self, 'width', _check_width(self.width, self.size))
 
     @property
     def size(self) -> int:
-        """A, the number of values in one action row."""
+        """A, the number of values in one action row (the components' sizes added up)."""
         return sum(c.size for c in self.components)
+
+    @property
+    def model_width(self) -> int:
+        """The number of columns the model outputs: `width` when padded, else A."""
+        return self.size if self.width is None else self.width
 
     @property
     def shape(self) -> tuple[int, int, int]:
         """The tensor shape the model returns (batch 1)."""
-        return (1, self.chunk_length, self.size)
+        return (1, self.chunk_length, self.model_width)
+
+    def version_2_fields(self) -> tuple[str, ...]:
+        """The fields whose values need contract_version 2."""
+        return ('width',) if self.width is not None else ()
 
     def component(self, meaning: str) -> ActionComponent | None:
         """The component with `meaning`, or None."""
@@ -622,10 +801,32 @@ class ActionOutput:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form (JSON / YAML ready)."""
-        return {'name': self.name, 'kind': self.kind, 'chunk_length': self.chunk_length,
-                'step_period_s': self.step_period_s,
-                'components': [c.to_dict() for c in self.components],
-                'mean': list(self.mean), 'std': list(self.std)}
+        return _vector_dict({'name': self.name, 'kind': self.kind,
+                             'chunk_length': self.chunk_length,
+                             'step_period_s': self.step_period_s}, self)
+
+
+# --------------------------------------------------------------------------------------------
+# The embodiment
+
+@dataclass(frozen=True)
+class Embodiment:
+    """The robot a policy was trained for: its name (core/robots.py, the URDF's) and the
+    fingerprint of its arm's kinematics (core/robot_model.kinematics_fingerprint). Two arms
+    with the same joint names but other link lengths have different fingerprints."""
+
+    robot: str
+    kinematics: str
+
+    def __post_init__(self) -> None:
+        _check_str(self.robot, 'robot')
+        if not isinstance(self.kinematics, str) or _FINGERPRINT.fullmatch(self.kinematics) is None:
+            _fail('kinematics', "must be 'sha256:' and 64 lower-case hex digits (core/"
+                  f'robot_model.kinematics_fingerprint), got {self.kinematics!r}')
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-data form (JSON / YAML ready)."""
+        return {'robot': self.robot, 'kinematics': self.kinematics}
 
 
 # --------------------------------------------------------------------------------------------
@@ -638,7 +839,8 @@ class PolicyContract:
     At most one state and one instruction input, any number of images and depth images, exactly
     one action_chunk output. Every joint named anywhere must be listed in `robot_joints`.
     `info` is free-form provenance (training run, dataset, exporter version): string keys,
-    scalar values.
+    scalar values. `embodiment` names the robot the policy was trained for (required in
+    version 2, optional in version 1).
     """
 
     name: str
@@ -648,11 +850,10 @@ class PolicyContract:
     contract_version: int = CONTRACT_VERSION
     description: str = ''
     info: Mapping[str, Any] = field(default_factory=dict, hash=False)
+    embodiment: Embodiment | None = None
 
     def __post_init__(self) -> None:
-        if self.contract_version != CONTRACT_VERSION:
-            _fail('contract_version', f'{self.contract_version!r} is not supported (this runtime '
-                  f'reads version {CONTRACT_VERSION})')
+        _check_version(self.contract_version)
         _check_str(self.name, 'name')
         if not isinstance(self.description, str):
             _fail('description', f'must be a string, got {self.description!r}')
@@ -689,6 +890,29 @@ class PolicyContract:
                       f'{output.name!r} already used by {names[output.name]}')
             for j, part in enumerate(output.components):
                 self._check_known_joints(part.joints, f'outputs[{i}].components[{j}]')
+        self._check_attention_masks(names)
+        self._check_version_2_parts()
+
+    def _check_attention_masks(self, names: dict[str, str]) -> None:
+        for i, spec in enumerate(self.inputs):
+            mask = getattr(spec, 'attention_mask', None)
+            if mask is not None and mask in names:
+                _fail(f'inputs[{i}].attention_mask', f'{mask!r} already used by {names[mask]}')
+
+    def _check_version_2_parts(self) -> None:
+        """Version 2 requires the embodiment; version 1 refuses every version 2 feature."""
+        if self.embodiment is not None and not isinstance(self.embodiment, Embodiment):
+            _fail('embodiment', f'must be an Embodiment, got {self.embodiment!r}')
+        if self.contract_version >= 2:
+            if self.embodiment is None:
+                _fail('embodiment', 'missing: contract_version 2 names the robot the policy was '
+                      'trained for ({robot: <name>, kinematics: <fingerprint>})')
+            return
+        parts: list[tuple[str, Any]] = [(f'inputs[{i}]', s) for i, s in enumerate(self.inputs)]
+        parts += [(f'outputs[{i}]', o) for i, o in enumerate(self.outputs)]
+        for path, part in parts:
+            for key in part.version_2_fields():
+                _needs_version_2(f'{path}.{key}', self.contract_version)
 
     def _check_known_joints(self, joints: Sequence[str], path: str) -> None:
         for k, joint in enumerate(joints):
@@ -744,8 +968,20 @@ class PolicyContract:
 
     @property
     def input_names(self) -> tuple[str, ...]:
-        """ONNX input names in contract order."""
+        """ONNX input names in contract order (one per contract input)."""
         return tuple(s.name for s in self.inputs)
+
+    @property
+    def attention_masks(self) -> Mapping[str, str]:
+        """{attention mask input name: its instruction input's name} (version 2)."""
+        return MappingProxyType({s.attention_mask: s.name for s in self.inputs
+                                 if isinstance(s, InstructionInput)
+                                 and s.attention_mask is not None})
+
+    @property
+    def model_input_names(self) -> tuple[str, ...]:
+        """Every ONNX input the model has: the contract inputs, then attention masks."""
+        return self.input_names + tuple(self.attention_masks)
 
     @property
     def uses_gripper(self) -> bool:
@@ -777,6 +1013,8 @@ class PolicyContract:
         if self.description:
             data['description'] = self.description
         data['robot_joints'] = list(self.robot_joints)
+        if self.embodiment is not None:
+            data['embodiment'] = self.embodiment.to_dict()
         data['inputs'] = [s.to_dict() for s in self.inputs]
         data['outputs'] = [s.to_dict() for s in self.outputs]
         if self.info:
@@ -799,6 +1037,16 @@ class PolicyContract:
         return contract_from_dict(data)
 
 
+def _check_version(version: Any) -> None:
+    if isinstance(version, bool) or version not in CONTRACT_VERSIONS:
+        _fail('contract_version', f'{version!r} is not supported (this runtime reads versions '
+              f'{", ".join(map(str, CONTRACT_VERSIONS))})')
+
+
+def _needs_version_2(path: str, version: int) -> NoReturn:
+    _fail(path, f'needs contract_version 2 (this contract says {version})')
+
+
 def _check_info(info: Any) -> dict[str, Any]:
     if info is None:
         return {}
@@ -817,25 +1065,39 @@ def _check_info(info: Any) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------
 # Parsing plain data (JSON / YAML) with exact field paths
 
-_TOP_KEYS = ('contract_version', 'name', 'description', 'robot_joints', 'inputs', 'outputs',
-             'info')
+_TOP_KEYS = ('contract_version', 'name', 'description', 'robot_joints', 'embodiment', 'inputs',
+             'outputs', 'info')
 _INPUT_KEYS = {
     'image': ('name', 'kind', 'camera', 'height', 'width', 'resize', 'color_order', 'layout',
-              'scale', 'mean', 'std'),
+              'scale', 'mean', 'std', 'pad_value', 'dtype'),
     'depth': ('name', 'kind', 'camera', 'height', 'width', 'min_depth_m', 'max_depth_m',
               'out_of_range', 'invalid_value_m', 'validity_mask', 'resize', 'layout', 'mean',
               'std'),
-    'state': ('name', 'kind', 'components', 'mean', 'std'),
-    'instruction': ('name', 'kind', 'tokenizer', 'vocabulary', 'max_length', 'unknown_words'),
+    'state': ('name', 'kind', 'components', 'mean', 'std', 'width'),
+    'instruction': ('name', 'kind', 'tokenizer', 'vocabulary', 'max_length', 'unknown_words',
+                    'tokenizer_file', 'vocab_size', 'pad_id', 'attention_mask'),
 }
 _REQUIRED_INPUT_KEYS = {
     'image': ('name', 'camera', 'height', 'width'),
     'depth': ('name', 'camera', 'height', 'width', 'max_depth_m'),
     'state': ('name', 'components'),
-    'instruction': ('name', 'vocabulary', 'max_length'),
+    'instruction': ('name', 'max_length'),
 }
-_OUTPUT_KEYS = ('name', 'kind', 'chunk_length', 'step_period_s', 'components', 'mean', 'std')
+_OUTPUT_KEYS = ('name', 'kind', 'chunk_length', 'step_period_s', 'components', 'mean', 'std',
+                'width')
 _REQUIRED_OUTPUT_KEYS = ('name', 'chunk_length', 'step_period_s', 'components')
+# What a version 1 document may not use, even at its default: keys, and values of a key.
+# (The dataclasses' version_2_fields catch non-default values of contracts built in code.)
+_VERSION_2_KEYS = {
+    'image': ('pad_value', 'dtype'),
+    'state': ('width',),
+    'instruction': ('tokenizer_file', 'vocab_size', 'pad_id', 'attention_mask'),
+    'action_chunk': ('width',),
+}
+_VERSION_2_VALUES = {
+    'image': {'resize': ('letterbox',)},
+    'instruction': {'tokenizer': ('hf_tokenizers',)},
+}
 
 
 def _check_mapping(data: Any, path: str, allowed: Sequence[str],
@@ -861,13 +1123,31 @@ def _parse_list(data: Any, path: str) -> list[Any]:
     return list(data)
 
 
-def _parse_input(data: Any, path: str) -> PolicyInput:
+def _refuse_version_2(data: Mapping[str, Any], path: str, kind: str, version: int) -> None:
+    """A version 1 document naming a version 2 key (or value) fails with its path."""
+    if version >= 2:
+        return
+    for key in _VERSION_2_KEYS.get(kind, ()):
+        if key in data:
+            _needs_version_2(f'{path}.{key}', version)
+    for key, values in _VERSION_2_VALUES.get(kind, {}).items():
+        if data.get(key) in values:
+            _needs_version_2(f'{path}.{key}', version)
+
+
+def _parse_input(data: Any, path: str, version: int) -> PolicyInput:
     if not isinstance(data, Mapping):
         _fail(path, f'must be a mapping, got {data!r}')
     kind = data.get('kind')
     if kind not in _INPUT_KEYS:
         _fail(f'{path}.kind', f'{kind!r} is not allowed (allowed: {", ".join(_INPUT_KEYS)})')
     _check_mapping(data, path, _INPUT_KEYS[kind], _REQUIRED_INPUT_KEYS[kind])
+    _refuse_version_2(data, path, kind, version)
+    if kind == 'image' and data.get('dtype') == 'uint8':
+        # Even at their defaults: a document that states a normalisation expects it applied.
+        for key in ('scale', 'mean', 'std'):
+            if key in data:
+                _fail(f'{path}.{key}', _UINT8_NORMALISATION)
     with _at(path):
         if kind == 'image':
             return ImageInput(**_kwargs(data))
@@ -883,10 +1163,11 @@ def _parse_input(data: Any, path: str) -> PolicyInput:
         return StateInput(components=tuple(components), **_kwargs(data, ('kind', 'components')))
 
 
-def _parse_output(data: Any, path: str) -> ActionOutput:
+def _parse_output(data: Any, path: str, version: int) -> ActionOutput:
     _check_mapping(data, path, _OUTPUT_KEYS, _REQUIRED_OUTPUT_KEYS)
     if data.get('kind', 'action_chunk') != 'action_chunk':
         _fail(f'{path}.kind', f'{data["kind"]!r} is not allowed (allowed: action_chunk)')
+    _refuse_version_2(data, path, 'action_chunk', version)
     with _at(path):
         components = []
         for j, item in enumerate(_parse_list(data['components'], 'components')):
@@ -909,16 +1190,25 @@ def contract_from_dict(data: Mapping[str, Any]) -> PolicyContract:
         if key not in data:
             _fail(key, 'missing')
     version = data['contract_version']
-    if isinstance(version, bool) or version != CONTRACT_VERSION:
-        _fail('contract_version', f'{version!r} is not supported (this runtime reads version '
-              f'{CONTRACT_VERSION})')
-    inputs = tuple(_parse_input(item, f'inputs[{i}]')
+    _check_version(version)
+    inputs = tuple(_parse_input(item, f'inputs[{i}]', version)
                    for i, item in enumerate(_parse_list(data['inputs'], 'inputs')))
-    outputs = tuple(_parse_output(item, f'outputs[{i}]')
+    outputs = tuple(_parse_output(item, f'outputs[{i}]', version)
                     for i, item in enumerate(_parse_list(data['outputs'], 'outputs')))
     return PolicyContract(name=data['name'], robot_joints=data['robot_joints'], inputs=inputs,
                           outputs=outputs, contract_version=version,
-                          description=data.get('description', ''), info=data.get('info') or {})
+                          description=data.get('description', ''), info=data.get('info') or {},
+                          embodiment=_parse_embodiment(data.get('embodiment')))
+
+
+def _parse_embodiment(data: Any) -> Embodiment | None:
+    """The `embodiment` section (optional in version 1, required in version 2: PolicyContract
+    checks that)."""
+    if data is None:
+        return None
+    _check_mapping(data, 'embodiment', ('robot', 'kinematics'), ('robot', 'kinematics'))
+    with _at('embodiment'):
+        return Embodiment(**data)
 
 
 # --------------------------------------------------------------------------------------------
@@ -1143,30 +1433,68 @@ def model_io(model: Any) -> tuple[tuple[TensorInfo, ...], tuple[TensorInfo, ...]
             tuple(_proto_info(v) for v in graph.output))
 
 
-def _expected_io(contract: PolicyContract) -> list[tuple[str, PolicyInput | ActionOutput,
-                                                         str, list[tuple[str, int, str]]]]:
-    """(path, spec, dtype, [(dim name, expected size, field blamed on mismatch)])."""
-    rows: list[tuple[str, Any, str, list[tuple[str, int, str]]]] = []
+@dataclass(frozen=True)
+class _ExpectedTensor:
+    """One model input or output as the contract declares it, and the fields to blame."""
+
+    path: str
+    name: str
+    kind: str
+    is_output: bool
+    dtype: str
+    dtype_field: str
+    shape: tuple[int, ...]
+    rank_field: str
+    dims: tuple[tuple[str, int, str], ...]  # (dimension, expected size, field blamed)
+    pixels: ImageInput | DepthInput | None = None
+
+
+def _pixel_tensor(path: str, spec: ImageInput | DepthInput) -> _ExpectedTensor:
+    channel_field = 'color_order' if isinstance(spec, ImageInput) else 'validity_mask'
+    channels = ('channels', spec.channels, f'{path}.{channel_field}')
+    height = ('height', spec.height, f'{path}.height')
+    width = ('width', spec.width, f'{path}.width')
+    dims = (channels, height, width) if spec.layout == 'nchw' else (height, width, channels)
+    dtype = spec.dtype if isinstance(spec, ImageInput) else 'float32'
+    dtype_field = f'{path}.dtype' if isinstance(spec, ImageInput) else f'{path}.kind'
+    return _ExpectedTensor(path, spec.name, spec.kind, False, dtype, dtype_field, spec.shape,
+                           f'{path}.layout', dims, spec)
+
+
+def _vector_width(label: str, path: str, width: int | None,
+                  size: int) -> tuple[str, int, str]:
+    """(dimension, size, field blamed) of a state / action vector, padded or not."""
+    if width is None:
+        return (f'{label} (sum of component sizes)', size, f'{path}.components')
+    return (f'{label} (width)', width, f'{path}.width')
+
+
+def _expected_io(contract: PolicyContract) -> list[_ExpectedTensor]:
+    """Every model input and the action output as the contract declares them."""
+    rows: list[_ExpectedTensor] = []
     for i, spec in enumerate(contract.inputs):
         path = f'inputs[{i}]'
+        kind = f'{path}.kind'
         if isinstance(spec, PIXEL_INPUTS):
-            channel_field = 'color_order' if isinstance(spec, ImageInput) else 'validity_mask'
-            channels = ('channels', spec.channels, f'{path}.{channel_field}')
-            height = ('height', spec.height, f'{path}.height')
-            width = ('width', spec.width, f'{path}.width')
-            dims = [channels, height, width] if spec.layout == 'nchw' else [height, width,
-                                                                              channels]
-            rows.append((path, spec, 'float32', dims))
+            rows.append(_pixel_tensor(path, spec))
         elif isinstance(spec, StateInput):
-            rows.append((path, spec, 'float32',
-                         [('D (sum of component sizes)', spec.size, f'{path}.components')]))
+            rows.append(_ExpectedTensor(path, spec.name, spec.kind, False, 'float32', kind,
+                                        spec.shape, kind,
+                                        (_vector_width('D', path, spec.width, spec.size),)))
         else:
-            rows.append((path, spec, 'int64', [('L', spec.max_length, f'{path}.max_length')]))
+            length = (('L', spec.max_length, f'{path}.max_length'),)
+            rows.append(_ExpectedTensor(path, spec.name, spec.kind, False, 'int64', kind,
+                                        spec.shape, kind, length))
+            if spec.attention_mask is not None:
+                mask = f'{path}.attention_mask'
+                rows.append(_ExpectedTensor(mask, spec.attention_mask, 'attention mask', False,
+                                            'int64', mask, spec.shape, mask, length))
     for i, output in enumerate(contract.outputs):
         path = f'outputs[{i}]'
-        rows.append((path, output, 'float32',
-                     [('T', output.chunk_length, f'{path}.chunk_length'),
-                      ('A (sum of component sizes)', output.size, f'{path}.components')]))
+        rows.append(_ExpectedTensor(path, output.name, output.kind, True, 'float32',
+                                    f'{path}.kind', output.shape, f'{path}.kind',
+                                    (('T', output.chunk_length, f'{path}.chunk_length'),
+                                     _vector_width('A', path, output.width, output.size))))
     return rows
 
 
@@ -1181,6 +1509,37 @@ def _is_other_layout(spec: ImageInput | DepthInput, shape: tuple[int | None, ...
     return not fits(mine) and fits(other)
 
 
+def _tensor_problems(expected: _ExpectedTensor, info: TensorInfo) -> list[str]:
+    """What differs between a declared tensor and the model's, one line per field."""
+    what = 'output' if expected.is_output else 'input'
+    name = expected.name
+    problems = []
+    if info.dtype != expected.dtype:
+        problems.append(f'{expected.dtype_field}: a {expected.kind} {what} is {expected.dtype}, '
+                        f'but model {what} {name!r} is {info.dtype}')
+    if info.shape is None:
+        return problems  # rank unknown to the model: checked on the first inference instead
+    if len(info.shape) != len(expected.dims) + 1:
+        problems.append(f'{expected.rank_field}: a {expected.kind} {what} has rank '
+                        f'{len(expected.dims) + 1} {list(expected.shape)}, but model {what} '
+                        f'{name!r} is {info.describe()}')
+        return problems
+    if info.shape[0] not in (None, 1):
+        problems.append(f'{expected.path}: model {what} {name!r} has a fixed batch size of '
+                        f'{info.shape[0]}; the runtime uses batch 1 ({info.describe()})')
+    pixels = expected.pixels
+    if pixels is not None and _is_other_layout(pixels, info.shape):
+        other = 'nhwc' if pixels.layout == 'nchw' else 'nchw'
+        problems.append(f'{expected.path}.layout: the contract says {pixels.layout} but model '
+                        f'input {name!r} ({info.describe()}) has the {other} shape')
+        return problems
+    for (label, size, blame), actual in zip(expected.dims, info.shape[1:]):
+        if actual is not None and actual != size:
+            problems.append(f'{blame}: {label} is {size} in the contract but {actual} in model '
+                            f'{what} {name!r} ({info.describe()})')
+    return problems
+
+
 def validate_against_model(contract: PolicyContract, model: Any) -> None:
     """Check that `model` (InferenceSession, ModelProto or path) has exactly the declared
     inputs, and the declared output, with matching dtype, rank and sizes.
@@ -1192,40 +1551,19 @@ def validate_against_model(contract: PolicyContract, model: Any) -> None:
     by_name = {t.name: t for t in inputs}
     out_by_name = {t.name: t for t in outputs}
     problems: list[str] = []
-    for path, spec, dtype, dims in _expected_io(contract):
-        is_output = isinstance(spec, ActionOutput)
-        table = out_by_name if is_output else by_name
-        what = 'output' if is_output else 'input'
-        info = table.get(spec.name)
+    for expected in _expected_io(contract):
+        table = out_by_name if expected.is_output else by_name
+        info = table.get(expected.name)
         if info is None:
+            what = 'output' if expected.is_output else 'input'
             names = ', '.join(repr(n) for n in table) or 'none'
-            problems.append(f'{path}.name: {spec.name!r} is not an {what} of the model '
+            field_name = (expected.path if expected.kind == 'attention mask'
+                          else f'{expected.path}.name')
+            problems.append(f'{field_name}: {expected.name!r} is not an {what} of the model '
                             f'(model {what}s: {names})')
             continue
-        if info.dtype != dtype:
-            problems.append(f'{path}.kind: a {spec.kind} {what} is {dtype}, but model {what} '
-                            f'{spec.name!r} is {info.dtype}')
-        if info.shape is None:
-            continue  # rank unknown to the model: checked on the first inference instead
-        rank_field = f'{path}.layout' if isinstance(spec, PIXEL_INPUTS) else f'{path}.kind'
-        if len(info.shape) != len(dims) + 1:
-            problems.append(f'{rank_field}: a {spec.kind} {what} has rank {len(dims) + 1} '
-                            f'{list(spec.shape)}, but model {what} {spec.name!r} is '
-                            f'{info.describe()}')
-            continue
-        if info.shape[0] not in (None, 1):
-            problems.append(f'{path}: model {what} {spec.name!r} has a fixed batch size of '
-                            f'{info.shape[0]}; the runtime uses batch 1 ({info.describe()})')
-        if isinstance(spec, PIXEL_INPUTS) and _is_other_layout(spec, info.shape):
-            other = 'nhwc' if spec.layout == 'nchw' else 'nchw'
-            problems.append(f'{path}.layout: the contract says {spec.layout} but model input '
-                            f'{spec.name!r} ({info.describe()}) has the {other} shape')
-            continue
-        for (label, expected, blame), actual in zip(dims, info.shape[1:]):
-            if actual is not None and actual != expected:
-                problems.append(f'{blame}: {label} is {expected} in the contract but '
-                                f'{actual} in model {what} {spec.name!r} ({info.describe()})')
-    declared = set(contract.input_names)
+        problems.extend(_tensor_problems(expected, info))
+    declared = set(contract.model_input_names)
     for info in inputs:
         if info.name not in declared:
             problems.append(f'inputs: model input {info.name!r} ({info.describe()}) is not '
@@ -1293,3 +1631,29 @@ def validate_against_robot(contract: PolicyContract, joint_names: Sequence[str],
     if problems:
         raise ContractError(f'contract {contract.name!r} does not match the robot:\n  '
                             + '\n  '.join(problems))
+
+
+def check_embodiment(contract: PolicyContract, robot: str, kinematics: str, *,
+                     allow_other_embodiment: bool = False) -> str | None:
+    """Check that the policy was trained for the cell's robot: `robot` (core/robots.py name)
+    whose arm has the kinematics fingerprint `kinematics` (robot_model.kinematics_fingerprint).
+
+    Same robot and fingerprint: None. Another robot, or the same name with other kinematics:
+    ConfigError naming both, unless `allow_other_embodiment` (the cell's explicit choice), then
+    a warning text for the log. A contract without `embodiment` (an old version 1 file): a
+    warning that the embodiment cannot be checked.
+    """
+    trained = contract.embodiment
+    if trained is None:
+        return (f'model {contract.name!r} does not say which robot it was trained for (its '
+                f'contract has no embodiment): cannot check that it fits {robot}')
+    if trained.robot == robot and trained.kinematics == kinematics:
+        return None
+    if allow_other_embodiment:
+        return (f'model {contract.name!r} trained for {trained.robot} runs on {robot} by the '
+                "cell's choice (allow_other_embodiment)")
+    raise ConfigError(
+        f'embodiment: model {contract.name!r} was trained for {trained.robot} (kinematics '
+        f"{trained.kinematics}); this cell's robot is {robot} (kinematics {kinematics}). "
+        'A model runs on a robot it was not trained for only when the cell sets '
+        'allow_other_embodiment')

@@ -2,10 +2,11 @@
 
 Images: bytes as they arrive in a sensor_msgs/Image (any colour encoding of
 core/images.ENCODINGS, any row step; viewed by core/images.image_view, the project's one
-decoding path) -> crop / resize (cv2 INTER_AREA) -> colour order -> (p / scale - mean) / std ->
-float32. The bytes are viewed in place (np.frombuffer); the only full-frame pass is the resize,
-and the colour swap and the NCHW transpose are folded into the normalisation pass on the small
-image.
+decoding path) -> crop or letterbox / resize (cv2 INTER_AREA) -> colour order -> (p / scale -
+mean) / std -> float32. The bytes are viewed in place (np.frombuffer); the only full-frame pass
+is the resize, and the colour swap and the NCHW transpose are folded into the normalisation pass
+on the small image. A `dtype: uint8` input (contract version 2) skips the normalisation: a frame
+already of the model's size, order and (nhwc) layout is handed over as a view of its bytes.
 
 Depth: a 16UC1 (mm) / 32FC1 (m) image aligned to a colour camera -> the same crop as colour ->
 nearest-pixel resize -> metres, invalid pixels replaced, (d - mean) / std [+ validity mask].
@@ -55,15 +56,25 @@ class ImageFrame:
 def crop_box(width: int, height: int,
              spec: ImageInput | DepthInput) -> tuple[int, int, int, int]:
     """(x0, y0, w, h) of the part of a width x height frame that is resized to the model size:
-    the whole frame for `stretch`, the largest centred box with the model's aspect ratio for
-    `center_crop`. Colour and depth inputs share it, so their pixels line up."""
-    if spec.resize == 'stretch':
+    the whole frame for `stretch` (and `letterbox`, which pads instead of cropping), the largest
+    centred box with the model's aspect ratio for `center_crop`. Colour and depth inputs share
+    it, so their pixels line up."""
+    if spec.resize in ('stretch', 'letterbox'):
         return 0, 0, width, height
     if width * spec.height > height * spec.width:  # frame wider than the model input
         crop_w, crop_h = max(1, round(height * spec.width / spec.height)), height
     else:
         crop_w, crop_h = width, max(1, round(width * spec.height / spec.width))
     return (width - crop_w) // 2, (height - crop_h) // 2, crop_w, crop_h
+
+
+def letterbox_box(width: int, height: int, spec: ImageInput) -> tuple[int, int, int, int]:
+    """(x0, y0, w, h) of a width x height frame inside the model image when letterboxed: scaled
+    by one factor to fit, centred; the rest of the model image is padding."""
+    scale = min(spec.width / width, spec.height / height)
+    fit_w = min(spec.width, max(1, round(width * scale)))
+    fit_h = min(spec.height, max(1, round(height * scale)))
+    return (spec.width - fit_w) // 2, (spec.height - fit_h) // 2, fit_w, fit_h
 
 
 def _area_resize(image: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -95,12 +106,79 @@ def _image_coefficients(spec: ImageInput) -> tuple[np.ndarray, np.ndarray]:
     return a.astype(np.float32), b.astype(np.float32)
 
 
+def _model_pixels(view: np.ndarray, width: int, height: int, spec: ImageInput) -> np.ndarray:
+    """The frame cropped or letterboxed and resized to the model's size (H, W, C), source
+    channels. A frame already of that size comes back as the view itself (no copy)."""
+    if spec.resize == 'letterbox':
+        x0, y0, fit_w, fit_h = letterbox_box(width, height, spec)
+        content = _area_resize(view, fit_w, fit_h)
+        if (fit_w, fit_h) == (spec.width, spec.height):
+            small = content
+        else:
+            small = np.full((spec.height, spec.width) + content.shape[2:], spec.pad_value,
+                            dtype=np.uint8)
+            small[y0:y0 + fit_h, x0:x0 + fit_w] = content
+    else:
+        x0, y0, crop_w, crop_h = crop_box(width, height, spec)
+        small = _area_resize(view[y0:y0 + crop_h, x0:x0 + crop_w], spec.width, spec.height)
+    return small[:, :, None] if small.ndim == 2 else small
+
+
+def _to_model_channels(small: np.ndarray, encoding: str,
+                       spec: ImageInput) -> tuple[np.ndarray, list[int]]:
+    """(pixels, source channel of each model channel): a colour frame for a mono model is
+    converted to grey here (luma weights); the other cases only pick channels."""
+    source_order, channels = ENCODINGS[encoding][:2]
+    if spec.color_order == 'mono':
+        if channels != 1:
+            small = cv2.cvtColor(np.ascontiguousarray(small), _GRAY_CODES[(source_order,
+                                                                            channels)])[:, :, None]
+        return small, [0]
+    if channels == 1:
+        return small, [0, 0, 0]  # grey frame for a colour model: replicate
+    if source_order == spec.color_order:
+        return small, [0, 1, 2]
+    return small, [2, 1, 0]
+
+
+def _plane(tensor: np.ndarray, layout: str, channel: int) -> np.ndarray:
+    """Channel `channel` of a [1, C, H, W] (nchw) or [1, H, W, C] (nhwc) tensor, as a view."""
+    return tensor[0, channel] if layout == 'nchw' else tensor[0, :, :, channel]
+
+
+def _checked_out(out: np.ndarray | None, spec: ImageInput) -> np.ndarray:
+    dtype = np.dtype(spec.dtype)
+    if out is None:
+        return np.empty(spec.shape, dtype=dtype)
+    if out.shape != spec.shape or out.dtype != dtype:
+        raise ValueError(f'out must be {dtype} {spec.shape}, got {out.dtype} {out.shape}')
+    return out
+
+
+def _uint8_tensor(small: np.ndarray, order: list[int], spec: ImageInput,
+                  out: np.ndarray | None) -> np.ndarray:
+    """The uint8 tensor of a dtype uint8 input. Pixels already in the model's order and nhwc
+    layout, in one block, are returned as a view ([1, H, W, C]) without a copy - for a frame
+    of the model's size that is the message buffer itself; otherwise one copy (the colour swap
+    or the nchw transpose) fills the tensor."""
+    in_order = order == list(range(small.shape[2]))
+    if out is None and in_order and spec.layout == 'nhwc' and small.flags.c_contiguous:
+        return small.reshape(spec.shape)
+    out = _checked_out(out, spec)
+    for c, source in enumerate(order):
+        _plane(out, spec.layout, c)[...] = small[:, :, source]
+    return out
+
+
 def image_to_tensor(data: Any, width: int, height: int, encoding: str, spec: ImageInput, *,
                     step: int = 0, out: np.ndarray | None = None) -> np.ndarray:
-    """Raw image bytes -> the float32 tensor of `spec` ([1, C, H, W] or [1, H, W, C]).
+    """Raw image bytes -> the tensor of `spec` ([1, C, H, W] or [1, H, W, C]): float32,
+    normalised, or for a `dtype: uint8` input the pixel bytes (see _uint8_tensor: possibly a
+    read-only view of `data`).
 
-    `out`, when given, must be a float32 array of `spec.shape` and is filled in place (saves an
-    allocation per frame; do not reuse it while an earlier result is still in use).
+    `out`, when given, must be an array of `spec.shape` and the spec's dtype and is filled in
+    place (saves an allocation per frame; do not reuse it while an earlier result is still in
+    use).
     """
     try:
         if encoding_of(encoding).is_depth:
@@ -109,30 +187,13 @@ def image_to_tensor(data: Any, width: int, height: int, encoding: str, spec: Ima
         view = image_view(data, width, height, encoding, step)
     except InputError as error:
         raise InputError(f'input {spec.name!r} (camera {spec.camera!r}): {error}') from None
-    source_order, channels = ENCODINGS[encoding][:2]
-    x0, y0, crop_w, crop_h = crop_box(width, height, spec)
-    view = view[y0:y0 + crop_h, x0:x0 + crop_w]
-    small = _area_resize(view, spec.width, spec.height)
-    if small.ndim == 2:
-        small = small[:, :, None]
-    if spec.color_order == 'mono':
-        if channels != 1:
-            small = cv2.cvtColor(np.ascontiguousarray(small), _GRAY_CODES[(source_order,
-                                                                            channels)])[:, :, None]
-        order = [0]
-    elif channels == 1:
-        order = [0, 0, 0]  # grey frame for a colour model: replicate
-    elif source_order == spec.color_order:
-        order = [0, 1, 2]
-    else:
-        order = [2, 1, 0]
-    if out is None:
-        out = np.empty(spec.shape, dtype=np.float32)
-    elif out.shape != spec.shape or out.dtype != np.float32:
-        raise ValueError(f'out must be float32 {spec.shape}, got {out.dtype} {out.shape}')
+    small, order = _to_model_channels(_model_pixels(view, width, height, spec), encoding, spec)
+    if spec.dtype == 'uint8':
+        return _uint8_tensor(small, order, spec, out)
+    out = _checked_out(out, spec)
     a, b = _image_coefficients(spec)
     for c, source in enumerate(order):
-        plane = out[0, c] if spec.layout == 'nchw' else out[0, :, :, c]
+        plane = _plane(out, spec.layout, c)
         np.multiply(small[:, :, source], a[c], out=plane, dtype=np.float32)
         plane += b[c]
     return out
@@ -188,14 +249,11 @@ def depth_to_tensor(data: Any, width: int, height: int, encoding: str, spec: Dep
         out = np.empty(spec.shape, dtype=np.float32)
     elif out.shape != spec.shape or out.dtype != np.float32:
         raise ValueError(f'out must be float32 {spec.shape}, got {out.dtype} {out.shape}')
-    def plane(channel: int) -> np.ndarray:
-        return out[0, channel] if spec.layout == 'nchw' else out[0, :, :, channel]
-
-    distance_plane = plane(0)
+    distance_plane = _plane(out, spec.layout, 0)
     np.subtract(distance, np.float32(spec.mean[0]), out=distance_plane, dtype=np.float32)
     distance_plane /= np.float32(spec.std[0])
     if spec.validity_mask:
-        plane(1)[...] = valid
+        _plane(out, spec.layout, 1)[...] = valid
     return out
 
 
@@ -228,7 +286,8 @@ def state_to_tensor(spec: StateInput, joint_positions: Mapping[str, float] | Non
                     joint_velocities: Mapping[str, float] | None = None,
                     gripper_position: float | None = None,
                     wrench: Mapping[str, float] | Sequence[float] | None = None) -> np.ndarray:
-    """Measured state -> the float32 [1, D] tensor of `spec`, normalised as (x - mean) / std.
+    """Measured state -> the float32 [1, D] tensor of `spec`, normalised as (x - mean) / std;
+    a padded state (contract version 2 `width` N) is [1, N], zeros after the D values.
 
     Joint values are looked up by name (a sensor_msgs/JointState becomes
     `dict(zip(msg.name, msg.position))`); `wrench` maps fx..tz to values or lists all six in
@@ -270,4 +329,6 @@ def state_to_tensor(spec: StateInput, joint_positions: Mapping[str, float] | Non
                 values[k] = _number(table[axis], f'{where} axis {axis!r}')
                 k += 1
     mean, inverse_std = _state_coefficients(spec)
-    return ((values - mean) * inverse_std).astype(np.float32).reshape(1, spec.size)
+    tensor = np.zeros(spec.shape, dtype=np.float32)
+    tensor[0, :spec.size] = (values - mean) * inverse_std
+    return tensor

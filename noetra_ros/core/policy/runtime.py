@@ -2,6 +2,7 @@
 
     runtime = PolicyRuntime('policy.onnx', execution_provider='cpu')
     runtime.validate_robot(joint_names, has_gripper=True)
+    warning = runtime.validate_embodiment('fanuc_lrmate200id')   # None, a warning, or raises
     inputs = runtime.build_inputs({'scene_camera': frame}, joint_positions, gripper_position=g,
                                   instruction='pick the red block')
     chunk = runtime.infer(inputs)          # ActionChunk: absolute, un-normalised, all finite
@@ -25,11 +26,12 @@ import numpy as np
 from noetra_ros.core.errors import (
     ConfigError, ContractError, InferenceError, InputError, ModelLoadError, NonFiniteOutputError)
 from noetra_ros.core.policy.contract import (
-    ActionOutput, ActionParts, InstructionInput, LoadedContract, PIXEL_INPUTS,
-    PolicyContract, StateInput, TWIST_AXES, embed_contract, locate_contract,
+    ActionOutput, ActionParts, check_embodiment, ImageInput, InstructionInput, LoadedContract,
+    PIXEL_INPUTS, PolicyContract, StateInput, TWIST_AXES, embed_contract, locate_contract,
     validate_against_model, validate_against_robot)
 from noetra_ros.core.policy.preprocess import ImageFrame, frame_to_tensor, state_to_tensor
-from noetra_ros.core.policy.tokenizer import Tokenizer
+from noetra_ros.core.policy.tokenizer import InstructionTokenizer, load_tokenizer
+from noetra_ros.core.robot_model import kinematics_fingerprint
 
 _LOG = logging.getLogger(__name__)
 
@@ -42,7 +44,23 @@ EXECUTION_PROVIDERS: Mapping[str, tuple[str, ...]] = MappingProxyType({
     'openvino': ('OpenVINOExecutionProvider', 'CPUExecutionProvider'),
 })
 
-_NUMPY_DTYPES = {'float32': np.float32, 'int64': np.int64}
+_NUMPY_DTYPES = {'float32': np.float32, 'int64': np.int64, 'uint8': np.uint8}
+
+
+def feed_spec(contract: PolicyContract) -> dict[str, tuple[tuple[int, ...], str]]:
+    """{ONNX input name: (shape, dtype name)} of every tensor fed for `contract` (batch 1):
+    images float32 or uint8 (their `dtype`), depth and state float32, token ids and attention
+    masks int64."""
+    spec_of: dict[str, tuple[tuple[int, ...], str]] = {}
+    for spec in contract.inputs:
+        if isinstance(spec, InstructionInput):
+            spec_of[spec.name] = (spec.shape, 'int64')
+            if spec.attention_mask is not None:
+                spec_of[spec.attention_mask] = (spec.shape, 'int64')
+        else:
+            spec_of[spec.name] = (spec.shape,
+                                  spec.dtype if isinstance(spec, ImageInput) else 'float32')
+    return spec_of
 
 
 @dataclass(frozen=True)
@@ -66,8 +84,9 @@ class PolicyInputs:
 class ActionChunk:
     """A post-processed action chunk: `values` (T, A) float64, absolute, un-normalised, finite,
     columns in contract order (`columns` labels them). Row k applies at the observation stamp
-    + k * step_period_s. `raw` is the model output (T, A) float32 before post-processing;
-    `inference_time_s` is the time spent in onnxruntime's run() alone."""
+    + k * step_period_s. `raw` is the model output (T, A) float32 before post-processing (of a
+    padded output, the real columns); `inference_time_s` is the time spent in onnxruntime's
+    run() alone."""
 
     values: np.ndarray
     output: ActionOutput
@@ -124,7 +143,8 @@ class ActionChunk:
 def postprocess_actions(raw: np.ndarray, output: ActionOutput,
                         joint_positions: Mapping[str, float] | None = None,
                         gripper_position: float | None = None) -> np.ndarray:
-    """Model output (T, A) or (1, T, A) -> absolute actions (T, A) float64.
+    """Model output (T, N) or (1, T, N) -> absolute actions (T, A) float64 (N = A, or the
+    contract's `width` for a padded output, whose columns after the first A are ignored).
 
     action = raw * std + mean; delta components then get the measured joint positions /
     gripper position added. Raises InputError when a delta reference is missing or not finite,
@@ -133,9 +153,10 @@ def postprocess_actions(raw: np.ndarray, output: ActionOutput,
     raw = np.asarray(raw)
     if raw.ndim == 3 and raw.shape[0] == 1:
         raw = raw[0]
-    if raw.ndim != 2 or raw.shape[1] != output.size:
+    if raw.ndim != 2 or raw.shape[1] != output.model_width:
         raise ContractError(f'outputs[0]: model output {output.name!r} has shape {raw.shape}, '
-                            f'expected (T, {output.size})')
+                            f'expected (T, {output.model_width})')
+    raw = raw[:, :output.size]
     values = raw.astype(np.float64) * np.asarray(output.std) + np.asarray(output.mean)
     for component in output.components:
         if component.mode != 'delta':
@@ -248,10 +269,12 @@ class PolicyRuntime:
         self._warnings = tuple(warnings)
         self._execution_provider = execution_provider
         contract = loaded.contract
-        self._tokenizer = (Tokenizer(contract.instruction_input)
-                           if contract.instruction_input else None)
-        self._feed_spec = {spec.name: (spec.shape, 'int64' if isinstance(spec, InstructionInput)
-                                       else 'float32') for spec in contract.inputs}
+        self._tokenizer: InstructionTokenizer | None = None
+        for i, spec in enumerate(contract.inputs):
+            if isinstance(spec, InstructionInput):
+                # A tokenizer file travels with the model: looked up next to it.
+                self._tokenizer = load_tokenizer(spec, path.parent, f'inputs[{i}]')
+        self._feed_spec = feed_spec(contract)
 
     # -- description ------------------------------------------------------------------------
 
@@ -300,6 +323,15 @@ class PolicyRuntime:
         validate_against_robot(self.contract, joint_names, has_gripper, has_wrench=has_wrench,
                                has_base=has_base, base_axes=base_axes)
 
+    def validate_embodiment(self, robot: str, *,
+                            allow_other_embodiment: bool = False) -> str | None:
+        """Check that the model was trained for `robot` (a core/robots.py name) and its
+        kinematics (`contract.check_embodiment`): None when it was, ConfigError naming both
+        robots when not, a warning text for the log when the contract names no embodiment or
+        `allow_other_embodiment` lets another robot run it."""
+        return check_embodiment(self.contract, robot, kinematics_fingerprint(robot),
+                                allow_other_embodiment=allow_other_embodiment)
+
     # -- inputs -----------------------------------------------------------------------------
 
     def build_inputs(self, images: Mapping[str, ImageFrame],
@@ -336,6 +368,8 @@ class PolicyRuntime:
                 assert self._tokenizer is not None
                 encoding = self._tokenizer.encode(instruction)
                 tensors[spec.name] = encoding.ids
+                if spec.attention_mask is not None:
+                    tensors[spec.attention_mask] = encoding.attention_mask
                 unknown, truncated = encoding.unknown_words, encoding.truncated
         reference: dict[str, float] = {}
         joints = contract.action.component('joint_positions')
@@ -411,13 +445,14 @@ class PolicyRuntime:
             raise ContractError(f'outputs[0]: model output {output.name!r} came back with shape '
                                 f'{raw.shape}, the contract declares {output.shape}')
         values = postprocess_actions(raw, output, joint_positions, gripper_position)
-        raw_rows = raw[0]
+        raw_rows = raw[0, :, :output.size]
         values.setflags(write=False)
         raw_rows.setflags(write=False)
         return ActionChunk(values=values, output=output, inference_time_s=elapsed, raw=raw_rows)
 
     def zero_inputs(self) -> dict[str, np.ndarray]:
-        """A feed of zeros (pad tokens for instructions), e.g. for warm-up runs."""
+        """A feed of zeros (id 0 for instructions, an all-padding attention mask), e.g. for
+        warm-up runs."""
         return {name: np.zeros(shape, dtype=_NUMPY_DTYPES[dtype])
                 for name, (shape, dtype) in self._feed_spec.items()}
 
@@ -455,11 +490,12 @@ def build_toy_model(contract: PolicyContract, seed: int = 0, *, batch: int | str
                     embed: bool = True) -> Any:
     """An onnx.ModelProto that satisfies `contract` (opset 17), with the contract embedded.
 
-    Graph: each image -> [Transpose for nhwc] -> Conv 1x1 (C->4, initializers `img{i}_w`,
-    `img{i}_b`) -> ReduceMean over H, W; the state as is; token ids -> Cast float -> Mul by
-    `tok_scale`; Concat -> Gemm (`head_w` [F, T*A], `head_b`) -> Tanh -> Reshape [batch, T, A].
-    Weights are N(0, 0.5) from `seed`, so outputs stay within [-1, 1] before un-normalisation.
-    `batch` is 1 or a name for a dynamic batch dimension.
+    Graph: each image -> [Cast float for uint8] -> [Transpose for nhwc] -> Conv 1x1 (C->4,
+    initializers `img{i}_w`, `img{i}_b`) -> ReduceMean over H, W; the state as is (all
+    `width` columns); token ids and an attention mask -> Cast float -> Mul by `<name>_scale`;
+    Concat -> Gemm (`head_w` [F, T*N], `head_b`) -> Tanh -> Reshape [batch, T, N] (N: the
+    action's model width). Weights are N(0, 0.5) from `seed`, so outputs stay within [-1, 1]
+    before un-normalisation. `batch` is 1 or a name for a dynamic batch dimension.
     """
     import onnx
     from onnx import TensorProto, helper, numpy_helper
@@ -475,11 +511,26 @@ def build_toy_model(contract: PolicyContract, seed: int = 0, *, batch: int | str
         inits.append(numpy_helper.from_array(array, name))
         return name
 
+    def token_features(name: str, length: int, token_count: int) -> None:
+        graph_inputs.append(helper.make_tensor_value_info(
+            name, TensorProto.INT64, [batch, length]))
+        nodes.append(helper.make_node('Cast', [name], [f'{name}_f'], to=TensorProto.FLOAT))
+        scale = np.array(1.0 / token_count, dtype=np.float32)
+        nodes.append(helper.make_node('Mul', [f'{name}_f', const(f'{name}_scale', scale)],
+                                      [f'{name}_feat']))
+        features.append(f'{name}_feat')
+
     for i, spec in enumerate(contract.inputs):
         if isinstance(spec, PIXEL_INPUTS):
+            uint8 = isinstance(spec, ImageInput) and spec.dtype == 'uint8'
             graph_inputs.append(helper.make_tensor_value_info(
-                spec.name, TensorProto.FLOAT, [batch, *spec.shape[1:]]))
+                spec.name, TensorProto.UINT8 if uint8 else TensorProto.FLOAT,
+                [batch, *spec.shape[1:]]))
             source = spec.name
+            if uint8:
+                nodes.append(helper.make_node('Cast', [source], [f'img{i}_float'],
+                                              to=TensorProto.FLOAT))
+                source = f'img{i}_float'
             if spec.layout == 'nhwc':
                 nodes.append(helper.make_node('Transpose', [source], [f'img{i}_nchw'],
                                               perm=[0, 3, 1, 2]))
@@ -495,21 +546,17 @@ def build_toy_model(contract: PolicyContract, seed: int = 0, *, batch: int | str
             width += 4
         elif isinstance(spec, StateInput):
             graph_inputs.append(helper.make_tensor_value_info(
-                spec.name, TensorProto.FLOAT, [batch, spec.size]))
+                spec.name, TensorProto.FLOAT, [batch, spec.model_width]))
             features.append(spec.name)
-            width += spec.size
+            width += spec.model_width
         else:
-            graph_inputs.append(helper.make_tensor_value_info(
-                spec.name, TensorProto.INT64, [batch, spec.max_length]))
-            nodes.append(helper.make_node('Cast', [spec.name], [f'tok{i}_f'],
-                                          to=TensorProto.FLOAT))
-            scale = np.array(1.0 / len(spec.vocabulary), dtype=np.float32)
-            nodes.append(helper.make_node('Mul', [f'tok{i}_f', const('tok_scale', scale)],
-                                          [f'tok{i}_feat']))
-            features.append(f'tok{i}_feat')
+            token_features(spec.name, spec.max_length, spec.token_count)
             width += spec.max_length
+            if spec.attention_mask is not None:
+                token_features(spec.attention_mask, spec.max_length, 1)
+                width += spec.max_length
     action = contract.action
-    steps, size = action.chunk_length, action.size
+    steps, size = action.chunk_length, action.model_width
     nodes.append(helper.make_node('Concat', features, ['features'], axis=1))
     head_w = rng.normal(0.0, 0.5, (width, steps * size)).astype(np.float32)
     head_b = rng.normal(0.0, 0.5, steps * size).astype(np.float32)
