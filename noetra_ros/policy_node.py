@@ -104,6 +104,14 @@ PARAMETERS = {
                        'cross-fade / re-average window when a new chunk arrives'),
     'ensemble_coeff': (LOOP_DEFAULTS.ensemble_coeff,
                        'ACT temporal-ensembling weight exponent (blend=ensemble)'),
+    'rtc_horizon_s': (LOOP_DEFAULTS.rtc_horizon_s,
+                      'blend=rtc: how long a new chunk\'s correction towards the executed '
+                      'command lasts; 0 = blend_window_s (docs/REALTIME_CHUNKING.md)'),
+    'inference_delay_steps': (LOOP_DEFAULTS.inference_delay_steps,
+                              'lockstep only, for evaluations: emulate an inference that '
+                              'takes N control steps (a chunk is used N steps after its '
+                              'observation, one inference in flight); async mode ignores it, '
+                              'its delay is the real one'),
     'command_interface': (LOOP_DEFAULTS.command_interface, f'one of {INTERFACES}'),
     'trajectory_points': (LOOP_DEFAULTS.trajectory_points,
                           'future points per published JointTrajectory'),

@@ -108,14 +108,20 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def policy_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The policy node parameters evalcheck's options replace in the cell (those given)."""
+    return {key: value for key, value in (
+        ('replan_steps', args.replan_every), ('blend', args.blend),
+        ('inference_delay_steps', args.inference_delay_steps),
+        ('rtc_horizon_s', args.rtc_horizon)) if value is not None}
+
+
 def cmd_evalcheck(args: argparse.Namespace) -> int:
     from noetra_ros.learning.record import EvalSettings, evaluate_expert, evaluate_policy
 
     seeds = parse_seeds(args.seeds)
-    policy = {key: value for key, value in (('replan_steps', args.replan_every),
-                                            ('blend', args.blend)) if value is not None}
     settings = EvalSettings.from_cell(args.cell, episode_timeout_s=args.episode_timeout,
-                                      policy=policy)
+                                      policy=policy_overrides(args))
     model = args.model or shipped_model()
     results = [evaluate_policy(model, seeds, settings, as_one_run=args.one_run)]
     if args.expert:
@@ -394,6 +400,13 @@ def build_parser() -> argparse.ArgumentParser:
     # Default: the cell's policy node settings.
     p.add_argument('--replan-every', type=int, default=None)
     p.add_argument('--blend', default=None, choices=BLEND_STRATEGIES)
+    p.add_argument('--rtc-horizon', type=float, default=None,
+                   help='blend rtc: seconds over which a new chunk\'s correction fades out '
+                        '(default: the cell\'s rtc_horizon_s, 0 = its blend_window_s)')
+    p.add_argument('--inference-delay-steps', type=int, default=None,
+                   help='emulate an inference that takes N control steps: each chunk is used '
+                        'N steps after its observation, one inference in flight '
+                        '(docs/REALTIME_CHUNKING.md; default: the cell\'s, 0)')
     p.add_argument('--one-run', action='store_true',
                    help='run the seeds as one `noetra eval` run does (one supervisor, reset '
                         'pauses, a running clock): the results are that run\'s; default: '

@@ -39,7 +39,8 @@ import numpy as np
 
 from noetra_ros.core.episodes import DEFAULT_EPISODE_TIMEOUT_S, DEFAULT_RESET_PAUSE_S
 from noetra_ros.core.errors import ConfigError, InputError
-from noetra_ros.core.policy.loop import Command, DEFAULTS as LOOP_DEFAULTS, LoopConfig
+from noetra_ros.core.policy.loop import (Command, DEFAULTS as LOOP_DEFAULTS, Inference,
+                                         LoopConfig)
 from noetra_ros.core.safety.cell import (ArmCommand, ArmPositions, ArmTrajectory, CellOutput,
                                          LOCKSTEP_INPUTS, MeasuredJoints, SafetyCell,
                                          SafetyNodeSettings)
@@ -278,9 +279,14 @@ class EvalSettings:
 
     def describe(self) -> str:
         """One line: the cell and the settings that shape the result."""
-        return (f'cell {self.cell}: replan every {self.loop.replan_steps}, {self.loop.blend} '
-                f'{self.loop.blend_window_s} s, supervisor {self.safety.profile}, episode limit '
-                f'{self.episode_timeout_s:g} s')
+        loop = self.loop
+        blend = f'{loop.blend} {loop.blend_window_s} s'
+        if loop.blend == 'rtc' and loop.rtc_horizon_s > 0:
+            blend = f'rtc horizon {loop.rtc_horizon_s} s'
+        delay = (f', inference delay {loop.inference_delay_steps} steps'
+                 if loop.inference_delay_steps else '')
+        return (f'cell {self.cell}: replan every {loop.replan_steps}, {blend}{delay}, '
+                f'supervisor {self.safety.profile}, episode limit {self.episode_timeout_s:g} s')
 
 
 class CellSafety:
@@ -346,10 +352,12 @@ class CellSafety:
 @dataclass(frozen=True)
 class DriverStep:
     """One control step of the in-process cell: the policy's command and what reached the
-    robot through the supervisor (`sent` None: no cycle ran, the robot kept its targets)."""
+    robot through the supervisor (`sent` None: no cycle ran, the robot kept its targets);
+    `inference`: the chunk queued in this step, if one was."""
 
     command: Command | None
     sent: CellOutput | None
+    inference: Inference | None = None
 
 
 class PolicyDriver:
@@ -444,7 +452,7 @@ class PolicyDriver:
                 world.command_positions(sent.arm[order])
             if sent.gripper is not None:
                 world.command_gripper(sent.gripper)
-        return DriverStep(result.command, sent)
+        return DriverStep(result.command, sent, result.inference)
 
     def close(self) -> None:
         self.runtime.close()
@@ -632,7 +640,8 @@ def evaluate_expert(seeds: Sequence[int], robot: str = 'fanuc_lrmate200id',
 def evaluate_policy(model_path: str | Path, seeds: Sequence[int],
                     settings: EvalSettings | None = None, threads: int = 1,
                     on_step: Callable[[int, Any, Any], None] | None = None,
-                    as_one_run: bool = False) -> EvalResult:
+                    as_one_run: bool = False,
+                    on_act: Callable[[int, DriverStep], None] | None = None) -> EvalResult:
     """Closed-loop success of an ONNX policy in a SimWorld, as the cell's graph runs it.
 
     `settings` (default: the shipped policy cell, EvalSettings.from_cell()) gives the world,
@@ -643,7 +652,8 @@ def evaluate_policy(model_path: str | Path, seeds: Sequence[int],
     figures include the supervisor. An episode ends when the task checker says success or
     failure (including the episode limit). `on_step(seed, world, status)` sees every step
     of an episode after the task check (for analysis tools; it must not change the world);
-    `status.done` marks an episode's last step.
+    `status.done` marks an episode's last step. `on_act(seed, driver_step)` sees what each
+    control step of an episode commanded: the loop's command and what the supervisor sent.
 
     Every episode runs as the first episode of a graph run does (a supervisor that was never
     armed, the run's first stamps), so its result does not depend on the seeds before it.
@@ -668,10 +678,12 @@ def evaluate_policy(model_path: str | Path, seeds: Sequence[int],
     period = 1.0 / world.config.control_hz
     last_published = 0.0  # cell time of the last observation (sim_node._last_published)
 
-    def act(offset: float, instruction: str) -> None:
+    def act(offset: float, instruction: str, seed: int | None = None) -> None:
         nonlocal last_published
         now = offset + world.sim_time  # sim_node's cell time: offset + world time
-        driver.act(world, instruction, header_stamp(now))
+        step = driver.act(world, instruction, header_stamp(now))
+        if on_act is not None and seed is not None:
+            on_act(seed, step)
         last_published = now
         world.step()
 
@@ -685,7 +697,7 @@ def evaluate_policy(model_path: str | Path, seeds: Sequence[int],
                 driver.reset()
                 offset = period - world.sim_time  # a run's first episode
             while True:
-                act(offset, episode.instruction)
+                act(offset, episode.instruction, seed)
                 status = world.task_status()
                 if on_step is not None:
                     on_step(seed, world, status)

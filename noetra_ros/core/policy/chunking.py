@@ -4,13 +4,20 @@ With asynchronous inference a chunk arrives some time after the observation it w
 from, while the previous chunk is still being executed. `ActionQueue` keeps the chunks that are
 still useful and answers `action_at(t)` at control rate:
 
-* `crossfade` (real-time-chunking style): when a chunk becomes available the output fades
-  linearly from what was being executed to the new chunk over `blend_window_s`. A chunk that
-  runs out during a fade holds its last row, so the output never jumps.
+* `crossfade`: when a chunk becomes available the output fades linearly from what was being
+  executed to the new chunk over `blend_window_s`. A chunk that runs out during a fade holds its
+  last row, so the output never jumps.
 * `ensemble` (ACT temporal ensembling): the chunks covering t are averaged with weight
   exp(-m * i), i = 0 for the oldest. Whenever that set changes (a chunk arrives or its horizon
   ends) the output fades linearly from the old average to the new one over `blend_window_s`,
   so it stays continuous (`blend_window_s = 0` gives the original scheme, which jumps).
+* `rtc` (real-time chunking, after Black, Galliker, Levine 2025, "Real-Time Execution of Action
+  Chunking Flow Policies", arXiv:2506.07339): the rows of a new chunk before its arrival are
+  never used (the previous plan executed them: the paper's frozen prefix); from the arrival on
+  the newest chunk alone is followed, corrected so that it starts at the position and with the
+  velocity of the command being executed, the correction fading to zero over
+  `rtc_horizon_s` (default `blend_window_s`) with the paper's exponential soft mask
+  (`rtc_correction`). docs/REALTIME_CHUNKING.md.
 * `replace`: the newest chunk wins at once (for comparison; jumps at every switch).
 
 Row k of a chunk applies at stamp + k * step_period; between rows the value is interpolated
@@ -27,19 +34,58 @@ import numpy as np
 
 from noetra_ros.core.errors import ConfigError, InputError
 
-BLEND_STRATEGIES = ('crossfade', 'ensemble', 'replace')
+BLEND_STRATEGIES = ('crossfade', 'ensemble', 'rtc', 'replace')
+# -dW/du at u = 0 of the exponential soft mask W(u) = c (e^c - 1) / (e - 1), c = 1 - u
+# (rtc_correction): (2e - 1) / (e - 1).
+_MASK_INITIAL_SLOPE = (2.0 * math.e - 1.0) / (math.e - 1.0)
+
+
+def soft_mask(u: float) -> float:
+    """RTC's exponential soft-mask weight at fraction u of the overlap: 1 at u = 0, 0 from u = 1.
+
+    W = c (e^c - 1) / (e - 1) with c = 1 - u falling linearly, the weights the paper gives the
+    previous chunk's actions between the frozen prefix and the end of the overlap (its soft
+    masking, Section 4; LeRobot's RTCProcessor.get_prefix_weights, schedule EXP, computes the
+    same). Its slope is 0 at u = 1, so a correction shaped by it ends without a velocity step.
+    """
+    if u <= 0.0:
+        return 1.0
+    if u >= 1.0:
+        return 0.0
+    c = 1.0 - u
+    return c * math.expm1(c) / (math.e - 1.0)
+
+
+def rtc_correction(tau: float, horizon: float, offset: np.ndarray,
+                   slope: np.ndarray) -> np.ndarray:
+    """What `rtc` adds to a new chunk tau seconds after it arrived.
+
+    `offset`: executed command minus the new chunk at the arrival; `slope`: their velocity
+    difference there (rad/s). The result starts at `offset` with slope `slope` (so the output
+    keeps the executed position and velocity) and fades to 0 at `horizon` with zero slope:
+    W(u) * (offset + tau * (slope + W0' / horizon * offset)), u = tau / horizon, W the soft
+    mask and W0' = -dW/du(0) cancelling the mask's own initial slope. tau < 0 (before the
+    arrival) extends the start linearly; horizon 0 is no correction.
+    """
+    if tau <= 0.0:
+        return offset + tau * slope
+    if tau >= horizon:
+        return np.zeros_like(offset)
+    return soft_mask(tau / horizon) * (
+        offset + tau * (slope + (_MASK_INITIAL_SLOPE / horizon) * offset))
 
 
 @dataclass(frozen=True)
 class BlendConfig:
     """How overlapping chunks are combined.
 
-    strategy: 'crossfade', 'ensemble' or 'replace'. blend_window_s: duration of the fade to
-    a new chunk (crossfade) or to a new set of averaged chunks (ensemble); 0 = switch at once.
-    ensemble_coeff: ACT's m (0.01 in ACT; > 0 favours older chunks, < 0 newer). interpolate:
-    linear between rows, else hold each row for one step. max_chunks: older chunks beyond
-    this are evicted (an evicted chunk still in use makes the output jump: size it to cover
-    chunk horizon / inference period).
+    strategy: one of BLEND_STRATEGIES. blend_window_s: duration of the fade to a new chunk
+    (crossfade) or to a new set of averaged chunks (ensemble), and rtc's correction horizon
+    unless rtc_horizon_s sets it; 0 = switch at once. ensemble_coeff: ACT's m (0.01 in ACT;
+    > 0 favours older chunks, < 0 newer). rtc_horizon_s: rtc only, how long a new chunk's
+    correction lasts (0 = blend_window_s). interpolate: linear between rows, else hold each
+    row for one step. max_chunks: older chunks beyond this are evicted (an evicted chunk still
+    in use makes the output jump: size it to cover chunk horizon / inference period).
     """
 
     strategy: str = 'crossfade'
@@ -47,16 +93,17 @@ class BlendConfig:
     ensemble_coeff: float = 0.01
     interpolate: bool = True
     max_chunks: int = 64
+    rtc_horizon_s: float = 0.0
 
     def __post_init__(self) -> None:
         if self.strategy not in BLEND_STRATEGIES:
             raise ConfigError(f'strategy {self.strategy!r} is not known (valid: '
                               f'{", ".join(BLEND_STRATEGIES)})')
-        if (isinstance(self.blend_window_s, bool) or not isinstance(self.blend_window_s,
-                                                                    (int, float))
-                or not math.isfinite(self.blend_window_s) or self.blend_window_s < 0):
-            raise ConfigError(f'blend_window_s must be a finite number >= 0, got '
-                              f'{self.blend_window_s!r}')
+        for name in ('blend_window_s', 'rtc_horizon_s'):
+            value = getattr(self, name)
+            if (isinstance(value, bool) or not isinstance(value, (int, float))
+                    or not math.isfinite(value) or value < 0):
+                raise ConfigError(f'{name} must be a finite number >= 0, got {value!r}')
         if (isinstance(self.ensemble_coeff, bool)
                 or not isinstance(self.ensemble_coeff, (int, float))
                 or not math.isfinite(self.ensemble_coeff)):
@@ -69,9 +116,21 @@ class BlendConfig:
             raise ConfigError(f'max_chunks must be an integer in [1, 10000], got '
                               f'{self.max_chunks!r}')
 
+    @property
+    def rtc_horizon(self) -> float:
+        """Seconds over which rtc's correction of a new chunk fades out."""
+        return self.rtc_horizon_s if self.rtc_horizon_s > 0.0 else self.blend_window_s
+
+    @property
+    def influence_window(self) -> float:
+        """How long after a newer chunk started an older one can still shape the output."""
+        if self.strategy == 'replace':
+            return 0.0
+        return self.rtc_horizon if self.strategy == 'rtc' else self.blend_window_s
+
 
 class _Chunk:
-    __slots__ = ('values', 'stamp', 'dt', 'start', 'seq', 'end')
+    __slots__ = ('values', 'stamp', 'dt', 'start', 'seq', 'end', 'correction')
 
     def __init__(self, values: np.ndarray, stamp: float, dt: float, start: float, seq: int,
                  interpolate: bool) -> None:
@@ -83,6 +142,8 @@ class _Chunk:
         steps = values.shape[0]
         # Interpolation needs a following row; holding keeps the last row for one more step.
         self.end = stamp + ((steps - 1) * dt if interpolate else steps * dt)
+        # rtc: (offset, slope, horizon) of rtc_correction, set on arrival; None = none.
+        self.correction: tuple[np.ndarray, np.ndarray, float] | None = None
 
     def covers(self, t: float, interpolate: bool) -> bool:
         if t < self.stamp:
@@ -103,6 +164,14 @@ class _Chunk:
             return self.values[k]
         frac = min(max(u - k, 0.0), 1.0)
         return self.values[k] + frac * (self.values[k + 1] - self.values[k])
+
+    def corrected(self, t: float, interpolate: bool) -> np.ndarray:
+        """rtc's output while this chunk is the newest: the sample plus its correction."""
+        value = self.sample(t, interpolate)
+        if self.correction is None:
+            return value
+        offset, slope, horizon = self.correction
+        return value + rtc_correction(t - self.start, horizon, offset, slope)
 
 
 class ActionQueue:
@@ -168,6 +237,8 @@ class ActionQueue:
             if chunk.end < arrival or (not interpolate and chunk.end <= arrival):
                 self.expired_on_arrival += 1
                 return False
+            if self._config.strategy == 'rtc':
+                self._attach_correction(chunk)
             self._seq += 1
             self._width = array.shape[1]
             self._chunks.append(chunk)
@@ -189,7 +260,7 @@ class ActionQueue:
         """(oldest, newest) observation stamps of the chunks that can shape the action at t:
         those that have started and whose horizon had not ended one blend window before t (a
         superset of the ones blended, so an audit never misses an input). None: no chunk."""
-        window = 0.0 if self._config.strategy == 'replace' else self._config.blend_window_s
+        window = self._config.influence_window
         with self._lock:
             stamps = [c.stamp for c in self._chunks if c.start <= t and c.end >= t - window]
         return (min(stamps), max(stamps)) if stamps else None
@@ -200,6 +271,8 @@ class ActionQueue:
             self._last_t = max(self._last_t, t)
             if self._config.strategy == 'ensemble':
                 result = self._ensemble(t)
+            elif self._config.strategy == 'rtc':
+                result = self._rtc(t)
             else:
                 result = self._crossfade(t)
             return None if result is None else np.array(result, dtype=np.float64)
@@ -236,6 +309,49 @@ class ActionQueue:
             a = alpha(chunk)
             output = (1.0 - a) * output + a * chunk.sample(t, interpolate)
         return output
+
+    def _newest_started(self, t: float) -> _Chunk | None:
+        started = [c for c in self._chunks if c.start <= t]
+        return max(started, key=lambda c: (c.start, c.seq)) if started else None
+
+    def _attach_correction(self, chunk: _Chunk) -> None:
+        """rtc: make `chunk` start from the command being executed at its arrival.
+
+        That command is the newest earlier chunk's corrected output; once it has run out (the
+        queue went dry: nothing was commanded and the robot kept its last target) it is that
+        chunk's last row, still, with zero velocity. Velocities are differences over one row
+        period: backwards for what was executed, forwards for the new chunk (its rows before
+        the arrival are never used). No earlier chunk (first chunk, after clear()): none.
+
+        The correction ends by the chunk's last row at the latest: a chunk that arrives with
+        little left (inference almost as long as the chunk) would otherwise run out while
+        still held back towards the old command and the arm would barely move between chunks.
+        """
+        now, h = chunk.start, chunk.dt
+        previous = self._newest_started(now)
+        horizon = min(self._config.rtc_horizon, chunk.end - now)
+        if previous is None or horizon <= 0.0:
+            return
+        interpolate = self._config.interpolate
+        here = previous.corrected(min(now, previous.end), interpolate)
+        before = previous.corrected(min(now - h, previous.end), interpolate)
+        new_here = chunk.sample(now, interpolate)
+        new_velocity = (chunk.sample(now + h, interpolate) - new_here) / h
+        chunk.correction = (here - new_here, (here - before) / h - new_velocity, horizon)
+
+    def _rtc(self, t: float) -> np.ndarray | None:
+        # The newest chunk that has arrived is followed alone: its correction already carries
+        # what the earlier ones were doing, so they can never matter again. A newest chunk
+        # whose horizon has passed gives None (hold) but stays as the reference the next
+        # chunk's correction starts from.
+        base = self._newest_started(t)
+        if base is None:
+            return None
+        if len(self._chunks) > 1:
+            self._chunks = [c for c in self._chunks if c is base or c.start > t]
+        if not base.covers(t, self._config.interpolate):
+            return None
+        return base.corrected(t, self._config.interpolate)
 
     def _stacked(self) -> tuple[np.ndarray, ...]:
         """All chunks as padded arrays, rebuilt only when the chunk list changed; lets the

@@ -9,6 +9,14 @@ the queue. Its users only move data in and out:
 * the in-process evaluation (learning/record.PolicyDriver): one `step` per simulated control
   period, the same call lockstep policy_node makes, so a seeded episode sees the same commands.
 
+`inference_delay_steps` > 0 makes `step` behave as an asynchronous node whose inference takes
+that many control periods, deterministically: a chunk planned at step t from the observation
+of t is queued at step t + delay (stamped with its observation, as `plan` stamps it), the queue
+keeps commanding from the earlier chunks meanwhile, and only one inference is in flight, so the
+next one starts when it has landed (a new chunk every max(replan_steps, delay) steps). Nothing
+sleeps: the results do not depend on the machine's load. `plan` (async mode) ignores it; there
+the delay is the real one.
+
 Defaults live in `LoopConfig` only (policy_node declares its parameters from it; the evaluation
 reads the cell file), so the two paths cannot drift apart.
 
@@ -47,8 +55,11 @@ class LoopConfig:
 
     replan_steps: in a lockstep step, infer when this many steps have passed since the last
     chunk (or when nothing is queued for now); async inference ignores it. blend /
-    blend_window_s / ensemble_coeff: see chunking.BlendConfig. trajectory_points: future rows
-    per command (a JointTrajectory's points). command_interface: one of COMMAND_INTERFACES.
+    blend_window_s / ensemble_coeff / rtc_horizon_s: see chunking.BlendConfig.
+    trajectory_points: future rows per command (a JointTrajectory's points).
+    command_interface: one of COMMAND_INTERFACES. inference_delay_steps: lockstep only, the
+    emulated inference time in control steps (module docstring); 0 = a chunk is used in the
+    step whose observation it was computed from.
     """
 
     # The setting the shipped model was evaluated with (models/MODEL_CARD.md): a new chunk
@@ -59,12 +70,15 @@ class LoopConfig:
     ensemble_coeff: float = 0.01
     trajectory_points: int = 3
     command_interface: str = 'trajectory'
+    inference_delay_steps: int = 0
+    rtc_horizon_s: float = 0.0
 
     def __post_init__(self) -> None:
-        for name in ('replan_steps', 'trajectory_points'):
+        for name, least in (('replan_steps', 1), ('trajectory_points', 1),
+                            ('inference_delay_steps', 0)):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f'{name}={value!r}: must be an integer >= 1')
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise ConfigError(f'{name}={value!r}: must be an integer >= {least}')
         if self.blend not in BLEND_STRATEGIES:
             raise ConfigError(f'blend={self.blend!r}: must be one of {BLEND_STRATEGIES}')
         if self.command_interface not in COMMAND_INTERFACES:
@@ -75,7 +89,7 @@ class LoopConfig:
     def blend_config(self) -> BlendConfig:
         """The ActionQueue configuration."""
         return BlendConfig(strategy=self.blend, blend_window_s=self.blend_window_s,
-                           ensemble_coeff=self.ensemble_coeff)
+                           ensemble_coeff=self.ensemble_coeff, rtc_horizon_s=self.rtc_horizon_s)
 
     @classmethod
     def from_parameters(cls, parameters: Mapping[str, object]) -> 'LoopConfig':
@@ -83,7 +97,7 @@ class LoopConfig:
         keep their defaults, so a cell and this class agree on every value it leaves out."""
         values: dict[str, object] = {name: parameters[name]
                                      for name in cls.__dataclass_fields__ if name in parameters}
-        for name in ('blend_window_s', 'ensemble_coeff'):
+        for name in ('blend_window_s', 'ensemble_coeff', 'rtc_horizon_s'):
             value = values.get(name)
             if isinstance(value, int) and not isinstance(value, bool):
                 values[name] = float(value)  # YAML `0` is an int
@@ -162,6 +176,20 @@ class Inference:
 
 
 @dataclass(frozen=True)
+class _Planned:
+    """A chunk inferred and not yet queued: its rows (in the loop's column order), the
+    observation it came from, the inference figures and the epoch it was planned in."""
+
+    values: np.ndarray
+    step_period_s: float
+    observation: Observation
+    inference_time_s: float
+    preprocess_time_s: float
+    unknown_words: tuple[str, ...]
+    epoch: int
+
+
+@dataclass(frozen=True)
 class LoopResult:
     """What one call did: the command (if any), the chunk queued (if any), the problems."""
 
@@ -204,6 +232,8 @@ class PolicyLoop:
         self.queue = ActionQueue(config.blend_config())
         self._lock = threading.Lock()
         self._steps_since_plan = 0
+        # inference_delay_steps > 0: the chunk whose emulated inference is in flight.
+        self._pending: _Planned | None = None
         # Bumped by reset(): a chunk planned from an observation of an earlier epoch (the
         # previous task) is dropped even when its inference finishes after the reset.
         self._epoch = 0
@@ -215,12 +245,14 @@ class PolicyLoop:
         with self._lock:
             self._epoch += 1
             self._steps_since_plan = 0
+            self._pending = None
             self.queue.clear()
 
     def discard_plans(self) -> None:
         """Drop the queued chunks (their inputs went stale), keeping the replanning phase."""
         with self._lock:
             self._epoch += 1
+            self._pending = None
             self.queue.clear()
 
     # ------------------------------------------------------------------ planning
@@ -230,6 +262,13 @@ class PolicyLoop:
         `now` is when the chunk becomes available on the command clock (lockstep: the step's
         stamp; async: the node clock when the observation was taken).
         """
+        planned = self._infer(observe)
+        if isinstance(planned, LoopResult):
+            return planned
+        return self._enqueue(planned, now)
+
+    def _infer(self, observe: Callable[[], Observation]) -> _Planned | LoopResult:
+        """Observe and infer; the chunk (not queued yet) or the problem that stopped it."""
         with self._lock:
             epoch = self._epoch
         try:
@@ -257,14 +296,22 @@ class PolicyLoop:
         gripper = chunk.gripper_position
         if self.uses_gripper and gripper is not None:
             columns.append(gripper)
-        values = np.stack(columns, axis=1)
+        return _Planned(values=np.stack(columns, axis=1), step_period_s=chunk.step_period_s,
+                        observation=observation, inference_time_s=chunk.inference_time_s,
+                        preprocess_time_s=inputs.preprocess_time_s,
+                        unknown_words=tuple(inputs.unknown_words), epoch=epoch)
+
+    def _enqueue(self, planned: _Planned, now: float) -> LoopResult:
+        """Queue an inferred chunk, available from `now`, unless the task changed meanwhile."""
+        observation = planned.observation
         with self._lock:
-            if epoch != self._epoch:
+            if planned.epoch != self._epoch:
                 return LoopResult(problems=(Problem(
                     NO_COMMAND_STALE, 'chunk dropped: the task changed or its inputs went '
                     'stale during inference'),))
             try:
-                queued = self.queue.add(values, observation.stamp, chunk.step_period_s, now=now)
+                queued = self.queue.add(planned.values, observation.stamp,
+                                        planned.step_period_s, now=now)
             except InputError as exc:
                 return LoopResult(problems=(Problem(INFERENCE_ERRORS,
                                                     f'unusable action chunk: {exc}'),))
@@ -273,9 +320,9 @@ class PolicyLoop:
                 NO_COMMAND_STALE, f'chunk from {observation.stamp:.3f} s had expired by '
                 f'{now:.3f} s'),))
         return LoopResult(inference=Inference(
-            stamp=observation.stamp, inference_time_s=chunk.inference_time_s,
-            preprocess_time_s=inputs.preprocess_time_s, received=observation.received,
-            unknown_words=tuple(inputs.unknown_words),
+            stamp=observation.stamp, inference_time_s=planned.inference_time_s,
+            preprocess_time_s=planned.preprocess_time_s, received=observation.received,
+            unknown_words=planned.unknown_words,
             input_stamps=dict(observation.input_stamps)))
 
     # ------------------------------------------------------------------ commands
@@ -306,20 +353,39 @@ class PolicyLoop:
     def step(self, t: float, observe: Callable[[], Observation]) -> LoopResult:
         """One lockstep control step at stamp `t`: infer if due, then the command for `t`.
 
-        Due: `replan_steps` steps since the last queued chunk, or nothing queued for `t`.
-        `observe` is called only when due (an evaluation renders cameras only then). The step's
-        stamp is "now" for the queue: the result must not depend on when a clock message lands.
+        Due: `replan_steps` steps since the last chunk was planned, or nothing queued for `t`;
+        with `inference_delay_steps` > 0 also no inference in flight (the planned chunk is
+        queued that many steps later, before that step's command, and reported as that step's
+        `inference`). `observe` is called only when due (an evaluation renders cameras only
+        then). The step's stamp is "now" for the queue: the result must not depend on when a
+        clock message lands.
         """
+        delay = self.config.inference_delay_steps
         with self._lock:
             self._steps_since_plan += 1
-            due = (self._steps_since_plan >= self.config.replan_steps
-                   or self.queue.action_at(t) is None)
+            landing = self._pending if self._steps_since_plan >= delay else None
+            if landing is not None:
+                self._pending = None
+        landed = LoopResult() if landing is None else self._enqueue(landing, t)
+        with self._lock:
+            due = self._pending is None and (
+                self._steps_since_plan >= self.config.replan_steps
+                or self.queue.action_at(t) is None)
         planned = LoopResult()
-        if due:
+        if due and delay == 0:
             planned = self.plan(observe, now=t)
             if planned.inference is not None:
                 with self._lock:
                     self._steps_since_plan = 0
+        elif due:
+            started = self._infer(observe)
+            if isinstance(started, LoopResult):
+                planned = started
+            else:
+                with self._lock:  # in flight; a reset meanwhile drops it when it lands
+                    self._pending = started
+                    self._steps_since_plan = 0
         commanded = self.command_at(t)
-        return LoopResult(command=commanded.command, inference=planned.inference,
-                          problems=planned.problems + commanded.problems)
+        return LoopResult(command=commanded.command,
+                          inference=landed.inference or planned.inference,
+                          problems=landed.problems + planned.problems + commanded.problems)
