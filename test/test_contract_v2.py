@@ -267,6 +267,12 @@ def test_in_process_evaluation_refuses_the_shipped_model_on_another_arm():
     settings = replace(EvalSettings.from_cell('pick_place_lrmate_policy'), robot='yaskawa_hc10')
     with pytest.raises(ConfigError, match=f'trained for {LRMATE} .* robot is yaskawa_hc10'):
         PolicyDriver(SHIPPED, settings)
+    # The cell's own allow_other_embodiment (policy node parameter) reaches the evaluation.
+    allowed = EvalSettings.from_cell('pick_place_lrmate_policy',
+                                     policy={'allow_other_embodiment': True})
+    assert allowed.allow_other_embodiment
+    driver = PolicyDriver(SHIPPED, replace(allowed, robot='yaskawa_hc10'))
+    driver.close()
 
 
 def test_export_names_the_robot_of_the_training_datasets(tmp_path):

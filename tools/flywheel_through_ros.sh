@@ -8,12 +8,12 @@
 #      steps), export to ONNX;
 #   4. evaluate both on the same held-out seeds, in process, behind the supervisor (evalcheck).
 # Usage: bash tools/flywheel_through_ros.sh OUT_DIR [EPISODES] [STEPS] [EVAL_SEEDS]
-#   defaults: 120 episodes (seeds 0..119), 3000 training steps, eval seeds 80000:80050.
-# Takes about an hour on 2 cores. Results: OUT_DIR/summary.txt (+ each step's log).
+#   defaults: 120 episodes (seeds 0..119), 1000 training steps, eval seeds 80000:80050.
+# Takes about an hour on a quiet 2-core machine (docs/results/flywheel_through_ros.txt). Results: OUT_DIR/summary.txt (+ each step's log).
 set -euo pipefail
 out="${1:?usage: $0 OUT_DIR [EPISODES] [STEPS] [EVAL_SEEDS]}"
 episodes="${2:-120}"
-steps="${3:-3000}"
+steps="${3:-1000}"
 eval_seeds="${4:-80000:80050}"
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # A DDS domain of its own: another cell on the machine's default domain would talk to this one.
@@ -37,10 +37,10 @@ head -1 "$out/graph_convert.log" | tee -a "$out/summary.txt"
 timed inprocess_record python -m noetra_ros.learning record --output "$out/inprocess_dataset" \
   --episodes "$episodes" --first-seed 0
 tail -1 "$out/inprocess_record.log" | tee -a "$out/summary.txt"
-# 3. Same recipe and budget, one thread each, both at once.
+# 3. Same recipe and budget, one thread each, both at once (--output is the checkpoint file).
 for source in graph inprocess; do
   python -m noetra_ros.learning train --dataset "$out/${source}_dataset" \
-    --output "$out/${source}_train" --steps "$steps" --threads 1 \
+    --output "$out/${source}_train.pt" --steps "$steps" --threads 1 \
     > "$out/${source}_train.log" 2>&1 &
 done
 t0=$SECONDS
@@ -48,11 +48,17 @@ wait
 log "training (both, in parallel): done in $((SECONDS - t0)) s"
 for source in graph inprocess; do
   timed "${source}_export" python -m noetra_ros.learning export \
-    --checkpoint "$out/${source}_train/checkpoint.pt" --output "$out/${source}.onnx"
+    --checkpoint "$out/${source}_train.pt" --output "$out/${source}.onnx" \
+    --dataset "$out/${source}_dataset"
 done
-# 4. Same held-out seeds, the policy cell's settings, supervisor included.
+# 4. Same held-out seeds, the policy cell's settings, supervisor included; both at once.
 for source in graph inprocess; do
-  timed "${source}_eval" python -m noetra_ros.learning evalcheck --model "$out/${source}.onnx" \
-    --seeds "$eval_seeds" --json "$out/${source}_eval.json"
+  python -m noetra_ros.learning evalcheck --model "$out/${source}.onnx" \
+    --seeds "$eval_seeds" --json "$out/${source}_eval.json" > "$out/${source}_eval.log" 2>&1 &
+done
+t0=$SECONDS
+wait
+log "evaluations (both, in parallel): done in $((SECONDS - t0)) s"
+for source in graph inprocess; do
   grep -i "success" "$out/${source}_eval.log" | tail -2 | sed "s/^/$source: /" | tee -a "$out/summary.txt"
 done

@@ -177,6 +177,9 @@ class EvalSettings:
     episode_timeout_s: float
     safety: SafetyNodeSettings
     loop: LoopConfig = LOOP_DEFAULTS
+    # The policy node's allow_other_embodiment: a model trained for another arm runs only when
+    # the cell says so (logged), in process as on the node.
+    allow_other_embodiment: bool = False
     reset_pause_s: float = DEFAULT_RESET_PAUSE_S
     # sim parameters the world is built from (control_hz, physics_hz, command_timeout_s) and
     # the cameras as (name, width, height)
@@ -252,6 +255,7 @@ class EvalSettings:
         return cls(
             cell=spec.name, robot=robot, episode_timeout_s=float(timeout),
             loop=LoopConfig.from_parameters(policy_params), safety=safety,
+            allow_other_embodiment=bool(policy_params.get('allow_other_embodiment', False)),
             reset_pause_s=float(sim.get('reset_pause_s', DEFAULT_RESET_PAUSE_S)),
             world_parameters=tuple((key, sim[key]) for key in
                                    ('control_hz', 'physics_hz', 'command_timeout_s')
@@ -384,9 +388,10 @@ class PolicyDriver:
         try:
             joint_names = robot_spec(self.settings.robot).joint_names
             self.runtime.validate_robot(joint_names, has_gripper=True, has_wrench=True)
-            # The cell's robot, as policy_node checks it (strict: the in-process evaluation
-            # has no allow_other_embodiment of its own).
-            embodiment_note = self.runtime.validate_embodiment(self.settings.robot)
+            # The cell's robot and allow_other_embodiment, as policy_node checks them.
+            embodiment_note = self.runtime.validate_embodiment(
+                self.settings.robot,
+                allow_other_embodiment=self.settings.allow_other_embodiment)
             if embodiment_note:
                 logging.getLogger(__name__).warning(embodiment_note)
             self.loop = PolicyLoop(self.runtime, joint_names, self.settings.loop)
