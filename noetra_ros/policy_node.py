@@ -72,7 +72,8 @@ INTERFACES = COMMAND_INTERFACES
 BLENDS = BLEND_STRATEGIES
 
 PARAMETERS = {
-    'model_path': ('', 'ONNX model; relative paths are looked up in the package share folder'),
+    'model_path': ('', 'ONNX model, or the contract file (.yaml) of a model made of several '
+                       'graphs; relative paths are looked up in the package share folder'),
     'robot': ('fanuc_lrmate200id', 'robot whose joints the contract must match'),
     'allow_other_embodiment': (False, 'run a model whose contract names another robot (or other '
                                       'kinematics) than `robot`: logged at WARN; off, such a '
@@ -138,7 +139,8 @@ INPUT_TRACE_FLUSH_S = 0.1
 
 def resolve_model_path(path: str) -> Path:
     if not path:
-        raise ConfigError('parameter model_path is empty: set it to an .onnx file')
+        raise ConfigError('parameter model_path is empty: set it to an .onnx file (or a '
+                          'multi-graph model\'s contract .yaml)')
     return resolve_data_path(path, 'parameter model_path: model file')
 
 
@@ -274,7 +276,9 @@ class PolicyNode(LifecycleNode):
         if getattr(self, 'pub_provenance', None) is None:
             self.pub_provenance = self.create_publisher(DiagnosticStatus, PROVENANCE_TOPIC,
                                                         LATCHED)
-        provenance = model_provenance(path, contract.name, contract.contract_version)
+        # A multi-graph model: its graphs' bytes count too (paths relative to the contract).
+        provenance = model_provenance(path, contract.name, contract.contract_version, {
+            name: path.parent / file for name, file in contract.graphs.items()})
         self.pub_provenance.publish(DiagnosticStatus(
             name='policy/provenance', message=f'{path.name} sha256 {provenance["model_sha256"]}',
             values=[KeyValue(key=k, value=v) for k, v in provenance.items()]))
@@ -683,11 +687,17 @@ class PolicyNode(LifecycleNode):
         self.get_logger().warn(f'no new command: {reason}', throttle_duration_sec=2.0)
 
     def stats(self) -> dict:
+        runtime = self.runtime
+        # A multi-graph model's stages as the runtime timed them: stage_<name>_ms, and
+        # stage_<name>_step_ms for each step of a denoise loop (none for one ONNX model).
+        stages = {} if runtime is None else {
+            f'stage_{name}_ms': percentiles(times)
+            for name, times in runtime.stage_times_ms().items()}
         with self._health_lock:
             return {'inference_ms': percentiles(self.inference_ms),
                     'preprocess_ms': percentiles(self.preprocess_ms),
                     'plan_ms': percentiles(self.plan_ms),
-                    'end_to_end_ms': percentiles(self.e2e_ms), **self.counters}
+                    'end_to_end_ms': percentiles(self.e2e_ms), **stages, **self.counters}
 
     def diagnostic_values(self) -> dict:
         """The key / values of the node's diagnostic status: counters, latency percentiles as

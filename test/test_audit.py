@@ -271,3 +271,19 @@ def test_noetra_audit_names_the_file_and_the_problem_of_a_bad_recording(tmp_path
         audit_cli.read_trail(empty)
     with pytest.raises(InputError, match='exactly one .mcap file, found 0'):
         audit_cli.read_trail(tmp_path / 'recording')
+
+
+def test_provenance_of_a_multi_graph_model_covers_every_graph_file(tmp_path):
+    from noetra_ros.core.audit import model_provenance
+
+    contract = tmp_path / 'policy.contract.yaml'
+    contract.write_text('name: two_phase\n')
+    (tmp_path / 'encoder.onnx').write_bytes(b'encoder weights')
+    (tmp_path / 'expert.onnx').write_bytes(b'expert weights')
+    graphs = {'encoder': tmp_path / 'encoder.onnx', 'expert': tmp_path / 'expert.onnx'}
+    first = model_provenance(contract, 'two_phase', 2, graphs)
+    assert first['model_file'] == 'policy.contract.yaml'
+    assert first['model_sha256'] != model_provenance(contract, 'two_phase', 2)['model_sha256']
+    (tmp_path / 'expert.onnx').write_bytes(b'expert weights, retrained')
+    assert model_provenance(contract, 'two_phase', 2, graphs)['model_sha256'] != \
+        first['model_sha256']

@@ -98,16 +98,30 @@ def cycle_decision(armed: bool, state_reason: str, following: bool,
     return PASSED, ''
 
 
-def model_provenance(model_file: str | os.PathLike[str], contract_name: str,
-                     contract_version: int | str) -> dict[str, str]:
-    """What policy_node announces on PROVENANCE_TOPIC: the model file's sha256 (of its bytes,
-    read in 1 MiB blocks), its name and the contract's name and version."""
-    path = Path(model_file)
+def _file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open('rb') as handle:
         for block in iter(lambda: handle.read(1 << 20), b''):
             digest.update(block)
-    return {'source': 'policy', 'model_sha256': digest.hexdigest(), 'model_file': path.name,
+    return digest.hexdigest()
+
+
+def model_provenance(model_file: str | os.PathLike[str], contract_name: str,
+                     contract_version: int | str,
+                     graph_files: Mapping[str, str | os.PathLike[str]] | None = None
+                     ) -> dict[str, str]:
+    """What policy_node announces on PROVENANCE_TOPIC: the model's sha256, its file name and
+    the contract's name and version. One ONNX file: the sha256 of its bytes. A model made of
+    several graphs (`model_file` is its contract file, `graph_files` {graph name: path}): the
+    sha256 of the lines `<name> <sha256 of the file>` for the contract file (name `contract`)
+    and every graph in name order, so a changed weight file changes the model's sha256."""
+    path = Path(model_file)
+    sha = _file_sha256(path)
+    if graph_files:
+        parts = [f'contract {sha}'] + [f'{name} {_file_sha256(Path(graph_files[name]))}'
+                                       for name in sorted(graph_files)]
+        sha = hashlib.sha256('\n'.join(parts).encode()).hexdigest()
+    return {'source': 'policy', 'model_sha256': sha, 'model_file': path.name,
             'contract': str(contract_name), 'contract_version': str(contract_version)}
 
 

@@ -8,8 +8,10 @@ Every check raises ContractError whose message starts with the exact field path,
 `inputs[1].components[0].joints[3]: 'joint_7' is not a joint of the robot (...)`.
 
 Version 2 adds letterboxed and uint8 images, padded state / action vectors, `tokenizers`
-tokenizers with an attention mask, and makes `embodiment` (the robot the policy was trained for)
-required. A version 1 document that uses a version 2 field is refused with the field's path;
+tokenizers with an attention mask, models made of several ONNX graphs (`graphs` + `pipeline`:
+run and denoise stages; the contract is then a file of its own, `load_contract_file`, and
+pipeline.py validates and runs it), and makes `embodiment` (the robot the policy was trained
+for) required. A version 1 document that uses a version 2 field is refused with the field's path;
 each dataclass lists the version 2 features it uses (`version_2_fields`), so a contract built
 in code is held to the same rule.
 """
@@ -68,6 +70,14 @@ ACTION_MEANINGS = ('joint_positions', 'joint_velocities', 'gripper_position', 'b
 ACTION_MODES = ('absolute', 'delta')
 TOKENIZERS = ('word_vocab', 'hf_tokenizers')
 UNKNOWN_WORD_POLICIES = ('map_to_unk', 'reject')
+# Several graphs (version 2): what a pipeline stage does, how a denoise loop spaces its times
+# and what its graph returns per step (DenoiseStage).
+STAGE_KINDS = ('run', 'denoise')
+DENOISE_SCHEDULES = ('linear', 'cosine')
+DENOISE_PREDICTIONS = ('velocity', 'sample')
+# A model path with one of these suffixes is a contract file naming its graphs (a multi-graph
+# model); any other path is one ONNX model whose contract is its sidecar or metadata.
+CONTRACT_FILE_SUFFIXES = ('.yaml', '.yml')
 
 # Upper bounds that catch typos (an image of 96000 px) rather than limit real models.
 _MAX_IMAGE_SIDE = 8192
@@ -75,6 +85,8 @@ _MAX_TOKENS = 4096
 _MAX_VOCABULARY = 1 << 24
 _MAX_WIDTH = 1 << 20
 _MAX_CHUNK = 10000
+_MAX_STEPS = 10000
+_MAX_SEED = (1 << 63) - 1
 # 16UC1 millimetres end at 65.535 m; a larger bound is a unit mistake.
 _MAX_DEPTH_M = 65.535
 # core/robot_model.kinematics_fingerprint's form.
@@ -830,6 +842,147 @@ class Embodiment:
 
 
 # --------------------------------------------------------------------------------------------
+# Several graphs (version 2): `graphs` names the ONNX files, `pipeline` runs them in order.
+# Values flow by name: the contract inputs (and attention masks) are the first values; each
+# stage reads values and adds its own; the action output names the value it reads.
+
+def _check_value_map(values: Any, path: str, *, required: bool) -> Mapping[str, str]:
+    """A {graph tensor name: pipeline value name} mapping of strings."""
+    if values is None:
+        values = {}
+    if not isinstance(values, Mapping):
+        _fail(path, f'must be a mapping of graph tensor name: value name, got {values!r}')
+    if required and not values:
+        _fail(path, 'must not be empty')
+    for key, value in values.items():
+        _check_str(key, f'{path} key')
+        _check_str(value, f'{path}.{key}')
+    return MappingProxyType(dict(values))
+
+
+@dataclass(frozen=True)
+class RunStage:
+    """One graph run once: `inputs` {graph input: value} feeds it, `outputs` {graph output:
+    value} keeps what later stages (or the action output) read. Graph outputs not named are not
+    computed beyond what the kept ones need."""
+
+    kind: ClassVar[str] = 'run'
+    name: str
+    graph: str
+    inputs: Mapping[str, str] = field(default_factory=dict, hash=False)
+    outputs: Mapping[str, str] = field(default_factory=dict, hash=False)
+
+    def __post_init__(self) -> None:
+        _check_str(self.name, 'name')
+        _check_str(self.graph, 'graph')
+        _set(self, 'inputs', _check_value_map(self.inputs, 'inputs', required=True))
+        _set(self, 'outputs', _check_value_map(self.outputs, 'outputs', required=True))
+
+    def produces(self) -> tuple[tuple[str, str], ...]:
+        """(field path inside the stage, value name) of every value the stage adds."""
+        return tuple((f'outputs.{key}', value) for key, value in self.outputs.items())
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-data form (JSON / YAML ready)."""
+        return {'name': self.name, 'kind': self.kind, 'graph': self.graph,
+                'inputs': dict(self.inputs), 'outputs': dict(self.outputs)}
+
+
+@dataclass(frozen=True)
+class DenoiseStage:
+    """The iterative loop the runtime runs (flow matching / diffusion sampling).
+
+    x starts as seeded standard normal noise of `noise_shape` (float32). For k = 0 .. steps-1
+    the graph gets x at `x_input`, t_k at `time_input` and the values of `inputs` (e.g. an
+    encoder's prefix or KV cache), and returns `step_output`:
+
+    * `predicts: velocity`: dx/dt, Euler step x <- x + (t_{k+1} - t_k) * v (pi0 / SmolVLA:
+      t from 1 (noise) to 0 (data), x_t = t * noise + (1 - t) * actions, v = noise - actions);
+    * `predicts: sample`: the clean sample x0, DDIM-style deterministic step
+      x <- x0 + (a_{k+1} / a_k) * (x - x0), a = (t - t_end) / (t_start - t_end) the noise share.
+
+    `schedule`: `linear` (equal steps from t_start to t_end) or `cosine` (t_start + (t_end -
+    t_start) * (1 - cos(pi k / steps)) / 2: smaller steps near both ends). The final x becomes
+    the value `result`. `inpaint_prefix`: rows given to `PolicyRuntime.infer(prefix=...)` are
+    held at their noised known value at every step (real-time chunking, pipeline.py).
+    """
+
+    kind: ClassVar[str] = 'denoise'
+    name: str
+    graph: str
+    steps: int
+    x_input: str
+    time_input: str
+    step_output: str
+    noise_shape: tuple[int, ...]
+    result: str
+    inputs: Mapping[str, str] = field(default_factory=dict, hash=False)
+    schedule: str = 'linear'
+    predicts: str = 'velocity'
+    t_start: float = 1.0
+    t_end: float = 0.0
+    seed: int = 0
+    inpaint_prefix: bool = False
+
+    def __post_init__(self) -> None:
+        for key in ('name', 'graph', 'x_input', 'time_input', 'step_output', 'result'):
+            _check_str(getattr(self, key), key)
+        _set(self, 'steps', _check_int(self.steps, 'steps', 1, _MAX_STEPS))
+        _check_choice(self.schedule, 'schedule', DENOISE_SCHEDULES)
+        _check_choice(self.predicts, 'predicts', DENOISE_PREDICTIONS)
+        _set(self, 'noise_shape', self._checked_shape())
+        _set(self, 'inputs', _check_value_map(self.inputs, 'inputs', required=False))
+        for key in (self.x_input, self.time_input):
+            if key in self.inputs:
+                _fail(f'inputs.{key}', f'{key!r} is the x_input or time_input: the loop feeds it')
+        if self.x_input == self.time_input:
+            _fail('time_input', f'{self.time_input!r} is already the x_input')
+        _set(self, 't_start', _check_float(self.t_start, 't_start'))
+        _set(self, 't_end', _check_float(self.t_end, 't_end'))
+        if self.t_start == self.t_end:
+            _fail('t_end', f'must differ from t_start ({self.t_start})')
+        _set(self, 'seed', _check_int(self.seed, 'seed', 0, _MAX_SEED))
+        if not isinstance(self.inpaint_prefix, bool):
+            _fail('inpaint_prefix', f'must be true or false, got {self.inpaint_prefix!r}')
+
+    def _checked_shape(self) -> tuple[int, ...]:
+        shape = self.noise_shape
+        if isinstance(shape, (str, bytes)) or not isinstance(shape, (list, tuple)) or not shape:
+            _fail('noise_shape', f'must be a non-empty list of sizes, got {shape!r}')
+        return tuple(_check_int(size, f'noise_shape[{i}]', 1, _MAX_WIDTH)
+                     for i, size in enumerate(shape))
+
+    def produces(self) -> tuple[tuple[str, str], ...]:
+        """(field path inside the stage, value name) of every value the stage adds."""
+        return (('result', self.result),)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-data form (JSON / YAML ready)."""
+        return {'name': self.name, 'kind': self.kind, 'graph': self.graph, 'steps': self.steps,
+                'schedule': self.schedule, 'predicts': self.predicts, 't_start': self.t_start,
+                't_end': self.t_end, 'x_input': self.x_input, 'time_input': self.time_input,
+                'step_output': self.step_output, 'noise_shape': list(self.noise_shape),
+                'inputs': dict(self.inputs), 'result': self.result, 'seed': self.seed,
+                'inpaint_prefix': self.inpaint_prefix}
+
+
+PipelineStage = Union[RunStage, DenoiseStage]
+
+
+def _check_graphs(graphs: Any) -> Mapping[str, str]:
+    """{graph name: ONNX file path relative to the contract file's folder}."""
+    if not isinstance(graphs, Mapping) or not graphs:
+        _fail('graphs', f'must be a non-empty mapping of graph name: ONNX file, got {graphs!r}')
+    for name, file in graphs.items():
+        _check_str(name, 'graphs key')
+        _check_str(file, f'graphs.{name}')
+        if PurePath(file).is_absolute():
+            _fail(f'graphs.{name}', f'{file!r} must be relative to the contract file\'s folder '
+                  '(an absolute path does not travel with the model)')
+    return MappingProxyType(dict(graphs))
+
+
+# --------------------------------------------------------------------------------------------
 # The contract
 
 @dataclass(frozen=True)
@@ -841,6 +994,11 @@ class PolicyContract:
     `info` is free-form provenance (training run, dataset, exporter version): string keys,
     scalar values. `embodiment` names the robot the policy was trained for (required in
     version 2, optional in version 1).
+
+    Several graphs (version 2): `graphs` {name: ONNX file relative to the contract file's
+    folder} and `pipeline` (stages run in order) come together. The input names are then
+    pipeline value names (not ONNX input names), stages read and add values, and the action
+    output names the value it reads (`_check_pipeline` has the rules).
     """
 
     name: str
@@ -851,6 +1009,8 @@ class PolicyContract:
     description: str = ''
     info: Mapping[str, Any] = field(default_factory=dict, hash=False)
     embodiment: Embodiment | None = None
+    graphs: Mapping[str, str] = field(default_factory=dict, hash=False)
+    pipeline: tuple[PipelineStage, ...] = ()
 
     def __post_init__(self) -> None:
         _check_version(self.contract_version)
@@ -892,6 +1052,7 @@ class PolicyContract:
                 self._check_known_joints(part.joints, f'outputs[{i}].components[{j}]')
         self._check_attention_masks(names)
         self._check_version_2_parts()
+        self._check_pipeline()
 
     def _check_attention_masks(self, names: dict[str, str]) -> None:
         for i, spec in enumerate(self.inputs):
@@ -908,11 +1069,88 @@ class PolicyContract:
                 _fail('embodiment', 'missing: contract_version 2 names the robot the policy was '
                       'trained for ({robot: <name>, kinematics: <fingerprint>})')
             return
+        for key in ('graphs', 'pipeline'):
+            if getattr(self, key):
+                _needs_version_2(key, self.contract_version)
         parts: list[tuple[str, Any]] = [(f'inputs[{i}]', s) for i, s in enumerate(self.inputs)]
         parts += [(f'outputs[{i}]', o) for i, o in enumerate(self.outputs)]
         for path, part in parts:
             for key in part.version_2_fields():
                 _needs_version_2(f'{path}.{key}', self.contract_version)
+
+    def _check_pipeline(self) -> None:
+        """Graphs and stages agree, and every value is produced before it is read.
+
+        Rules: `graphs` and `pipeline` come together; each stage runs a graph of `graphs` and
+        every graph is run; stage names are unique; a stage reads only contract inputs,
+        attention masks and values of earlier stages, and adds no value that exists already;
+        every contract input is read by some stage; the action output reads a stage's value;
+        a denoise stage whose result is the action has the action's shape as noise_shape, and
+        `inpaint_prefix` is only for that stage (its rows are the action's rows).
+        """
+        if not self.graphs and not self.pipeline:
+            _set(self, 'graphs', MappingProxyType({}))
+            _set(self, 'pipeline', ())
+            return
+        if not self.pipeline:
+            _fail('pipeline', 'missing: graphs name the ONNX files, the pipeline says how they '
+                  'run')
+        _set(self, 'graphs', _check_graphs(self.graphs))
+        if isinstance(self.pipeline, (str, bytes)) or not isinstance(self.pipeline,
+                                                                     (list, tuple)):
+            _fail('pipeline', f'must be a list of stages, got {self.pipeline!r}')
+        _set(self, 'pipeline', tuple(self.pipeline))
+        values = {spec.name: f'inputs[{i}]' for i, spec in enumerate(self.inputs)}
+        values.update({mask: f'inputs[{i}].attention_mask' for i, spec in enumerate(self.inputs)
+                       if (mask := getattr(spec, 'attention_mask', None)) is not None})
+        read: set[str] = set()
+        stage_names: dict[str, int] = {}
+        for i, stage in enumerate(self.pipeline):
+            path = f'pipeline[{i}]'
+            if not isinstance(stage, (RunStage, DenoiseStage)):
+                _fail(path, f'must be a RunStage or DenoiseStage, got {stage!r}')
+            if stage.name in stage_names:
+                _fail(f'{path}.name', f'{stage.name!r} already names pipeline'
+                      f'[{stage_names[stage.name]}]')
+            stage_names[stage.name] = i
+            if stage.graph not in self.graphs:
+                _fail(f'{path}.graph', f'{stage.graph!r} is not in graphs (graphs: '
+                      f'{", ".join(self.graphs)})')
+            for key, value in stage.inputs.items():
+                if value not in values:
+                    _fail(f'{path}.inputs.{key}', f'value {value!r} is produced by no earlier '
+                          f'stage and is no contract input (values: {", ".join(values)})')
+                read.add(value)
+            for where, value in stage.produces():
+                if value in values:
+                    _fail(f'{path}.{where}', f'value {value!r} exists already ({values[value]})')
+                values[value] = f'{path}.{where}'
+            self._check_denoise_result(stage, path)
+        run = {stage.graph for stage in self.pipeline}
+        for name in self.graphs:
+            if name not in run:
+                _fail(f'graphs.{name}', 'is run by no stage of the pipeline')
+        for value, where in values.items():
+            if where.startswith('inputs[') and value not in read:
+                field_path = where if where.endswith('attention_mask') else f'{where}.name'
+                _fail(field_path, f'value {value!r} is read by no stage of the pipeline')
+        action = self.action.name
+        if action not in values or values[action].startswith('inputs['):
+            _fail('outputs[0].name', f'{action!r} is no value a stage produces (values: '
+                  f'{", ".join(v for v, w in values.items() if not w.startswith("inputs["))})')
+
+    def _check_denoise_result(self, stage: PipelineStage, path: str) -> None:
+        if not isinstance(stage, DenoiseStage):
+            return
+        action = self.action
+        if stage.result == action.name and stage.noise_shape != action.shape:
+            _fail(f'{path}.noise_shape', f'{list(stage.noise_shape)} but its result '
+                  f'{stage.result!r} is the action chunk, {list(action.shape)} (1, chunk_length, '
+                  'width)')
+        if stage.inpaint_prefix and stage.result != action.name:
+            _fail(f'{path}.inpaint_prefix', f'the known rows are action rows: only the stage '
+                  f'whose result is the action ({action.name!r}) can inpaint them, this one '
+                  f'makes {stage.result!r}')
 
     def _check_known_joints(self, joints: Sequence[str], path: str) -> None:
         for k, joint in enumerate(joints):
@@ -1017,6 +1255,9 @@ class PolicyContract:
             data['embodiment'] = self.embodiment.to_dict()
         data['inputs'] = [s.to_dict() for s in self.inputs]
         data['outputs'] = [s.to_dict() for s in self.outputs]
+        if self.graphs:
+            data['graphs'] = dict(self.graphs)
+            data['pipeline'] = [stage.to_dict() for stage in self.pipeline]
         if self.info:
             data['info'] = dict(self.info)
         return data
@@ -1066,7 +1307,7 @@ def _check_info(info: Any) -> dict[str, Any]:
 # Parsing plain data (JSON / YAML) with exact field paths
 
 _TOP_KEYS = ('contract_version', 'name', 'description', 'robot_joints', 'embodiment', 'inputs',
-             'outputs', 'info')
+             'outputs', 'graphs', 'pipeline', 'info')
 _INPUT_KEYS = {
     'image': ('name', 'kind', 'camera', 'height', 'width', 'resize', 'color_order', 'layout',
               'scale', 'mean', 'std', 'pad_value', 'dtype'),
@@ -1082,6 +1323,17 @@ _REQUIRED_INPUT_KEYS = {
     'depth': ('name', 'camera', 'height', 'width', 'max_depth_m'),
     'state': ('name', 'components'),
     'instruction': ('name', 'max_length'),
+}
+_STAGE_KEYS = {
+    'run': ('name', 'kind', 'graph', 'inputs', 'outputs'),
+    'denoise': ('name', 'kind', 'graph', 'steps', 'schedule', 'predicts', 't_start', 't_end',
+                'x_input', 'time_input', 'step_output', 'noise_shape', 'inputs', 'result',
+                'seed', 'inpaint_prefix'),
+}
+_REQUIRED_STAGE_KEYS = {
+    'run': ('name', 'graph', 'inputs', 'outputs'),
+    'denoise': ('name', 'graph', 'steps', 'x_input', 'time_input', 'step_output', 'noise_shape',
+                'result'),
 }
 _OUTPUT_KEYS = ('name', 'kind', 'chunk_length', 'step_period_s', 'components', 'mean', 'std',
                 'width')
@@ -1179,6 +1431,36 @@ def _parse_output(data: Any, path: str, version: int) -> ActionOutput:
                             **_kwargs(data, ('kind', 'components')))
 
 
+def _parse_stage(data: Any, path: str) -> PipelineStage:
+    if not isinstance(data, Mapping):
+        _fail(path, f'must be a mapping, got {data!r}')
+    kind = data.get('kind')
+    if kind not in _STAGE_KEYS:
+        _fail(f'{path}.kind', f'{kind!r} is not allowed (allowed: {", ".join(STAGE_KINDS)})')
+    _check_mapping(data, path, _STAGE_KEYS[kind], _REQUIRED_STAGE_KEYS[kind])
+    with _at(path):
+        if kind == 'run':
+            return RunStage(**_kwargs(data))
+        return DenoiseStage(**_kwargs(data))
+
+
+def _parse_pipeline(data: Mapping[str, Any], version: int) -> dict[str, Any]:
+    """The `graphs` and `pipeline` sections as PolicyContract keyword arguments."""
+    for key in ('graphs', 'pipeline'):
+        if key in data and version < 2:
+            _needs_version_2(key, version)
+    if 'pipeline' not in data:
+        return {'graphs': data.get('graphs') or {}}
+    stages = tuple(_parse_stage(item, f'pipeline[{i}]')
+                   for i, item in enumerate(_parse_list(data['pipeline'], 'pipeline')))
+    if not stages:
+        _fail('pipeline', 'must not be empty')
+    if 'graphs' not in data:
+        _fail('graphs', 'missing: the pipeline runs graphs that `graphs` names (name: ONNX '
+              'file)')
+    return {'graphs': data['graphs'], 'pipeline': stages}
+
+
 def contract_from_dict(data: Mapping[str, Any]) -> PolicyContract:
     """Parse and validate a plain-data contract; ContractError names the bad field."""
     if not isinstance(data, Mapping):
@@ -1198,7 +1480,8 @@ def contract_from_dict(data: Mapping[str, Any]) -> PolicyContract:
     return PolicyContract(name=data['name'], robot_joints=data['robot_joints'], inputs=inputs,
                           outputs=outputs, contract_version=version,
                           description=data.get('description', ''), info=data.get('info') or {},
-                          embodiment=_parse_embodiment(data.get('embodiment')))
+                          embodiment=_parse_embodiment(data.get('embodiment')),
+                          **_parse_pipeline(data, version))
 
 
 def _parse_embodiment(data: Any) -> Embodiment | None:
@@ -1300,7 +1583,8 @@ def locate_contract(model_path: str | Path,
             text = side.read_text(encoding='utf-8')
         except OSError as error:
             raise ContractError(f'cannot read contract sidecar {side}: {error}') from None
-        contract = contract_from_yaml(text, origin=f'sidecar {side}')
+        contract = _single_graph(contract_from_yaml(text, origin=f'sidecar {side}'),
+                                 f'sidecar {side}')
         if embedded is not None:
             same = False
             try:
@@ -1318,8 +1602,57 @@ def locate_contract(model_path: str | Path,
         raise ContractError(
             f'model {path} has no contract: neither a sidecar {side.name} nor a '
             f'{METADATA_KEY!r} metadata entry')
-    return LoadedContract(contract_from_json(embedded, origin=f'metadata of {path.name}'),
-                          'metadata')
+    return LoadedContract(_single_graph(contract_from_json(embedded,
+                                                           origin=f'metadata of {path.name}'),
+                                        f'metadata of {path.name}'), 'metadata')
+
+
+def _single_graph(contract: PolicyContract, origin: str) -> PolicyContract:
+    """The contract of one ONNX model names no graphs: a multi-graph model is loaded by its
+    contract file's path, so that its graphs' folder is unambiguous."""
+    if contract.graphs:
+        raise ContractError(f'graphs: the contract in {origin} names graphs; load a multi-graph '
+                            'model by the path of its contract file (e.g. policy_node '
+                            'model_path: <folder>/policy.contract.yaml), not by one of its '
+                            'ONNX files')
+    return contract
+
+
+def is_contract_file(model_path: str | Path) -> bool:
+    """True when `model_path` is a contract file (a multi-graph model), not an ONNX model."""
+    return Path(model_path).suffix.lower() in CONTRACT_FILE_SUFFIXES
+
+
+def load_contract_file(contract_path: str | Path) -> LoadedContract:
+    """The contract of a multi-graph model from its own YAML file; it must name its graphs
+    (`graphs` + `pipeline`, version 2). ModelLoadError when the file is missing."""
+    path = Path(contract_path)
+    if not path.is_file():
+        raise ModelLoadError(f'contract file {str(path)!r} does not exist or is not a file')
+    try:
+        text = path.read_text(encoding='utf-8')
+    except (OSError, UnicodeDecodeError) as error:
+        raise ModelLoadError(f'cannot read contract file {path}: {error}') from None
+    contract = contract_from_yaml(text, origin=f'contract file {path}')
+    if not contract.graphs:
+        raise ContractError(f'graphs: missing in contract file {path}: a contract given as the '
+                            'model path names its ONNX graphs and the pipeline that runs them '
+                            '(one ONNX model is given by its .onnx path) [in contract file '
+                            f'{path}]')
+    return LoadedContract(contract, f'file {path}')
+
+
+def graph_files(contract: PolicyContract, folder: str | Path) -> dict[str, Path]:
+    """{graph name: ONNX file} of a multi-graph contract whose file is in `folder`; a missing
+    file is a ModelLoadError naming `graphs.<name>`."""
+    files = {}
+    for name, relative in contract.graphs.items():
+        path = Path(folder) / relative
+        if not path.is_file():
+            raise ModelLoadError(f'graphs.{name}: ONNX file {str(path)!r} does not exist (paths '
+                                 f'are relative to the contract file\'s folder {folder})')
+        files[name] = path
+    return files
 
 
 def load_contract(model_path: str | Path) -> PolicyContract:
@@ -1540,6 +1873,13 @@ def _tensor_problems(expected: _ExpectedTensor, info: TensorInfo) -> list[str]:
     return problems
 
 
+def action_value_problems(contract: PolicyContract, value: TensorInfo) -> list[str]:
+    """What differs between the action output and `value`, the tensor it reads (a pipeline
+    value of a multi-graph model), one line per field; empty when they agree."""
+    expected = next(row for row in _expected_io(contract) if row.is_output)
+    return _tensor_problems(expected, value)
+
+
 def validate_against_model(contract: PolicyContract, model: Any) -> None:
     """Check that `model` (InferenceSession, ModelProto or path) has exactly the declared
     inputs, and the declared output, with matching dtype, rank and sizes.
@@ -1547,6 +1887,9 @@ def validate_against_model(contract: PolicyContract, model: Any) -> None:
     The batch dimension may be dynamic or 1; other dynamic dimensions are accepted. Extra model
     outputs are ignored. All problems are reported in one ContractError, one line per field.
     """
+    if contract.graphs:
+        raise ContractError(f'graphs: contract {contract.name!r} runs several graphs; '
+                            'pipeline.check_pipeline validates it against them')
     inputs, outputs = model_io(model)
     by_name = {t.name: t for t in inputs}
     out_by_name = {t.name: t for t in outputs}

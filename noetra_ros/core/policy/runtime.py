@@ -7,16 +7,24 @@
                                   instruction='pick the red block')
     chunk = runtime.infer(inputs)          # ActionChunk: absolute, un-normalised, all finite
 
+`model_path` is one ONNX model (its contract in a sidecar YAML or its metadata) or, for a model
+made of several graphs, the contract file itself (`<folder>/policy.contract.yaml`, suffix .yaml
+or .yml) that names the graphs and the pipeline running them (pipeline.py): one onnxruntime
+session per graph, same provider and thread settings, created once, and one warm-up through the
+whole pipeline at load that refuses a non-finite stage output.
+
 Every failure is a NoetraError subclass: ConfigError (provider, threads), ModelLoadError (file),
 ContractError (contract vs model), InputError (sensor data), InferenceError /
 NonFiniteOutputError (the model run). After any of them the caller publishes nothing.
 """
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 from functools import cached_property
 import logging
 from pathlib import Path
+import threading
 import time
 from types import MappingProxyType
 from typing import Any, Mapping, Sequence
@@ -27,8 +35,11 @@ from noetra_ros.core.errors import (
     ConfigError, ContractError, InferenceError, InputError, ModelLoadError, NonFiniteOutputError)
 from noetra_ros.core.policy.contract import (
     ActionOutput, ActionParts, check_embodiment, ImageInput, InstructionInput, LoadedContract,
-    PIXEL_INPUTS, PolicyContract, StateInput, TWIST_AXES, embed_contract, locate_contract,
-    validate_against_model, validate_against_robot)
+    PIXEL_INPUTS, PolicyContract, StateInput, TWIST_AXES, embed_contract, graph_files,
+    is_contract_file, load_contract_file, locate_contract, validate_against_model,
+    validate_against_robot)
+from noetra_ros.core.policy.pipeline import (
+    describe_pipeline, GraphPipeline, noise_index_for, StageTiming)
 from noetra_ros.core.policy.preprocess import ImageFrame, frame_to_tensor, state_to_tensor
 from noetra_ros.core.policy.tokenizer import InstructionTokenizer, load_tokenizer
 from noetra_ros.core.robot_model import kinematics_fingerprint
@@ -45,6 +56,8 @@ EXECUTION_PROVIDERS: Mapping[str, tuple[str, ...]] = MappingProxyType({
 })
 
 _NUMPY_DTYPES = {'float32': np.float32, 'int64': np.int64, 'uint8': np.uint8}
+# Inferences whose stage times PolicyRuntime keeps for `stage_times_ms` (diagnostics).
+_STAGE_HISTORY = 2000
 
 
 def feed_spec(contract: PolicyContract) -> dict[str, tuple[tuple[int, ...], str]]:
@@ -86,12 +99,14 @@ class ActionChunk:
     columns in contract order (`columns` labels them). Row k applies at the observation stamp
     + k * step_period_s. `raw` is the model output (T, A) float32 before post-processing (of a
     padded output, the real columns); `inference_time_s` is the time spent in onnxruntime's
-    run() alone."""
+    run() alone (a multi-graph model: its whole pipeline, loop arithmetic included), `stages`
+    each pipeline stage's time (empty for one ONNX model)."""
 
     values: np.ndarray
     output: ActionOutput
     inference_time_s: float
     raw: np.ndarray
+    stages: tuple[StageTiming, ...] = ()
 
     @property
     def step_period_s(self) -> float:
@@ -157,7 +172,24 @@ def postprocess_actions(raw: np.ndarray, output: ActionOutput,
         raise ContractError(f'outputs[0]: model output {output.name!r} has shape {raw.shape}, '
                             f'expected (T, {output.model_width})')
     raw = raw[:, :output.size]
-    values = raw.astype(np.float64) * np.asarray(output.std) + np.asarray(output.mean)
+    values = (raw.astype(np.float64) * np.asarray(output.std) + np.asarray(output.mean)
+              + delta_reference(output, joint_positions, gripper_position))
+    finite = np.isfinite(values)
+    if not finite.all():
+        step, column = np.argwhere(~finite)[0]
+        raise NonFiniteOutputError(
+            f'model output {output.name!r} has {int((~finite).sum())} non-finite action '
+            f'value(s); first at step {step}, column {output.columns[column]!r} = '
+            f'{values[step, column]} (raw {raw[step, column]})')
+    return values
+
+
+def delta_reference(output: ActionOutput, joint_positions: Mapping[str, float] | None = None,
+                    gripper_position: float | None = None) -> np.ndarray:
+    """(A,) what each action column is relative to: the measured joint positions / gripper
+    position under `delta` components, 0 elsewhere. InputError when a delta reference is
+    missing or not finite."""
+    reference_row = np.zeros(output.size)
     for component in output.components:
         if component.mode != 'delta':
             continue
@@ -181,15 +213,27 @@ def postprocess_actions(raw: np.ndarray, output: ActionOutput,
         if not np.all(np.isfinite(reference_array)):
             raise InputError(f'measured {component.meaning} used as the delta reference is not '
                              f'finite: {reference}')
-        values[:, columns] += reference_array
-    finite = np.isfinite(values)
-    if not finite.all():
-        step, column = np.argwhere(~finite)[0]
-        raise NonFiniteOutputError(
-            f'model output {output.name!r} has {int((~finite).sum())} non-finite action '
-            f'value(s); first at step {step}, column {output.columns[column]!r} = '
-            f'{values[step, column]} (raw {raw[step, column]})')
-    return values
+        reference_row[columns] = reference_array
+    return reference_row
+
+
+def normalise_actions(values: np.ndarray, output: ActionOutput,
+                      joint_positions: Mapping[str, float] | None = None,
+                      gripper_position: float | None = None) -> np.ndarray:
+    """Absolute actions (d, A) in contract column order -> model units (d, A) float32, the
+    inverse of `postprocess_actions`: (value - delta reference - mean) / std (a column whose
+    std is 0 comes out 0: the model's value there never mattered). InputError when the rows
+    are not (d <= T, A) or not finite."""
+    rows = np.asarray(values, dtype=np.float64)
+    if rows.ndim != 2 or rows.shape[1] != output.size or rows.shape[0] > output.chunk_length:
+        raise InputError(f'prefix: known action rows must be (d <= {output.chunk_length}, '
+                         f'{output.size}) in the contract\'s column order, got {rows.shape}')
+    if not np.isfinite(rows).all():
+        raise InputError('prefix: known action rows must be finite')
+    std = np.asarray(output.std)
+    centred = rows - delta_reference(output, joint_positions, gripper_position) - output.mean
+    raw = np.divide(centred, std, out=np.zeros_like(centred), where=std > 0.0)
+    return raw.astype(np.float32)
 
 
 def _resolve_providers(execution_provider: str, allow_fallback: bool,
@@ -208,20 +252,12 @@ def _resolve_providers(execution_provider: str, allow_fallback: bool,
     return ['CPUExecutionProvider'], [message + '; falling back to CPUExecutionProvider']
 
 
-class PolicyRuntime:
-    """An ONNX policy loaded with onnxruntime and checked against its contract."""
+class _SessionOpener:
+    """Opens every graph of a model with the same provider, threads and options; collects the
+    warnings (provider fallback)."""
 
-    def __init__(self, model_path: str | Path, execution_provider: str = 'cpu', *,
-                 intra_op_threads: int = 0, inter_op_threads: int = 0,
-                 allow_fallback: bool = False,
-                 provider_options: Mapping[str, Any] | None = None) -> None:
-        """Load `model_path`, its contract (sidecar or metadata) and validate both.
-
-        execution_provider: 'cpu', 'cuda', 'tensorrt' or 'openvino'. A provider this machine
-        lacks raises ConfigError listing the available ones, unless `allow_fallback` (then CPU
-        with a warning in `self.warnings`). Threads: 0 lets onnxruntime choose.
-        `provider_options` go to the requested provider (e.g. TensorRT engine cache settings).
-        """
+    def __init__(self, execution_provider: str, intra_op_threads: int, inter_op_threads: int,
+                 allow_fallback: bool, provider_options: Mapping[str, Any] | None) -> None:
         import onnxruntime as ort
 
         for label, value in (('intra_op_threads', intra_op_threads),
@@ -230,40 +266,83 @@ class PolicyRuntime:
                 raise ConfigError(f'{label} must be an integer >= 0 (0 = onnxruntime default), '
                                   f'got {value!r}')
         available = list(ort.get_available_providers())
-        providers, warnings = _resolve_providers(execution_provider, allow_fallback, available)
-        path = Path(model_path)
-        if not path.is_file():
-            raise ModelLoadError(f'model file {str(path)!r} does not exist or is not a file')
+        self.providers, self.warnings = _resolve_providers(execution_provider, allow_fallback,
+                                                           available)
+        self.allow_fallback = allow_fallback
+        self.options = ort.SessionOptions()
+        self.options.intra_op_num_threads = intra_op_threads
+        self.options.inter_op_num_threads = inter_op_threads
+        self.options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.options.log_severity_level = 3  # errors only; warnings come back through .warnings
+        fell_back = bool(self.warnings)
+        self.per_provider = [dict(provider_options or {}) if i == 0 and not fell_back else {}
+                             for i in range(len(self.providers))]
 
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = intra_op_threads
-        options.inter_op_num_threads = inter_op_threads
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.log_severity_level = 3  # errors only; warnings come back through self.warnings
-        per_provider = [dict(provider_options or {}) if i == 0 and not warnings else {}
-                        for i in range(len(providers))]
+    def open(self, path: Path, field_path: str = '') -> Any:
+        """An InferenceSession of `path`; ModelLoadError (prefixed with `field_path`, e.g.
+        'graphs.encoder: ') when onnxruntime cannot load it."""
+        import onnxruntime as ort
         try:
-            session = ort.InferenceSession(str(path), sess_options=options, providers=providers,
-                                           provider_options=per_provider)
+            session = ort.InferenceSession(str(path), sess_options=self.options,
+                                           providers=self.providers,
+                                           provider_options=self.per_provider)
         except Exception as error:  # noqa: BLE001 - onnxruntime raises its own pybind classes; all mean
             # "cannot load" (missing operator, bad protobuf, unsupported IR version, ...)
-            raise ModelLoadError(f'cannot load model {path}: {error}') from None
+            raise ModelLoadError(f'{field_path}cannot load model {path}: {error}') from None
         active = session.get_providers()
-        if active[0] != providers[0]:
+        if active[0] != self.providers[0]:
             # onnxruntime silently retries on CPU when a provider fails to initialise.
-            message = (f'{providers[0]} failed to initialise for {path.name}; onnxruntime runs '
-                       f'on {active[0]}')
-            if not allow_fallback:
+            message = (f'{self.providers[0]} failed to initialise for {path.name}; onnxruntime '
+                       f'runs on {active[0]}')
+            if not self.allow_fallback:
                 raise ConfigError(message + ' (set allow_fallback to accept this)')
-            warnings.append(message)
+            self.warnings.append(message)
+        return session
 
-        loaded = locate_contract(path, metadata=session.get_modelmeta().custom_metadata_map)
-        validate_against_model(loaded.contract, session)
-        warnings.extend(loaded.warnings)
+
+class PolicyRuntime:
+    """An ONNX policy - one model, or several graphs run by a pipeline - loaded with
+    onnxruntime and checked against its contract."""
+
+    def __init__(self, model_path: str | Path, execution_provider: str = 'cpu', *,
+                 intra_op_threads: int = 0, inter_op_threads: int = 0,
+                 allow_fallback: bool = False,
+                 provider_options: Mapping[str, Any] | None = None) -> None:
+        """Load `model_path` and its contract and validate both.
+
+        `model_path`: one ONNX model, its contract in a sidecar or its metadata; or a contract
+        file (.yaml / .yml) naming several graphs, each loaded into its own session with the
+        same settings, checked against the pipeline and warmed up once (a non-finite stage
+        output refuses the model: ModelLoadError naming the stage).
+        execution_provider: 'cpu', 'cuda', 'tensorrt' or 'openvino'. A provider this machine
+        lacks raises ConfigError listing the available ones, unless `allow_fallback` (then CPU
+        with a warning in `self.warnings`). Threads: 0 lets onnxruntime choose.
+        `provider_options` go to the requested provider (e.g. TensorRT engine cache settings).
+        """
+        opener = _SessionOpener(execution_provider, intra_op_threads, inter_op_threads,
+                                allow_fallback, provider_options)
+        path = Path(model_path)
+        self._pipeline: GraphPipeline | None = None
+        self._session: Any = None  # one ONNX model's session
+        self._sessions: dict[str, Any] = {}
+        if is_contract_file(path):
+            loaded = load_contract_file(path)
+            for name, file in graph_files(loaded.contract, path.parent).items():
+                self._sessions[name] = opener.open(file, f'graphs.{name}: ')
+            self._pipeline = GraphPipeline(loaded.contract, self._sessions,
+                                           feed_spec(loaded.contract))
+        else:
+            if not path.is_file():
+                raise ModelLoadError(f'model file {str(path)!r} does not exist or is not a file')
+            session = opener.open(path)
+            loaded = locate_contract(path, metadata=session.get_modelmeta().custom_metadata_map)
+            validate_against_model(loaded.contract, session)
+            self._session = session
+            self._sessions = {path.stem: session}
+        warnings = opener.warnings + list(loaded.warnings)
         for message in warnings:
             _LOG.warning(message)
 
-        self._session = session
         self._loaded: LoadedContract = loaded
         self._model_path = path
         self._warnings = tuple(warnings)
@@ -275,6 +354,20 @@ class PolicyRuntime:
                 # A tokenizer file travels with the model: looked up next to it.
                 self._tokenizer = load_tokenizer(spec, path.parent, f'inputs[{i}]')
         self._feed_spec = feed_spec(contract)
+        self._noise_lock = threading.Lock()
+        self._noise_count = 0
+        self._stage_ms: dict[str, deque[float]] = {}
+        if self._pipeline is not None:
+            self._refuse_non_finite_warmup()
+
+    def _refuse_non_finite_warmup(self) -> None:
+        """One run of the whole pipeline on zeros at load: a graph that fails or gives NaN /
+        Inf there refuses the model, naming the stage and step."""
+        assert self._pipeline is not None
+        try:
+            self._pipeline.run(self.zero_inputs(), noise_index=0)
+        except InferenceError as error:
+            raise ModelLoadError(f'warm-up at load: {error}') from None
 
     # -- description ------------------------------------------------------------------------
 
@@ -285,18 +378,29 @@ class PolicyRuntime:
 
     @property
     def contract_origin(self) -> str:
-        """'sidecar <path>' or 'metadata'."""
+        """'sidecar <path>', 'metadata' or 'file <path>' (a multi-graph model's contract
+        file)."""
         return self._loaded.origin
 
     @property
     def model_path(self) -> Path:
-        """The .onnx file."""
+        """The .onnx file, or the contract file of a multi-graph model."""
         return self._model_path
 
     @property
+    def graph_names(self) -> tuple[str, ...]:
+        """The graphs a multi-graph model runs (empty for one ONNX model)."""
+        return tuple(self.contract.graphs)
+
+    @property
+    def accepts_prefix(self) -> bool:
+        """True when `infer` takes known prefix rows (a denoise stage with inpaint_prefix)."""
+        return self._pipeline is not None and self._pipeline.inpaints
+
+    @property
     def providers(self) -> tuple[str, ...]:
-        """onnxruntime providers of the session, highest priority first."""
-        return tuple(self._session.get_providers())
+        """onnxruntime providers of the (first) session, highest priority first."""
+        return tuple(next(iter(self._sessions.values())).get_providers())
 
     @property
     def provider(self) -> str:
@@ -311,9 +415,10 @@ class PolicyRuntime:
     def describe(self) -> str:
         """One line for the log."""
         c = self.contract
+        pipeline = f'; pipeline {describe_pipeline(c)}' if c.pipeline else ''
         return (f'policy {c.name!r} from {self._model_path} (contract from '
                 f'{self.contract_origin}) on {self.provider}; inputs '
-                f'{", ".join(c.input_names)}; action chunk {c.action.chunk_length} x '
+                f'{", ".join(c.input_names)}{pipeline}; action chunk {c.action.chunk_length} x '
                 f'{c.action.size} every {c.action.step_period_s} s')
 
     def validate_robot(self, joint_names: Sequence[str], has_gripper: bool, *,
@@ -418,12 +523,20 @@ class PolicyRuntime:
 
     def infer(self, inputs: PolicyInputs | Mapping[str, np.ndarray], *,
               joint_positions: Mapping[str, float] | None = None,
-              gripper_position: float | None = None) -> ActionChunk:
-        """Run the model and post-process its action chunk.
+              gripper_position: float | None = None, prefix: np.ndarray | None = None,
+              noise_key: int | None = None) -> ActionChunk:
+        """Run the model (or the pipeline) and post-process its action chunk.
 
         `inputs` is what `build_inputs` returned, or a raw {input name: array} mapping (then
         pass the measured `joint_positions` / `gripper_position` if the action is a delta;
         when given they also override those stored in a PolicyInputs).
+
+        Multi-graph models only: `prefix` (d, A), the absolute actions (contract column order,
+        the units of ActionChunk.values) that will execute while this inference runs, rows 0 ..
+        d-1 of the chunk; a denoise stage with `inpaint_prefix` holds them (pipeline.py) and the
+        chunk returns them in those rows. `noise_key`: the denoise noise index (default: this
+        runtime's count of inferences since load / `reset_noise`), e.g. an observation stamp in
+        ns so that a chunk depends on its observation alone.
         """
         if isinstance(inputs, PolicyInputs):
             feed = inputs.tensors
@@ -435,11 +548,20 @@ class PolicyRuntime:
             feed = inputs
         checked = self._check_feed(feed)
         output = self.contract.action
+        stages: tuple[StageTiming, ...] = ()
         start = time.perf_counter()
-        try:
-            (raw,) = self._session.run([output.name], checked)
-        except Exception as error:  # noqa: BLE001 - onnxruntime raises its own pybind classes
-            raise InferenceError(f'running {self._model_path.name} failed: {error}') from None
+        if self._pipeline is None:
+            if prefix is not None or noise_key is not None:
+                raise InputError(f'{self._model_path.name} is one ONNX model: prefix and '
+                                 'noise_key are for multi-graph models with a denoise stage')
+            try:
+                (raw,) = self._session.run([output.name], checked)
+            except Exception as error:  # noqa: BLE001 - onnxruntime raises its own pybind classes
+                raise InferenceError(f'running {self._model_path.name} failed: {error}') \
+                    from None
+        else:
+            raw, stages = self._run_pipeline(checked, prefix, noise_key, joint_positions,
+                                             gripper_position)
         elapsed = time.perf_counter() - start
         if raw.shape != output.shape:
             raise ContractError(f'outputs[0]: model output {output.name!r} came back with shape '
@@ -448,7 +570,50 @@ class PolicyRuntime:
         raw_rows = raw[0, :, :output.size]
         values.setflags(write=False)
         raw_rows.setflags(write=False)
-        return ActionChunk(values=values, output=output, inference_time_s=elapsed, raw=raw_rows)
+        return ActionChunk(values=values, output=output, inference_time_s=elapsed, raw=raw_rows,
+                           stages=stages)
+
+    def _run_pipeline(self, feed: Mapping[str, np.ndarray], prefix: np.ndarray | None,
+                      noise_key: int | None, joint_positions: Mapping[str, float] | None,
+                      gripper_position: float | None) -> tuple[np.ndarray,
+                                                               tuple[StageTiming, ...]]:
+        """The action value and stage timings of one pipeline run; records the timings."""
+        assert self._pipeline is not None
+        known = None
+        if prefix is not None:
+            if not self._pipeline.inpaints:
+                raise InputError(f'prefix: no denoise stage of {self._model_path.name} has '
+                                 'inpaint_prefix: true (runtime.accepts_prefix is False)')
+            known = normalise_actions(prefix, self.contract.action, joint_positions,
+                                      gripper_position)
+        with self._noise_lock:
+            index = self._noise_count if noise_key is None else noise_index_for(noise_key)
+            self._noise_count += 1
+        values, stages = self._pipeline.run(feed, noise_index=index, prefix=known)
+        self._record(stages)
+        return values[self.contract.action.name], stages
+
+    def _record(self, stages: Sequence[StageTiming]) -> None:
+        with self._noise_lock:
+            for stage in stages:
+                self._stage_ms.setdefault(stage.name, deque(maxlen=_STAGE_HISTORY)).append(
+                    1e3 * stage.seconds)
+                if stage.step_seconds:
+                    steps = self._stage_ms.setdefault(f'{stage.name}_step',
+                                                      deque(maxlen=_STAGE_HISTORY))
+                    steps.extend(1e3 * s for s in stage.step_seconds)
+
+    def stage_times_ms(self) -> dict[str, list[float]]:
+        """The recent times (ms) of each pipeline stage, and of each step of a denoise stage
+        under '<stage>_step' (the last 2000 inferences / steps); empty for one ONNX model."""
+        with self._noise_lock:
+            return {name: list(times) for name, times in self._stage_ms.items()}
+
+    def reset_noise(self) -> None:
+        """Restart the denoise noise count at 0 (pipeline.py, the seed rule): the next
+        inferences see the noise they saw after load, e.g. at each evaluation episode."""
+        with self._noise_lock:
+            self._noise_count = 0
 
     def zero_inputs(self) -> dict[str, np.ndarray]:
         """A feed of zeros (id 0 for instructions, an all-padding attention mask), e.g. for
@@ -464,6 +629,11 @@ class PolicyRuntime:
         elapsed = 0.0
         for _ in range(max(1, runs)):
             start = time.perf_counter()
+            if self._pipeline is not None:
+                # Noise index 0, not counted: warming up leaves the seed rule's count alone.
+                self._pipeline.run(feed, noise_index=0)
+                elapsed = time.perf_counter() - start
+                continue
             try:
                 self._session.run([output], feed)
             except Exception as error:  # noqa: BLE001 - onnx / onnxruntime errors share no base class
@@ -473,8 +643,10 @@ class PolicyRuntime:
         return elapsed
 
     def close(self) -> None:
-        """Release the onnxruntime session (the object is unusable afterwards)."""
-        self._session = None  # type: ignore[assignment]
+        """Release the onnxruntime sessions (the object is unusable afterwards)."""
+        self._session = None
+        self._sessions = {}
+        self._pipeline = None
 
     def __enter__(self) -> 'PolicyRuntime':
         return self
