@@ -230,6 +230,18 @@ class PolicyLoop:
         self._times_ns = tuple(int(round((i + 1) * self.period * 1e9))
                                for i in range(config.trajectory_points))
         self.queue = ActionQueue(config.blend_config())
+        # Real-time chunking inside denoising (a multi-graph model whose denoise stage has
+        # inpaint_prefix): the queue's rows in the contract's action columns, possible when every
+        # column is a joint position of ours or the gripper.
+        loop_columns = {f'joint_positions.{j}': i for i, j in enumerate(self.joint_names)}
+        if self.uses_gripper:
+            loop_columns['gripper_position'] = len(self.joint_names)
+        self._prefix_columns = [loop_columns.get(c, -1) for c in action.columns]
+        self._inpaints = bool(getattr(runtime, 'accepts_prefix', False)) and \
+            -1 not in self._prefix_columns
+        self._denoises = any(stage.kind == 'denoise' for stage in runtime.contract.pipeline)
+        # Async: the rows that run during an inference are those of its measured duration.
+        self._measured_delay_steps = 1
         self._lock = threading.Lock()
         self._steps_since_plan = 0
         # inference_delay_steps > 0: the chunk whose emulated inference is in flight.
@@ -267,6 +279,23 @@ class PolicyLoop:
             return planned
         return self._enqueue(planned, now)
 
+    def _known_prefix(self, stamp: float) -> np.ndarray | None:
+        """Real-time chunking inside denoising: the rows the robot will execute while this
+        inference runs (the queue's actions at stamp + k * period, k < the inference delay),
+        in the contract's action columns, for a model whose denoise stage inpaints them
+        (core/policy/pipeline.py). None when the model does not inpaint, the blend is not rtc,
+        or nothing is queued for the observation's time."""
+        if not self._inpaints or self.config.blend != 'rtc':
+            return None
+        steps = self.config.inference_delay_steps or self._measured_delay_steps
+        rows = []
+        for k in range(min(steps, self.runtime.contract.action.chunk_length)):
+            row = self.queue.action_at(stamp + k * self.period)
+            if row is None:
+                break
+            rows.append(row[self._prefix_columns])
+        return np.asarray(rows) if rows else None
+
     def _infer(self, observe: Callable[[], Observation]) -> _Planned | LoopResult:
         """Observe and infer; the chunk (not queued yet) or the problem that stopped it."""
         with self._lock:
@@ -286,8 +315,12 @@ class PolicyLoop:
         except (InputError, KeyError) as exc:
             return LoopResult(problems=(Problem(INPUT_ERRORS,
                                                 f'cannot build model inputs: {exc}'),))
+        prefix = self._known_prefix(observation.stamp)
         try:
-            chunk = self.runtime.infer(inputs)
+            chunk = self.runtime.infer(
+                inputs, prefix=prefix,
+                # A denoising model's noise follows its observation (lockstep runs repeat).
+                noise_key=int(round(observation.stamp * 1e9)) if self._denoises else None)
         except NoetraError as exc:
             return LoopResult(problems=(Problem(INFERENCE_ERRORS, f'inference failed: {exc}'),))
         joints = chunk.joint_positions
@@ -296,6 +329,7 @@ class PolicyLoop:
         gripper = chunk.gripper_position
         if self.uses_gripper and gripper is not None:
             columns.append(gripper)
+        self._measured_delay_steps = max(1, math.ceil(chunk.inference_time_s / self.period))
         return _Planned(values=np.stack(columns, axis=1), step_period_s=chunk.step_period_s,
                         observation=observation, inference_time_s=chunk.inference_time_s,
                         preprocess_time_s=inputs.preprocess_time_s,
