@@ -39,14 +39,19 @@ def test_a_graph_recording_converts_into_the_in_process_recorders_dataset(tmp_pa
     assert graph.names(key) == inprocess.names(key)
     assert graph.names('observation.state') == inprocess.names('observation.state')
     assert graph.tasks == inprocess.tasks
-    # Frame 0 is the episode's first step in both: same state, scene, images and command.
-    np.testing.assert_allclose(graph.state[0], inprocess.state[0], atol=1e-6)
-    np.testing.assert_allclose(graph.environment_state[0], inprocess.environment_state[0],
+    # The same steps: the graph's first frame is the in-process recorder's first, or - when the
+    # recorder heard the expert's first command before the first joint_states (two topics, no
+    # order between them; seen under load) - its second, the first command being unplaceable.
+    # Everything from there on must line up: state, scene state, command, images.
+    offset = next((o for o in (0, 1) if np.allclose(graph.action[0], inprocess.action[o],
+                                                    atol=1e-6)), None)
+    assert offset is not None, (graph.action[0], inprocess.action[:2])
+    np.testing.assert_allclose(graph.state[0], inprocess.state[offset], atol=1e-6)
+    np.testing.assert_allclose(graph.environment_state[0], inprocess.environment_state[offset],
                                atol=1e-4)
-    np.testing.assert_allclose(graph.action[0], inprocess.action[0], atol=1e-6)
     for camera in ('workspace_camera', 'wrist_camera'):
         first = np.abs(graph.images[camera][0].astype(int)
-                       - inprocess.images[camera][0].astype(int))
+                       - inprocess.images[camera][offset].astype(int))
         assert first.mean() < 2.0, f'{camera}: first frames differ (video coding aside)'
     # The same demonstration: within a few steps of the same length (the graph ends the
     # episode on the sim's schedule, the in-process recorder after its linger), and the
@@ -54,6 +59,6 @@ def test_a_graph_recording_converts_into_the_in_process_recorders_dataset(tmp_pa
     (g0, g1), = episode_bounds(graph)
     (i0, i1), = episode_bounds(inprocess)
     assert abs((g1 - g0) - (i1 - i0)) <= 0.1 * (i1 - i0)
-    n = min(g1 - g0, i1 - i0)
-    arm_error = np.abs(graph.action[:n, :6] - inprocess.action[:n, :6])
+    n = min(g1 - g0, i1 - i0 - offset)
+    arm_error = np.abs(graph.action[:n, :6] - inprocess.action[offset:offset + n, :6])
     assert np.median(arm_error) < 0.01, f'median |command difference| {np.median(arm_error)}'
