@@ -16,11 +16,11 @@ from typing import Iterator, TextIO
 from noetra_ros.core.audit import (AUDIT_TOPIC, AuditFormatError, AuditRecord, AuditSummary,
                                    decode_entry, summarize)
 from noetra_ros.core.errors import InputError
+from noetra_ros.core.recording import EPISODE_METADATA_NAME
 from noetra_ros.core.input_trace import (decode_input_entry, INPUTS_TOPIC, InputTrace,
                                          TracedCycle)
 from noetra_ros.core.stats import percentiles
 
-EPISODE_METADATA = 'noetra_episode'
 
 
 def mcap_file(path: str | Path) -> Path:
@@ -67,7 +67,7 @@ def read_trail(path: str | Path, inputs: InputTrace | None = None
                         records += decode_entry(status.name, values, where)
             handle.seek(0)
             for record in make_reader(handle).iter_metadata():
-                if record.name == EPISODE_METADATA:
+                if record.name == EPISODE_METADATA_NAME:
                     metadata = dict(record.metadata)
     except AuditFormatError as exc:
         raise InputError(str(exc)) from None

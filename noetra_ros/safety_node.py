@@ -62,7 +62,7 @@ from noetra_ros.core.shadow import (JUDGE_AUTO_ARM_VIA, JUDGED_ARM_TOPIC, JUDGED
                                     JudgeSteps)
 from noetra_ros.drivers.outputs import make_output
 from noetra_ros.qos import joint_states_qos, LATCHED, RELIABLE, SENSOR_DATA
-from noetra_ros.ros_conversions import stamp_to_seconds
+from noetra_ros.ros_conversions import audit_entries_msg, stamp_to_seconds
 from noetra_ros.ros_main import run_node
 from noetra_ros.ros_params import declare_parameters
 
@@ -303,13 +303,8 @@ class SafetyNode(Node):
         entries = self.audit.take()
         if not entries:
             return
-        array = DiagnosticArray(status=[
-            DiagnosticStatus(level=bytes([e.level]), name=e.name, message=e.message,
-                             hardware_id=self.settings.robot,
-                             values=[KeyValue(key=k, value=v) for k, v in e.values])
-            for e in entries])
-        array.header.stamp = self.get_clock().now().to_msg()
-        self.pub_audit.publish(array)
+        self.pub_audit.publish(audit_entries_msg(entries, self.settings.robot,
+                                                 self.get_clock().now().to_msg()))
 
     def _log_armed(self, cause: str) -> None:
         self.get_logger().info(f'armed ({cause})')

@@ -41,10 +41,11 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from noetra_ros.core.errors import ConfigError, InputError, NoetraError
+from noetra_ros.core.recording import EPISODE_METADATA_NAME
+from noetra_ros.core.sim.privileged import ENVIRONMENT_STATE_TOPIC
 from noetra_ros.learning.dataset import DatasetSpec, DatasetWriter, Episode
 
 # The shared recording convention (docs/RECORDING.md): the metadata record's name and keys.
-EPISODE_METADATA_NAME = 'noetra_episode'
 RESULTS = ('success', 'failed', 'aborted', 'unknown')
 JOINT_STATES_TOPIC = 'joint_states'
 # What the command source asked for (the cells remap the expert's / policy's outputs here):
@@ -52,10 +53,10 @@ JOINT_STATES_TOPIC = 'joint_states'
 ARM_COMMAND_TOPIC = 'safety/position_commands'
 GRIPPER_COMMAND_TOPIC = 'safety/gripper_commands'
 INSTRUCTION_TOPIC = 'task/instruction'
-# sim_node's privileged scene state (noetra_msgs/EnvironmentState; = core/sim/privileged.py's
-# ENVIRONMENT_STATE_TOPIC): becomes observation.environment_state, the training-only targets of
-# the recipe's grounding and heading heads. Recordings of a real cell do not have it.
-ENVIRONMENT_TOPIC = 'sim/environment_state'
+# sim_node's privileged scene state (noetra_msgs/EnvironmentState) becomes
+# observation.environment_state, the training-only targets of the recipe's grounding and heading
+# heads. Recordings of a real cell do not have it.
+ENVIRONMENT_TOPIC = ENVIRONMENT_STATE_TOPIC
 ENVIRONMENT_CHOICES = ('auto', 'no')
 GRIPPER_STATE_NAME = 'gripper_position'  # = learning.record.GRIPPER_STATE_NAME
 DEFAULT_CAMERAS = ('workspace_camera', 'wrist_camera')  # = learning.record.DEFAULT_CAMERAS
