@@ -81,12 +81,17 @@ class CellProcesses:
         return '\n'.join(text[-lines:])
 
 
+# How long `noetra run` listens for a cell already on its domain before starting. DDS discovery
+# of a fresh participant usually takes well under a second; a loaded machine can take longer.
+DOMAIN_CHECK_S = 1.5
+
+
 def _refuse_a_second_cell_on_the_domain(cell) -> None:
     """NoetraError when nodes of this cell already run on this ROS_DOMAIN_ID (another `noetra
     run`, a launch file): the two would read each other's topics."""
     from noetra_ros.monitor import nodes_already_running  # rclpy only from here on
 
-    running = nodes_already_running([n.name for n in cell.nodes])
+    running = nodes_already_running([n.name for n in cell.nodes], wait_s=DOMAIN_CHECK_S)
     if running:
         domain = os.environ.get('ROS_DOMAIN_ID', '0')
         raise NoetraError(f'nodes {running} already run on ROS_DOMAIN_ID={domain}: another cell '

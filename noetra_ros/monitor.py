@@ -297,7 +297,12 @@ def nodes_already_running(names: Sequence[str], wait_s: float = 1.5) -> list[str
             found: set[str] = set()
             deadline = time.monotonic() + wait_s
             while time.monotonic() < deadline:
-                found |= set(node.get_node_names()) & set(names)
+                newly = set(node.get_node_names()) & set(names)
+                if newly and not found:
+                    # One is enough to refuse; a short grace collects the rest for the message
+                    # instead of waiting out a budget sized for a loaded machine's discovery.
+                    deadline = min(deadline, time.monotonic() + 0.5)
+                found |= newly
                 time.sleep(0.1)
             return sorted(found)
         finally:
