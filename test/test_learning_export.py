@@ -20,28 +20,12 @@ JOINTS = ('joint_1', 'joint_2', 'joint_3', 'joint_4', 'joint_5', 'joint_6')
 @pytest.fixture(scope='module')
 def tiny_dataset(tmp_path_factory):
     pytest.importorskip('pyarrow')
-    from noetra_ros.learning.dataset import DatasetSpec, DatasetWriter, Episode
+    from toy_models import write_synthetic_dataset
 
-    rng = np.random.default_rng(11)
-    names = JOINTS + ('gripper_position',)
-    spec = DatasetSpec(fps=20, robot_type='fanuc_lrmate200id', state_names=names,
-                       action_names=names, cameras=('scene_camera', 'wrist_camera'),
-                       image_height=48, image_width=64)
-    root = tmp_path_factory.mktemp('tiny') / 'ds'
-    writer = DatasetWriter(root, spec)
-    for task in ('pick the red cube and place it in the left bin',
-                 'pick the green cylinder and place it in the right bin'):
-        n = 16
-        state = rng.normal(size=(n, 7)).astype(np.float32)
-        state[:, 6] = rng.uniform(0.0, 0.04, size=n)
-        writer.add_episode(Episode(
-            task=task, state=state,
-            action=(state + 0.01 * rng.normal(size=(n, 7))).astype(np.float32),
-            images={c: rng.integers(0, 255, size=(n, 48, 64, 3), dtype=np.uint8)
-                    for c in spec.cameras},
-            wrench=np.zeros((n, 6), np.float32)))
-    writer.close()
-    return root
+    return write_synthetic_dataset(
+        tmp_path_factory.mktemp('tiny') / 'ds', ('scene_camera', 'wrist_camera'),
+        ('pick the red cube and place it in the left bin',
+         'pick the green cylinder and place it in the right bin'), seed=11)
 
 
 def _tiny_config(**overrides):

@@ -39,3 +39,29 @@ def set_ramp_head(model, chunk_length: int, step: float, width: int):
             continue
         init.CopyFrom(numpy_helper.from_array(array, init.name))
     return model
+
+
+def write_synthetic_dataset(root, cameras, tasks, seed: int, frames: int = 16,
+                            height: int = 48, width: int = 64, state_scale: float = 1.0):
+    """A small LeRobot dataset of random frames: one episode of `frames` per task, LR Mate
+    joints + gripper, actions a small step from the state. For training / export plumbing
+    tests; nothing in it can be learned."""
+    from noetra_ros.learning.dataset import DatasetSpec, DatasetWriter, Episode
+
+    rng = np.random.default_rng(seed)
+    names = tuple(f'joint_{i}' for i in range(1, 7)) + ('gripper_position',)
+    spec = DatasetSpec(fps=20, robot_type='fanuc_lrmate200id', state_names=names,
+                       action_names=names, cameras=tuple(cameras), image_height=height,
+                       image_width=width)
+    writer = DatasetWriter(root, spec)
+    for task in tasks:
+        state = rng.normal(scale=state_scale, size=(frames, 7)).astype(np.float32)
+        state[:, 6] = rng.uniform(0.0, 0.04, size=frames)
+        writer.add_episode(Episode(
+            task=task, state=state,
+            action=(state + 0.01 * rng.normal(size=(frames, 7))).astype(np.float32),
+            images={c: rng.integers(0, 255, size=(frames, height, width, 3), dtype=np.uint8)
+                    for c in spec.cameras},
+            wrench=np.zeros((frames, 6), np.float32)))
+    writer.close()
+    return root

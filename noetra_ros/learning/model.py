@@ -70,6 +70,13 @@ class PolicyConfig:
     # and a cube's symmetry leave unchanged) from the glimpses + arm state and give it to the
     # action head (needs glimpse; trained against the recorded target_yaw).
     target_heading: bool = False
+    # How the instruction's token embeddings become one vector: 'mean' (a bag of words; the
+    # shipped model) or 'attention' (`text_heads` learned queries, each a softmax over the
+    # tokens, concatenated and projected). With many phrasings a mean is diluted by every
+    # filler word a person adds ("could you please..."); attention can weigh the colour,
+    # shape and side words and ignore the rest, whatever their number or order.
+    text_pooling: str = 'mean'
+    text_heads: int = 4
 
     def __post_init__(self) -> None:
         if not self.cameras:
@@ -86,6 +93,10 @@ class PolicyConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value <= 0:
                 raise ConfigError(f'{name}={value!r}: must be a positive integer')
+        if self.text_pooling not in ('mean', 'attention'):
+            raise ConfigError(f'text_pooling={self.text_pooling!r}: allowed: mean, attention')
+        if not isinstance(self.text_heads, int) or self.text_heads <= 0:
+            raise ConfigError(f'text_heads={self.text_heads!r}: must be a positive integer')
         if self.target_position and not self.grounding:
             raise ConfigError('target_position=True needs grounding=True (it reads the '
                               'grounded pixels)')
@@ -236,6 +247,9 @@ class VisuomotorPolicy(nn.Module):
             nn.Linear(config.state_dim, config.state_hidden), nn.ReLU(inplace=True),
             nn.Linear(config.state_hidden, config.state_hidden), nn.ReLU(inplace=True))
         self.word_embedding = nn.Embedding(config.vocab_size, config.text_dim)
+        if config.text_pooling == 'attention':
+            self.text_scores = nn.Linear(config.text_dim, config.text_heads)
+            self.text_project = nn.Linear(config.text_heads * config.text_dim, config.text_dim)
         self.film = (nn.ModuleList([nn.Linear(config.text_dim, 4 * config.conv_channels)
                                     for _ in config.cameras]) if config.film else None)
         # The object's position from where each camera sees it (2 numbers per camera) and the
@@ -253,6 +267,7 @@ class VisuomotorPolicy(nn.Module):
         fused = (sum(e.out_dim for e in self.encoders) + config.state_hidden + config.text_dim
                  + (3 if config.target_position else 0)
                  + (HEADING_DIM if config.target_heading else 0))
+        self.fused_dim = fused  # what _features returns per sample (a flow head reads it)
         self.head = nn.Sequential(
             nn.Linear(fused, config.hidden), nn.ReLU(inplace=True),
             nn.Linear(config.hidden, config.hidden), nn.ReLU(inplace=True),
@@ -278,10 +293,18 @@ class VisuomotorPolicy(nn.Module):
         self.residual_shift.copy_(shift.to(self.residual_shift))
 
     def encode_instruction(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Masked mean of word embeddings; id 0 is padding and contributes nothing."""
+        """[B, text_dim] from [B, L] token ids; id 0 is padding and contributes nothing
+        (PolicyConfig.text_pooling: masked mean, or masked multi-query attention)."""
         mask = (tokens != 0).to(torch.float32).unsqueeze(-1)
-        summed = (self.word_embedding(tokens) * mask).sum(dim=1)
-        return summed / mask.sum(dim=1).clamp(min=1.0)
+        embedded = self.word_embedding(tokens)
+        if self.config.text_pooling == 'mean':
+            summed = (embedded * mask).sum(dim=1)
+            return summed / mask.sum(dim=1).clamp(min=1.0)
+        # Pads get a score far below any real token's (not -inf: an all-pad row stays finite).
+        scores = self.text_scores(embedded) + (mask - 1.0) * 1e4     # [B, L, heads]
+        weights = torch.softmax(scores, dim=1)
+        pooled = torch.einsum('blh,bld->bhd', weights, embedded)    # [B, heads, text_dim]
+        return self.text_project(pooled.reshape(pooled.shape[0], -1))
 
     def _features(self, inputs: tuple[torch.Tensor, ...],
                   queries: tuple[torch.Tensor, ...] = ()) -> tuple[torch.Tensor, dict]:

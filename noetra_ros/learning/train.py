@@ -583,6 +583,34 @@ def grounding_loss(logits: list[Any], targets: list[tuple[np.ndarray, np.ndarray
     return total
 
 
+def auxiliary_losses(model: Any, config: Any, samples: 'TrainingSamples', rows: np.ndarray,
+                     moves: list[np.ndarray], queries: list, extras: dict):
+    """The weighted training-only losses next to the action loss: grounding of the named
+    object and of the other objects (`queries`, from samples.object_queries), the target
+    position and heading heads and the key-pose head. `config` holds the weights (TrainConfig
+    names); `extras` is what forward_with_aux returned with the same queries."""
+    import torch
+
+    loss = torch.zeros(())
+    for (_, targets), logits in zip(queries, extras['query_grounding'] or []):
+        loss = loss + config.object_grounding_weight * grounding_loss(logits, targets)
+    if extras['target_position'] is not None and samples.target_position is not None:
+        truth = torch.from_numpy(samples.target_position[rows])
+        loss = loss + config.target_weight * torch.abs(extras['target_position'] - truth).mean()
+    if extras['target_heading'] is not None and samples.target_heading is not None:
+        value, mask = (torch.from_numpy(a[rows]) for a in samples.target_heading)
+        miss = torch.abs(extras['target_heading'] - value) * mask
+        loss = loss + config.heading_weight * miss.sum() / mask.sum().clamp(min=1.0)
+    if extras['key_poses'] is not None:
+        aux_target = torch.from_numpy(samples.key_poses[rows])
+        loss = loss + config.aux_weight * torch.abs(extras['key_poses'] - aux_target).mean()
+    if model.config.grounding and config.grounding_weight > 0:
+        loss = loss + config.grounding_weight * grounding_loss(
+            extras['grounding'], samples.grounding_targets(rows, moves, config.grounding_sigma),
+            config.grounding_hard_fraction)
+    return loss
+
+
 def perception_errors(model: Any, samples: 'TrainingSamples', rows: np.ndarray,
                       batch_size: int = 128) -> dict[str, float]:
     """How well the policy knows where the instructed object is, over `rows`: per camera the
@@ -749,24 +777,7 @@ def train(dataset: str | Path | Sequence[str | Path], output: str | Path,
             *[torch.from_numpy(x) for x in inputs],
             queries=tuple(torch.from_numpy(tokens) for tokens, _ in queries))
         loss = torch.abs(pred - torch.from_numpy(target)).mean()
-        for (_, targets), logits in zip(queries, extras['query_grounding'] or []):
-            loss = loss + config.object_grounding_weight * grounding_loss(logits, targets)
-        aux, grounding = extras['key_poses'], extras['grounding']
-        if extras['target_position'] is not None and samples.target_position is not None:
-            truth = torch.from_numpy(samples.target_position[rows])
-            loss = loss + config.target_weight * torch.abs(extras['target_position']
-                                                           - truth).mean()
-        if extras['target_heading'] is not None and samples.target_heading is not None:
-            value, mask = (torch.from_numpy(a[rows]) for a in samples.target_heading)
-            miss = torch.abs(extras['target_heading'] - value) * mask
-            loss = loss + config.heading_weight * miss.sum() / mask.sum().clamp(min=1.0)
-        if aux is not None:
-            aux_target = torch.from_numpy(samples.key_poses[rows])
-            loss = loss + config.aux_weight * torch.abs(aux - aux_target).mean()
-        if model.config.grounding and config.grounding_weight > 0:
-            loss = loss + config.grounding_weight * grounding_loss(
-                grounding, samples.grounding_targets(rows, moves, config.grounding_sigma),
-                config.grounding_hard_fraction)
+        loss = loss + auxiliary_losses(model, config, samples, rows, moves, queries, extras)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
