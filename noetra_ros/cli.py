@@ -4,6 +4,7 @@
     noetra run pick_place_lrmate --headless       # run a cell, print a summary, write a video
     noetra run pick_place_lrmate --episodes 20 --seed 100 --mode lockstep
     noetra run pick_place_lrmate_fanuc --hardware real   # everything but the simulator
+    noetra eval pick_place_lrmate_policy --episodes 100 --workers 8 [--address ray://HEAD:10001]
     noetra audit runs/<run>/recording/<episode>/  # audit trail + summary of a recording
     noetra convert runs/<run>/recording --out datasets/<name> --fps 20  # -> LeRobotDataset v3
 
@@ -391,6 +392,15 @@ def main(argv: list[str] | None = None) -> int:
     ev.add_argument('--timeout', type=float, default=3600.0, help='wall-clock limit (s)')
     ev.add_argument('--no-video', action='store_true', default=False)
     ev.add_argument('--quiet', action='store_true')
+    ev.add_argument('--workers', type=int, default=0,
+                    help='run the episodes on N Ray workers, each seed a lockstep graph run of '
+                         'its own (default 0: one run here; docs/DISTRIBUTED.md)')
+    ev.add_argument('--address', default=None,
+                    help='with --workers: a Ray cluster (ray://HEAD:10001, HEAD:6379 or auto); '
+                         'default a local Ray runtime')
+    ev.add_argument('--domains', default=None, metavar='A:B',
+                    help='with --workers: ROS domain ids the graph workers lease on each '
+                         'machine (default 30:100)')
     audit_cli.add_parser(sub)
     from noetra_ros.learning import convert  # its numpy / mcap / PyAV users import lazily
     convert.add_arguments(sub.add_parser(
@@ -412,7 +422,11 @@ def main(argv: list[str] | None = None) -> int:
             return convert.run(args)
         if args.command == 'run' and args.hardware == 'real':
             return run_real(args)
-        report = eval_cell(args) if args.command == 'eval' else run_cell(args)
+        if args.command == 'eval' and args.workers:
+            from noetra_ros.distributed import eval_cell_on_ray  # Ray only from here on
+            report = eval_cell_on_ray(args)
+        else:
+            report = eval_cell(args) if args.command == 'eval' else run_cell(args)
     except NoetraError as exc:
         print(f'noetra: error: {exc}', file=sys.stderr)
         return 2

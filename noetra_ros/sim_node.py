@@ -42,6 +42,7 @@ from noetra_ros.core.errors import ConfigError, NoetraError
 from noetra_ros.core.images import render_colour_and_depth
 from noetra_ros.core.joint_names import JointNameMap, SCHEMES
 from noetra_ros.core.policy.contract import depth_source
+from noetra_ros.core.sim.lighting import CONDITIONS as LIGHTING_CONDITIONS, lighting_condition
 from noetra_ros.core.sim.privileged import (environment_names, environment_state,
                                             ENVIRONMENT_STATE_TOPIC)
 from noetra_ros.core.sim.world import (default_cameras, EXTRA_ARM_BASE_POSES, SimWorld,
@@ -97,6 +98,8 @@ PARAMETERS = {
     'camera_width': (160, 'default image width (per camera: <camera>.width)'),
     'camera_height': (120, 'default image height (per camera: <camera>.height)'),
     'camera_rate_hz': (10.0, 'default camera rate (per camera: <camera>.rate_hz)'),
+    'lighting': ('default', f'the cameras\' light, a named condition: one of '
+                            f'{", ".join(LIGHTING_CONDITIONS)} (core/sim/lighting.py)'),
     'depth_cameras': ([], 'cameras (of `cameras`) that also publish depth aligned to colour, '
                           'as realsense2_camera: <camera>/aligned_depth_to_color/image_raw '
                           '(16UC1 mm, 0 = no return) + camera_info, from the colour image\'s '
@@ -158,6 +161,7 @@ class SimNodeConfig:
     wait_for_reset: bool
     extra_arms: tuple[ExtraArmSpec, ...] = ()
     environment_state_cameras: tuple[str, ...] = ()
+    lighting: str = 'default'
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -193,6 +197,9 @@ class SimNodeConfig:
             if cam.width <= 0 or cam.height <= 0 or cam.rate_hz <= 0:
                 raise ConfigError(f'camera {cam.name!r}: width, height and rate_hz must be > 0, '
                                   f'got {cam.width}x{cam.height} at {cam.rate_hz} Hz')
+        if self.lighting not in LIGHTING_CONDITIONS:
+            raise ConfigError(f'parameter lighting={self.lighting!r}: must be one of '
+                              f'{", ".join(LIGHTING_CONDITIONS)}')
         unknown_cams = set(self.environment_state_cameras) - {c.name for c in self.cameras}
         if unknown_cams:
             raise ConfigError(f'parameter environment_state_cameras names {sorted(unknown_cams)}, '
@@ -256,7 +263,8 @@ def _read_config(node: Node) -> SimNodeConfig:
         episode_timeout_s=float(p['episode_timeout_s']), reset_pause_s=float(p['reset_pause_s']),
         publish_clock=bool(p['publish_clock']), wait_for_reset=bool(p['wait_for_reset']),
         extra_arms=tuple(extra_arms),
-        environment_state_cameras=tuple(str(c) for c in p['environment_state_cameras']))
+        environment_state_cameras=tuple(str(c) for c in p['environment_state_cameras']),
+        lighting=str(p['lighting']))
 
 
 def _build_world(cfg: SimNodeConfig) -> SimWorld:
@@ -270,7 +278,8 @@ def _build_world(cfg: SimNodeConfig) -> SimWorld:
     world = SimWorld(WorldConfig(robot=cfg.robot, physics_hz=cfg.physics_hz,
                                  control_hz=cfg.control_hz, cameras=tuple(specs),
                                  command_timeout_s=cfg.command_timeout_s,
-                                 episode_timeout_s=cfg.episode_timeout_s))
+                                 episode_timeout_s=cfg.episode_timeout_s,
+                                 lighting=lighting_condition(cfg.lighting)))
     for group, spec in enumerate(cfg.extra_arms, start=2):
         try:
             world.add_extra_arm(spec.robot, spec.base_xyz, spec.base_yaw)

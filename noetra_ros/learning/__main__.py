@@ -1,13 +1,15 @@
 """Command line of the learning pipeline (needs the optional torch==2.13.0 for train / export).
 
     python -m noetra_ros.learning record    --output DATASET [--episodes 200] [--first-seed 0]
+                                            [--workers N [--address ray://...]]
     python -m noetra_ros.learning train     --dataset DATASET --output CKPT [--steps 9000] ...
     python -m noetra_ros.learning export    --checkpoint CKPT --output MODEL.onnx [--dataset DS]
     python -m noetra_ros.learning all       --workdir DIR --model MODEL.onnx   (the shipped recipe)
     python -m noetra_ros.learning ensemble  --models A.onnx,B.onnx --output MODEL.onnx
     python -m noetra_ros.learning evalcheck --model MODEL.onnx [--seeds 10000:10050] [--expert]
                                             [--cell pick_place_lrmate_policy] [--episode-timeout S]
-                                            [--one-run]
+                                            [--one-run] [--lighting NAME] [--phrasing P]
+                                            [--workers N [--address ray://...]]
     python -m noetra_ros.learning reference [--model models/pick_place_lrmate.onnx]
     python -m noetra_ros.learning info      DATASET_OR_MODEL
 
@@ -90,6 +92,12 @@ def cmd_record(args: argparse.Namespace) -> int:
                           cameras=tuple(args.cameras.split(',')),
                           action_noise_rad=args.action_noise,
                           noise_phases=tuple(p for p in args.noise_phases.split(',') if p))
+    if args.workers:  # on Ray workers, written here in seed order (docs/DISTRIBUTED.md)
+        from noetra_ros.distributed import record_distributed
+
+        summary, run = record_distributed(config, args.output, args.workers, args.address)
+        print(f'{summary.describe()}\n  {run.describe()}')
+        return 0
     print(record(config, args.output).describe())
     return 0
 
@@ -121,8 +129,13 @@ def cmd_evalcheck(args: argparse.Namespace) -> int:
 
     seeds = parse_seeds(args.seeds)
     settings = EvalSettings.from_cell(args.cell, episode_timeout_s=args.episode_timeout,
-                                      policy=policy_overrides(args))
+                                      policy=policy_overrides(args), lighting=args.lighting,
+                                      phrasing=args.phrasing)
     model = args.model or shipped_model()
+    if args.workers:  # on Ray workers (docs/DISTRIBUTED.md)
+        from noetra_ros.distributed import evalcheck_on_ray
+
+        return evalcheck_on_ray(args, seeds, settings, model)
     results = [evaluate_policy(model, seeds, settings, as_one_run=args.one_run)]
     if args.expert:
         results.append(evaluate_expert(seeds, robot=settings.robot,
@@ -143,7 +156,9 @@ def cmd_evalcheck(args: argparse.Namespace) -> int:
             'episode_timeout_s': settings.episode_timeout_s, 'seeds': r.seeds,
             'successes': r.successes, 'explanations': r.explanations,
             'sim_times': r.sim_times, 'success_rate': r.success_rate,
-            'wall_time_s': r.wall_time_s, 'interventions': r.interventions}
+            'wall_time_s': r.wall_time_s, 'interventions': r.interventions,
+            'lighting': settings.lighting, 'phrasing': settings.phrasing,
+            'instructions': r.instructions}
             for r in results], indent=2) + '\n')
     return 0
 
@@ -324,6 +339,16 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_ray_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument('--workers', type=int, default=0,
+                        help='spread the episodes over N Ray workers (default 0: serial, in this '
+                             'process); results equal the serial run seed for seed '
+                             '(docs/DISTRIBUTED.md)')
+    parser.add_argument('--address', default=None,
+                        help='with --workers: a Ray cluster (ray://HEAD:10001, HEAD:6379 or '
+                             'auto); default a local Ray runtime')
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argparse parser of every sub-command."""
     parser = argparse.ArgumentParser(prog='python -m noetra_ros.learning',
@@ -340,6 +365,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help='std (rad) of the offset added to the executed arm command')
     p.add_argument('--noise-phases', default='',
                    help='expert phases with injected noise, e.g. approach,transfer (default all)')
+    _add_ray_options(p)
     p.set_defaults(func=cmd_record)
 
     p = sub.add_parser('train', help='train a policy on a dataset')
@@ -411,9 +437,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help='run the seeds as one `noetra eval` run does (one supervisor, reset '
                         'pauses, a running clock): the results are that run\'s; default: '
                         'every episode on its own, as the first of a run')
+    p.add_argument('--lighting', default=None,
+                   help='lighting condition of the cameras (core/sim/lighting.CONDITIONS: '
+                        'default, darker_15, darker_30, warm, cool, side; default: the cell\'s)')
+    p.add_argument('--phrasing', default='template',
+                   help="instruction phrasing: 'template' (the task's text), or a split of "
+                        "core/phrasing.py (train, held_out, synonyms), optionally ':en' / ':ja'; "
+                        'drawn per seed (default %(default)s)')
     p.add_argument('--expert', action='store_true', help='also run the expert on the seeds')
     p.add_argument('--json', default=None, help='write the results to this file')
     p.add_argument('--verbose', action='store_true')
+    _add_ray_options(p)
     p.set_defaults(func=cmd_evalcheck)
 
     p = sub.add_parser('reference', help='regenerate the shipped-model stored-output fixture')

@@ -37,14 +37,16 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from noetra_ros.core import phrasing as phrasings
 from noetra_ros.core.episodes import DEFAULT_EPISODE_TIMEOUT_S, DEFAULT_RESET_PAUSE_S
-from noetra_ros.core.errors import ConfigError, InputError
+from noetra_ros.core.errors import ConfigError, InputError, UnknownNameError
 from noetra_ros.core.policy.loop import (Command, DEFAULTS as LOOP_DEFAULTS, Inference,
                                          LoopConfig)
 from noetra_ros.core.safety.cell import (ArmCommand, ArmPositions, ArmTrajectory, CellOutput,
                                          LOCKSTEP_INPUTS, MeasuredJoints, SafetyCell,
                                          SafetyNodeSettings)
 from noetra_ros.core.safety.supervisor import SafetySupervisor
+from noetra_ros.core.sim.lighting import CONDITIONS as LIGHTING_CONDITIONS, lighting_condition
 from noetra_ros.core.sim.privileged import (environment_names,
                                             environment_state as target_environment_state)
 from noetra_ros.learning.dataset import DatasetSpec, DatasetWriter, Episode, progress
@@ -81,6 +83,46 @@ SAFETY_SETTINGS_IN_PROCESS = {
     'judge_only': 'must be false: the evaluation runs the supervisor that drives (docs/SHADOW.md)',
     'judge_reanchor_rad': 'unused: judge_only only',
 }
+
+
+# The instruction as the sim's task gives it (sim/task.py's template): the in-distribution
+# phrasing of every evaluation.
+TEMPLATE_PHRASING = 'template'
+# Mixed into an episode's seed for its phrasing draw (issue 15): one stream per seed, apart from
+# the scene's default_rng(seed), so an episode's instruction depends on its seed alone.
+PHRASING_STREAM = 15
+
+
+def parse_phrasing(text: str) -> tuple[str, str | None] | None:
+    """An evaluation phrasing: 'template' -> None (the task's own text); '<split>' or
+    '<split>:<language>' -> (split, language or None = any), split in core/phrasing.SPLITS,
+    language in LANGUAGES. UnknownNameError naming the part that is wrong."""
+    if text == TEMPLATE_PHRASING:
+        return None
+    split, _, language = str(text).partition(':')
+    if split not in phrasings.SPLITS:
+        raise UnknownNameError(
+            f'phrasing {text!r}: {split!r} is not a phrasing split; allowed: '
+            f'{TEMPLATE_PHRASING}, ' + ', '.join(phrasings.SPLITS)
+            + ' (optionally :' + '|'.join(phrasings.LANGUAGES) + ')')
+    if ':' in str(text) and language not in phrasings.LANGUAGES:
+        raise UnknownNameError(f'phrasing {text!r}: language {language!r} is not one of '
+                               + ', '.join(phrasings.LANGUAGES))
+    return split, (language or None)
+
+
+def episode_instruction(template_instruction: str, seed: int, phrasing: str) -> str:
+    """What an evaluation episode with `seed` is told under `phrasing` (parse_phrasing): the
+    task's template text itself, or a phrasing of the same task drawn from the split with a
+    generator seeded by (seed, PHRASING_STREAM) - the same text for the same seed every time,
+    whatever other episodes run."""
+    choice = parse_phrasing(phrasing)
+    if choice is None:
+        return template_instruction
+    split, language = choice
+    words = phrasings.parse_template_instruction(template_instruction)
+    return phrasings.sample_phrasing(words, np.random.default_rng([int(seed), PHRASING_STREAM]),
+                                     split, language)
 
 
 def header_stamp(seconds: float) -> float:
@@ -185,19 +227,38 @@ class EvalSettings:
     # the cameras as (name, width, height)
     world_parameters: tuple[tuple[str, Any], ...] = ()
     cameras: tuple[tuple[str, int, int], ...] = ()
+    # Evaluation conditions (issue 15): the cameras' light, a named condition of
+    # core/sim/lighting.CONDITIONS, and how each episode's instruction is phrased
+    # (parse_phrasing: 'template' = the task's own text).
+    lighting: str = 'default'
+    phrasing: str = TEMPLATE_PHRASING
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.episode_timeout_s) and self.episode_timeout_s > 0):
             raise ConfigError(f'episode_timeout_s={self.episode_timeout_s!r}: must be > 0')
         if not (math.isfinite(self.reset_pause_s) and self.reset_pause_s >= 0):
             raise ConfigError(f'reset_pause_s={self.reset_pause_s!r}: must be >= 0')
+        if self.lighting not in LIGHTING_CONDITIONS:
+            raise UnknownNameError(f'EvalSettings.lighting: {self.lighting!r} is not a lighting '
+                                   f'condition; allowed: {", ".join(LIGHTING_CONDITIONS)}')
+        try:
+            parse_phrasing(self.phrasing)
+        except UnknownNameError as exc:
+            raise UnknownNameError(f'EvalSettings.phrasing: {exc}') from None
+
+    def instruction(self, template_instruction: str, seed: int) -> str:
+        """The instruction the episode with `seed` is given (episode_instruction)."""
+        return episode_instruction(template_instruction, seed, self.phrasing)
 
     @classmethod
     def from_cell(cls, cell: str = DEFAULT_EVAL_CELL, *, episode_timeout_s: float | None = None,
-                  policy: Mapping[str, Any] | None = None) -> 'EvalSettings':
+                  policy: Mapping[str, Any] | None = None, lighting: str | None = None,
+                  phrasing: str = TEMPLATE_PHRASING) -> 'EvalSettings':
         """The settings of `cell` (a name in config/cells or a path). `episode_timeout_s`
         replaces the cell's episode limit, `policy` replaces policy node parameters (e.g.
-        {'replan_steps': 1}); anything else is changed in the cell file itself."""
+        {'replan_steps': 1}), `lighting` the sim node's lighting condition (default: the
+        cell's, else 'default'); `phrasing` chooses the episodes' instructions (parse_phrasing);
+        anything else is changed in the cell file itself."""
         from noetra_ros.bringup import load_cell
 
         spec = load_cell(cell, None)
@@ -260,7 +321,9 @@ class EvalSettings:
             world_parameters=tuple((key, sim[key]) for key in
                                    ('control_hz', 'physics_hz', 'command_timeout_s')
                                    if key in sim),
-            cameras=tuple(cameras))
+            cameras=tuple(cameras),
+            lighting=str(sim.get('lighting', 'default')) if lighting is None else lighting,
+            phrasing=phrasing)
 
     def world_config(self) -> Any:
         """The WorldConfig the cell's sim node builds (its cameras at the cell's sizes)."""
@@ -278,6 +341,7 @@ class EvalSettings:
         values = dict(self.world_parameters)
         return WorldConfig(robot=self.robot, cameras=cameras,
                            episode_timeout_s=self.episode_timeout_s,
+                           lighting=lighting_condition(self.lighting),
                            **{k: (float(v) if k == 'command_timeout_s' else int(v))
                               for k, v in values.items()})
 
@@ -290,7 +354,13 @@ class EvalSettings:
         delay = (f', inference delay {loop.inference_delay_steps} steps'
                  if loop.inference_delay_steps else '')
         return (f'cell {self.cell}: replan every {loop.replan_steps}, {blend}{delay}, '
-                f'supervisor {self.safety.profile}, episode limit {self.episode_timeout_s:g} s')
+                f'supervisor {self.safety.profile}, episode limit {self.episode_timeout_s:g} s'
+                f'{self.conditions_note()}')
+
+    def conditions_note(self) -> str:
+        """', lighting X, phrasing Y': the evaluation conditions, named in every label so a
+        figure never loses which conditions it was measured under."""
+        return f', lighting {self.lighting}, phrasing {self.phrasing}'
 
 
 class CellSafety:
@@ -606,6 +676,9 @@ class EvalResult:
     wall_time_s: float = 0.0
     # Per episode, the supervisor's intervention counters at its end (policy runs only).
     interventions: list[dict[str, int]] = field(default_factory=list)
+    # Per episode, the instruction the policy was given (policy runs only): the task's template
+    # text or, under an EvalSettings.phrasing, the phrasing drawn for the seed.
+    instructions: list[str] = field(default_factory=list)
 
     @property
     def success_rate(self) -> float:
@@ -659,6 +732,9 @@ def evaluate_policy(model_path: str | Path, seeds: Sequence[int],
     of an episode after the task check (for analysis tools; it must not change the world);
     `status.done` marks an episode's last step. `on_act(seed, driver_step)` sees what each
     control step of an episode commanded: the loop's command and what the supervisor sent.
+    The world is lit as `settings.lighting` names; each episode's instruction is
+    `settings.instruction(task text, seed)` (the task's own text unless `settings.phrasing`
+    says otherwise) and is recorded in `EvalResult.instructions`.
 
     Every episode runs as the first episode of a graph run does (a supervisor that was never
     armed, the run's first stamps), so its result does not depend on the seeds before it.
@@ -695,6 +771,8 @@ def evaluate_policy(model_path: str | Path, seeds: Sequence[int],
     try:
         for index, seed in enumerate(progress(list(seeds), desc='policy')):
             episode = world.reset(seed)
+            instruction = settings.instruction(episode.instruction, seed)
+            result.instructions.append(instruction)
             if as_one_run and index > 0:
                 driver.loop.reset()  # the new task/instruction; the supervisor carries on
                 offset = last_published + period - world.sim_time
@@ -702,7 +780,7 @@ def evaluate_policy(model_path: str | Path, seeds: Sequence[int],
                 driver.reset()
                 offset = period - world.sim_time  # a run's first episode
             while True:
-                act(offset, episode.instruction, seed)
+                act(offset, instruction, seed)
                 status = world.task_status()
                 if on_step is not None:
                     on_step(seed, world, status)
@@ -717,7 +795,7 @@ def evaluate_policy(model_path: str | Path, seeds: Sequence[int],
                 # while the policy and the supervisor keep answering every step.
                 ended = offset + world.sim_time
                 while offset + world.sim_time - ended < settings.reset_pause_s:
-                    act(offset, episode.instruction)
+                    act(offset, instruction)
     finally:
         driver.close()
         world.close()

@@ -27,8 +27,10 @@ command_setpoint and stands at its home pose after every reset.
 
 Sensors: joint_state() (arm + finger joints), wrench() (flange force/torque in tool0, see its
 docstring), render() / render_depth() (TinyRenderer pinhole cameras, intrinsics from
-CameraSpec.intrinsics()). Privileged task state for the scripted expert and the checker:
-object_pose(), target_object_pose(), place_pose(), task_status().
+CameraSpec.intrinsics(), lit by WorldConfig.lighting, varied per episode by
+WorldConfig.lighting_jitter when set: core/sim/lighting.py; the light never touches
+physics). Privileged task state for the scripted expert and the checker: object_pose(),
+target_object_pose(), place_pose(), task_status().
 """
 from __future__ import annotations
 
@@ -47,6 +49,7 @@ from noetra_ros.core.joint_limits import JointLimits
 from noetra_ros.core.robot_model import (
     load_robot_description, matrix_to_quaternion, RobotDescription)
 from noetra_ros.core.sim import scene
+from noetra_ros.core.sim.lighting import Lighting, LightingJitter
 from noetra_ros.core.sim.task import (
     BinSpec, check_task, MAX_DISTRACTORS, ObjectSpec, sample_layout, sample_task, TaskSpec,
     TaskStatus)
@@ -223,6 +226,10 @@ class WorldConfig:
     seed: int = 0
     episode_timeout_s: float = DEFAULT_EPISODE_TIMEOUT_S  # the one default (episodes.py)
     render_shadows: bool = False
+    # The cameras' light (default: PyBullet's own, today's images) and, for recording with
+    # light variation, a per-episode jitter of it seeded by the episode seed (None = off).
+    lighting: Lighting = Lighting()
+    lighting_jitter: LightingJitter | None = None
 
     def __post_init__(self) -> None:
         if self.robot not in robots.ROBOT_NAMES:
@@ -255,6 +262,14 @@ class WorldConfig:
         if not (math.isfinite(self.episode_timeout_s) and self.episode_timeout_s > 0.0):
             raise ConfigError(
                 f'WorldConfig.episode_timeout_s: {self.episode_timeout_s} must be > 0')
+        if not isinstance(self.lighting, Lighting):
+            raise ConfigError(f'WorldConfig.lighting: {self.lighting!r} must be a Lighting '
+                              '(core/sim/lighting.py; a condition by name: '
+                              'lighting.lighting_condition(name))')
+        if self.lighting_jitter is not None and not isinstance(self.lighting_jitter,
+                                                               LightingJitter):
+            raise ConfigError(f'WorldConfig.lighting_jitter: {self.lighting_jitter!r} must be '
+                              'a LightingJitter or None')
 
 
 @dataclass(frozen=True)
@@ -429,6 +444,7 @@ class SimWorld:
         self._closed = False
         self._episode: Episode | None = None
         self._extra_arms: list[ExtraArm] = []
+        self._lighting = self._config.lighting
         self.reset(self._config.seed)
 
     # ------------------------------------------------------------------ properties
@@ -517,6 +533,12 @@ class SimWorld:
         """The URDF the robot was loaded from."""
         return self._urdf
 
+    @property
+    def lighting(self) -> Lighting:
+        """The light of the current episode: WorldConfig.lighting, jittered for this episode's
+        seed when WorldConfig.lighting_jitter is set."""
+        return self._lighting
+
     # ------------------------------------------------------------------ episode
     def reset(self, seed: int) -> Episode:
         """Rebuild the cell for `seed`: same seed -> the same scene and the same physics.
@@ -553,6 +575,11 @@ class SimWorld:
         for _ in range(SETTLE_STEPS):
             pb.stepSimulation(physicsClientId=cid)
         self._physics_steps = 0
+        # Drawn from the seed on a stream of its own: the scene above is the same with or
+        # without jitter, and nothing physical reads the light.
+        jitter = self._config.lighting_jitter
+        self._lighting = (self._config.lighting if jitter is None
+                          else jitter.sample(self._config.lighting, seed))
         self._episode = Episode(instruction=task.instruction, target_object=task.target.name,
                                 target_place=task.place, seed=seed, objects=task.objects)
         return self._episode
@@ -1036,7 +1063,7 @@ class SimWorld:
         _, _, rgba, depth, _ = pb.getCameraImage(
             spec.width, spec.height, view, proj, shadow=int(self._config.render_shadows),
             renderer=pb.ER_TINY_RENDERER, flags=pb.ER_NO_SEGMENTATION_MASK,
-            physicsClientId=self._cid)
+            physicsClientId=self._cid, **self._lighting.camera_image_arguments())
         rgba = np.asarray(rgba, dtype=np.uint8).reshape(spec.height, spec.width, 4)
         depth = np.asarray(depth, dtype=np.float32).reshape(spec.height, spec.width)
         return spec, rgba, depth
