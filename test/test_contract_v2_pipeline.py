@@ -528,8 +528,9 @@ def test_the_three_patterns_examples_in_the_docs_parse():
     patterns = text[text.index('## Three patterns'):]
     blocks = [block.split('```', 1)[0] for block in patterns.split('```yaml')[1:]]
     contracts = [contract_from_dict(yaml.safe_load(block)) for block in blocks]
-    assert [[s.kind for s in c.pipeline] for c in contracts] == [['denoise'], ['run', 'denoise']]
-    assert contracts[1].pipeline[1].noise_shape == contracts[1].action.shape == (1, 50, 32)
+    assert [[s.kind for s in c.pipeline] for c in contracts] == [[], ['denoise'],
+                                                                 ['run', 'denoise']]
+    assert contracts[2].pipeline[1].noise_shape == contracts[2].action.shape == (1, 50, 32)
 
 
 def test_the_documented_two_phase_contract_is_the_one_the_builder_writes():

@@ -66,7 +66,8 @@ def _train_config(args: argparse.Namespace):
     return TrainConfig(**overrides)
 
 
-def _boolean(text: str) -> bool:
+def parse_boolean(text: str) -> bool:
+    """argparse type of a boolean option: 1/true/yes/on or 0/false/no/off."""
     if text.lower() in ('1', 'true', 'yes', 'on'):
         return True
     if text.lower() in ('0', 'false', 'no', 'off'):
@@ -80,7 +81,7 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
     for f in fields(TrainConfig):
         kind = type(f.default)
         if kind is bool:
-            kind = _boolean
+            kind = parse_boolean
         parser.add_argument('--' + f.name.replace('_', '-'), dest=f.name, type=kind, default=None,
                             help=f'(default {f.default})')
 

@@ -169,7 +169,6 @@ def export_policy(checkpoint: str | Path, output: str | Path, dataset: str | Pat
     """Checkpoint -> ONNX with contract, validated and parity-checked; raises on a mismatch."""
     import torch
 
-    from noetra_ros.core.policy.contract import load_contract, validate_against_model
     from noetra_ros.learning.train import load_checkpoint
 
     model, contract, ckpt = load_checkpoint(checkpoint)
@@ -194,6 +193,17 @@ def export_policy(checkpoint: str | Path, output: str | Path, dataset: str | Pat
     contract = contract_with_info(contract, info)
     if contract.embodiment is None:
         contract = replace(contract, embodiment=trained_embodiment(ckpt, dataset))
+    return write_checked_export(model, contract, output, dataset, parity_samples, seed)
+
+
+def write_checked_export(model: Any, contract: Any, output: str | Path,
+                         dataset: str | Path | None, parity_samples: int,
+                         seed: int) -> ExportReport:
+    """Export `model` with `contract` embedded, read the contract back, validate it against
+    the graph and check onnxruntime against torch on dataset (else random) samples; raises
+    ContractError on any mismatch. Shared by every single-graph policy exporter."""
+    from noetra_ros.core.policy.contract import load_contract, validate_against_model
+
     export_onnx(model, contract, output)
     loaded = load_contract(output)
     if loaded != contract:

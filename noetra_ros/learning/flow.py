@@ -98,9 +98,14 @@ class FlowConfig:
     grad_clip: float = 1.0
     ema_decay: float = 0.999
     seed: int = 0
-    threads: int = 2
+    # One thread: with two, a second busy process on a 2-core machine made a step 10x slower
+    # (OpenMP threads waiting on each other), while one thread degrades gracefully.
+    threads: int = 1
     init_checkpoint: str = ''        # a model.VisuomotorPolicy checkpoint (train.py) to start from
     flow_steps: int = 10             # Euler steps at inference (the contract's denoise steps)
+    # Weight of the flow-matching loss next to the trunk's auxiliary losses: the gradient is
+    # clipped as a whole, and the grounding cross-entropies are an order of magnitude larger.
+    flow_weight: float = 10.0
     flow_hidden: int = 512
     time_dim: int = 64
     max_tokens: int = 32
@@ -135,6 +140,8 @@ class FlowConfig:
                 raise ConfigError(f'{name}={value!r}: must be a positive integer')
         if self.time_dim % 2:
             raise ConfigError(f'time_dim={self.time_dim}: must be even (sin and cos halves)')
+        if not (math.isfinite(self.flow_weight) and self.flow_weight > 0.0):
+            raise ConfigError(f'flow_weight={self.flow_weight!r}: must be > 0')
         if not 0.0 <= self.photometric_p <= 1.0:
             raise ConfigError(f'photometric_p={self.photometric_p!r}: must be in [0, 1]')
         if not 0.0 < self.brightness_min <= self.brightness_max:
@@ -167,6 +174,9 @@ def _torch_modules():
             self.register_buffer('frequencies', torch.exp(
                 -math.log(1000.0) * torch.arange(half, dtype=torch.float32) / half))
             width = chunk_length * action_dim
+            # The trunk's features mix keypoint coordinates, pooled activations and head
+            # outputs of very different scales; normalised, they do not drown x_t and t.
+            self.condition_norm = nn.LayerNorm(self.trunk.fused_dim)
             self.velocity_net = nn.Sequential(
                 nn.Linear(self.trunk.fused_dim + width + time_dim, hidden), nn.SiLU(),
                 nn.Linear(hidden, hidden), nn.SiLU(),
@@ -183,7 +193,8 @@ def _torch_modules():
             angles = t.reshape(-1, 1) * 1000.0 * self.frequencies
             embedding = torch.cat([torch.sin(angles), torch.cos(angles)], dim=1)
             embedding = embedding.expand(x_t.shape[0], -1)
-            out = self.velocity_net(torch.cat([condition, x_t.flatten(1), embedding], dim=1))
+            out = self.velocity_net(torch.cat([self.condition_norm(condition), x_t.flatten(1),
+                                               embedding], dim=1))
             return out.reshape(-1, self.chunk_length, self.action_dim)
 
         def sample(self, condition: torch.Tensor, noise: torch.Tensor,
@@ -356,7 +367,7 @@ def train_flow(dataset: str | Sequence[str], output: str | Path, config: FlowCon
     optimiser = torch.optim.AdamW(model.parameters(), lr=config.learning_rate,
                                   weight_decay=config.weight_decay)
     rng = np.random.default_rng(config.seed)
-    val_probe = np.sort(rng.choice(val_rows, size=min(512, len(val_rows)), replace=False))
+    val_probe = np.sort(rng.choice(val_rows, size=min(256, len(val_rows)), replace=False))
     val_noise = torch.from_numpy(np.random.default_rng([config.seed, 1]).standard_normal(
         (len(val_probe), chunk, trunk_contract.action.size)).astype(np.float32))
 
@@ -386,7 +397,7 @@ def train_flow(dataset: str | Sequence[str], output: str | Path, config: FlowCon
     log(f'flow policy: {n_params} parameters; {len(train_eps)} train / {len(val_eps)} val '
         f'episodes; {samples.phrasing_count} phrasings per task ({config.languages})')
     history: list[dict[str, float]] = []
-    running = 0.0
+    running = running_flow = 0.0
     order, cursor = rng.permutation(train_rows), 0
     start = time.monotonic()
     for step in progress(range(config.steps), total=config.steps, desc='training'):
@@ -411,9 +422,9 @@ def train_flow(dataset: str | Sequence[str], output: str | Path, config: FlowCon
         t = torch.from_numpy(rng.random(len(rows)).astype(np.float32))
         x_t = t[:, None, None] * noise + (1.0 - t[:, None, None]) * actions
         velocity = model.velocity(x_t, t, features)
-        loss = torch.mean((velocity - (noise - actions)) ** 2)
-        loss = loss + auxiliary_losses(model.trunk, config, samples.base, rows, moves, queries,
-                                       extras)
+        flow_loss = torch.mean((velocity - (noise - actions)) ** 2)
+        loss = config.flow_weight * flow_loss + auxiliary_losses(
+            model.trunk, config, samples.base, rows, moves, queries, extras)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
@@ -426,8 +437,11 @@ def train_flow(dataset: str | Sequence[str], output: str | Path, config: FlowCon
                 b_ema.copy_(b)
         value = float(loss.detach())
         running = 0.98 * running + 0.02 * value if step else value
+        flow_value = float(flow_loss.detach())
+        running_flow = 0.98 * running_flow + 0.02 * flow_value if step else flow_value
         if (step + 1) % config.val_every == 0 or step + 1 == config.steps:
-            entry = {'step': step + 1, 'train_loss': running, 'lr': lr_at(step),
+            entry = {'step': step + 1, 'train_loss': running, 'train_flow_mse': running_flow,
+                     'lr': lr_at(step),
                      'elapsed_s': time.monotonic() - start, **validate()}
             history.append(entry)
             log('\n' + '  '.join(f'{k} {v:.4g}' for k, v in entry.items()))
