@@ -106,6 +106,9 @@ class FlowConfig:
     # Weight of the flow-matching loss next to the trunk's auxiliary losses: the gradient is
     # clipped as a whole, and the grounding cross-entropies are an order of magnitude larger.
     flow_weight: float = 10.0
+    # Anchor the flow on the warm-started trunk's regression head (FlowMatchingPolicy): the
+    # network predicts the clean chunk as that head's chunk plus a residual.
+    prior_head: bool = True
     flow_hidden: int = 512
     time_dim: int = 64
     max_tokens: int = 32
@@ -160,51 +163,106 @@ def _torch_modules():
     from noetra_ros.learning.model import PolicyConfig, VisuomotorPolicy
 
     class FlowMatchingPolicy(nn.Module):
-        """Trunk (VisuomotorPolicy features) + velocity network over a normalised chunk."""
+        """Trunk (VisuomotorPolicy features) + a network over a normalised chunk, run from
+        noise (t = 1) to actions (t = 0).
+
+        Without a prior head the network is a velocity field (`predicts: velocity`). With one
+        (FlowConfig.prior_head), the trunk keeps its trained regression head, whose chunk -
+        converted to this contract's delta units inside the graph - is the `prior`, and the
+        network predicts the clean chunk as prior + a residual (`predicts: sample`, the
+        deterministic DDIM step on the same straight path). The residual's last layer starts
+        at zero, so training starts from the regression policy instead of from nothing."""
 
         def __init__(self, trunk_config: PolicyConfig, chunk_length: int, action_dim: int,
-                     hidden: int, time_dim: int) -> None:
+                     hidden: int, time_dim: int, prior_head: bool = False) -> None:
             super().__init__()
             self.config = trunk_config
             self.trunk = VisuomotorPolicy(trunk_config)
-            # The trunk's regression head is not used: the velocity network replaces it.
-            self.trunk.head = nn.Identity()
+            self.prior_head = prior_head
+            if not prior_head:
+                self.trunk.head = nn.Identity()  # the network below replaces it
             self.chunk_length, self.action_dim = chunk_length, action_dim
             half = time_dim // 2
             self.register_buffer('frequencies', torch.exp(
                 -math.log(1000.0) * torch.arange(half, dtype=torch.float32) / half))
             width = chunk_length * action_dim
+            self.prior_width = width if prior_head else 0
+            # The prior's conversion: trunk output (old contract units, absolute) -> this
+            # contract's units (joint deltas from the measured joints, gripper absolute).
+            for name in ('old_mean', 'old_std', 'new_mean', 'new_std'):
+                self.register_buffer(name, torch.zeros(action_dim) if 'mean' in name
+                                     else torch.ones(action_dim))
+            self.register_buffer('state_mean', torch.zeros(trunk_config.state_dim))
+            self.register_buffer('state_std', torch.ones(trunk_config.state_dim))
+            self.delta_joints = trunk_config.residual_joints if prior_head else 0
             # The trunk's features mix keypoint coordinates, pooled activations and head
             # outputs of very different scales; normalised, they do not drown x_t and t.
             self.condition_norm = nn.LayerNorm(self.trunk.fused_dim)
             self.velocity_net = nn.Sequential(
-                nn.Linear(self.trunk.fused_dim + width + time_dim, hidden), nn.SiLU(),
+                nn.Linear(self.trunk.fused_dim + 2 * width + time_dim, hidden), nn.SiLU(),
                 nn.Linear(hidden, hidden), nn.SiLU(),
                 nn.Linear(hidden, hidden), nn.SiLU(),
                 nn.Linear(hidden, width))
+            if prior_head:
+                nn.init.zeros_(self.velocity_net[-1].weight)
+                nn.init.zeros_(self.velocity_net[-1].bias)
+
+        def set_prior_units(self, old_mean, old_std, new_mean, new_std, state_mean,
+                            state_std) -> None:
+            """The normalisations the prior is converted between (call before training)."""
+            for name, value in (('old_mean', old_mean), ('old_std', old_std),
+                                ('new_mean', new_mean), ('new_std', new_std),
+                                ('state_mean', state_mean), ('state_std', state_std)):
+                getattr(self, name).copy_(torch.as_tensor(value, dtype=torch.float32))
+
+        def prior(self, features: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+            """The regression head's chunk in this contract's units [B, T, A]."""
+            absolute = self.trunk._actions(features, state) * self.old_std + self.old_mean
+            n = self.delta_joints
+            measured = state[:, :n] * self.state_std[:n] + self.state_mean[:n]
+            raw = torch.cat([absolute[:, :, :n] - measured.unsqueeze(1), absolute[:, :, n:]],
+                            dim=2)
+            return (raw - self.new_mean) / self.new_std
 
         def condition(self, *inputs: torch.Tensor) -> torch.Tensor:
             features, _ = self.trunk._features(inputs)
-            return features
+            return self.condition_from(features, inputs[len(self.config.cameras)])
+
+        def condition_from(self, features: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+            """[features | prior chunk, flattened] (only features without a prior head)."""
+            if not self.prior_head:
+                return features
+            return torch.cat([features, self.prior(features, state).flatten(1)], dim=1)
 
         def velocity(self, x_t: torch.Tensor, t: torch.Tensor,
                      condition: torch.Tensor) -> torch.Tensor:
-            """dx/dt at (x_t [B, T, A], t [B] or [1]) for `condition` [B, F]."""
+            """The denoiser's output at (x_t [B, T, A], t [B] or [1]) for `condition`: dx/dt,
+            or with a prior head the clean chunk."""
             angles = t.reshape(-1, 1) * 1000.0 * self.frequencies
             embedding = torch.cat([torch.sin(angles), torch.cos(angles)], dim=1)
             embedding = embedding.expand(x_t.shape[0], -1)
-            out = self.velocity_net(torch.cat([self.condition_norm(condition), x_t.flatten(1),
-                                               embedding], dim=1))
+            features = condition[:, :self.trunk.fused_dim]
+            prior = condition[:, self.trunk.fused_dim:]
+            if not self.prior_head:
+                prior = torch.zeros_like(x_t.flatten(1))
+            out = self.velocity_net(torch.cat([self.condition_norm(features), x_t.flatten(1),
+                                               embedding, prior], dim=1))
+            if self.prior_head:
+                out = out + prior
             return out.reshape(-1, self.chunk_length, self.action_dim)
 
         def sample(self, condition: torch.Tensor, noise: torch.Tensor,
                    steps: int) -> torch.Tensor:
-            """Euler from t = 1 (noise) to 0 (actions), as the runtime's loop does."""
+            """From t = 1 (noise) to 0 (actions), as the runtime's loop does
+            (pipeline.denoise_update: Euler on the velocity, or the DDIM step on a sample)."""
             x = noise
             times = torch.linspace(1.0, 0.0, steps + 1)
             for k in range(steps):
-                v = self.velocity(x, times[k].reshape(1), condition)
-                x = x + (times[k + 1] - times[k]) * v
+                out = self.velocity(x, times[k].reshape(1), condition)
+                if self.prior_head:
+                    x = out + (times[k + 1] / times[k]) * (x - out)
+                else:
+                    x = x + (times[k + 1] - times[k]) * out
             return x
 
     class EncoderGraph(nn.Module):
@@ -320,8 +378,9 @@ def _trunk_from_checkpoint(path: str, config: FlowConfig, vocab_size: int):
         raise ConfigError(f'init_checkpoint={path!r}: no such file')
     model, contract, _ = load_checkpoint(path)
     trunk_config = replace(model.config, vocab_size=vocab_size, max_tokens=config.max_tokens,
-                           residual_joints=0, text_pooling='attention',
-                           text_heads=config.text_heads)
+                           text_pooling='attention', text_heads=config.text_heads)
+    if not config.prior_head:
+        trunk_config = replace(trunk_config, residual_joints=0)
     return trunk_config, contract, model.state_dict()
 
 
@@ -353,7 +412,10 @@ def train_flow(dataset: str | Sequence[str], output: str | Path, config: FlowCon
     samples = FlowSamples(data, trunk_contract, chunk, tokenizer, config, train_rows)
     FlowMatchingPolicy, _, _ = _torch_modules()
     model = FlowMatchingPolicy(trunk_config, chunk, trunk_contract.action.size,
-                               config.flow_hidden, config.time_dim)
+                               config.flow_hidden, config.time_dim, config.prior_head)
+    model.set_prior_units(trunk_contract.action.mean, trunk_contract.action.std, samples.mean,
+                          samples.std, trunk_contract.state_input.mean,
+                          trunk_contract.state_input.std)
     own = model.trunk.state_dict()
     kept = {k: v for k, v in init_state.items() if k in own and own[k].shape == v.shape}
     model.trunk.load_state_dict(kept, strict=False)
@@ -421,8 +483,12 @@ def train_flow(dataset: str | Sequence[str], output: str | Path, config: FlowCon
         noise = torch.from_numpy(rng.standard_normal(target.shape).astype(np.float32))
         t = torch.from_numpy(rng.random(len(rows)).astype(np.float32))
         x_t = t[:, None, None] * noise + (1.0 - t[:, None, None]) * actions
-        velocity = model.velocity(x_t, t, features)
-        flow_loss = torch.mean((velocity - (noise - actions)) ** 2)
+        condition = model.condition_from(
+            features, torch.from_numpy(inputs[len(trunk_contract.image_inputs)]))
+        prediction = model.velocity(x_t, t, condition)
+        # Velocity: target noise - actions; with a prior head the output is the clean chunk.
+        goal = actions if model.prior_head else noise - actions
+        flow_loss = torch.mean((prediction - goal) ** 2)
         loss = config.flow_weight * flow_loss + auxiliary_losses(
             model.trunk, config, samples.base, rows, moves, queries, extras)
         optimiser.zero_grad(set_to_none=True)
@@ -517,7 +583,7 @@ def load_flow_checkpoint(path: str | Path):
     mean = checkpoint['action_mean']
     model = FlowMatchingPolicy(trunk_config, int(checkpoint['trunk_contract']['outputs'][0]
                                                  ['chunk_length']), len(mean),
-                               config.flow_hidden, config.time_dim)
+                               config.flow_hidden, config.time_dim, config.prior_head)
     model.load_state_dict(checkpoint['state_dict'])
     model.eval()
     return model, checkpoint
@@ -536,6 +602,7 @@ def flow_contract_dict(checkpoint: dict[str, Any], vocab_size: int) -> dict[str,
     chunk = trunk.action.chunk_length
     width = len(checkpoint['action_mean'])
     embodiment = trunk.embodiment or trained_embodiment(checkpoint)
+    predicts = 'sample' if config.get('prior_head') else 'velocity'
     history = checkpoint.get('history') or [{}]
     return {
         'contract_version': 2,
@@ -563,14 +630,16 @@ def flow_contract_dict(checkpoint: dict[str, Any], vocab_size: int) -> dict[str,
                         'state': state['name'], 'input_ids': 'input_ids'},
              'outputs': {'condition': 'condition'}},
             {'name': 'denoise', 'kind': 'denoise', 'graph': 'denoiser',
-             'steps': int(config['flow_steps']), 'schedule': 'linear', 'predicts': 'velocity',
+             'steps': int(config['flow_steps']), 'schedule': 'linear', 'predicts': predicts,
              't_start': 1.0, 't_end': 0.0, 'x_input': 'x_t', 'time_input': 't',
-             'step_output': 'velocity', 'noise_shape': [1, chunk, width],
+             'step_output': predicts, 'noise_shape': [1, chunk, width],
              'inputs': {'condition': 'condition'}, 'result': 'actions', 'seed': 0,
              'inpaint_prefix': True}],
         'info': {'producer': 'noetra_ros.learning.flow',
                  'architecture': 'VisuomotorPolicy trunk (attention-pooled BPE instruction) + '
-                                 'flow-matching velocity MLP',
+                                 + ('flow-matching MLP predicting the clean chunk as the '
+                                    'regression head\'s chunk + a residual'
+                                    if predicts == 'sample' else 'flow-matching velocity MLP'),
                  'parameters': int(checkpoint.get('parameters', 0)),
                  'train_steps': int(config['steps']), 'train_seed': int(config['seed']),
                  'init_checkpoint': Path(str(config['init_checkpoint'])).name,
@@ -593,6 +662,7 @@ def export_flow(checkpoint_path: str | Path, output_dir: str | Path, log=print) 
     import yaml
     from tokenizers import Tokenizer
 
+    from noetra_ros.core.policy.pipeline import stage_noise
     from noetra_ros.core.policy.runtime import PolicyRuntime
     from noetra_ros.learning.export import OPSET
 
@@ -628,7 +698,8 @@ def export_flow(checkpoint_path: str | Path, output_dir: str | Path, log=print) 
         torch.onnx.export(DenoiserGraph(model), (torch.from_numpy(x_t), torch.from_numpy(t),
                                                  condition),
                           str(out / 'denoiser.onnx'), input_names=['x_t', 't', 'condition'],
-                          output_names=['velocity'], opset_version=OPSET, dynamo=False,
+                          output_names=[contract['pipeline'][1]['step_output']],
+                          opset_version=OPSET, dynamo=False,
                           do_constant_folding=True)
     # Graph-level parity: the same inputs through torch and onnxruntime.
     options = ort.SessionOptions()
@@ -655,9 +726,26 @@ def export_flow(checkpoint_path: str | Path, output_dir: str | Path, log=print) 
         + yaml.safe_dump(contract, sort_keys=False, allow_unicode=True, width=99),
         encoding='utf-8')
     runtime = PolicyRuntime(contract_path, intra_op_threads=1)   # validates + warms up once
-    runtime.close()
+    try:
+        # End to end: the runtime's loop (its noise rule, its update) against torch's sample()
+        # from the same noise, so the contract's schedule and `predicts` match the training.
+        stage = runtime.contract.pipeline[1]
+        noise = stage_noise(stage, 3)
+        chunk = runtime.infer(dict(zip(encoder_names, images + [state, ids])),
+                              joint_positions=dict(zip(contract['robot_joints'],
+                                                       [0.0] * len(contract['robot_joints']))),
+                              gripper_position=0.0, noise_key=3)
+        with torch.no_grad():
+            expected = model.sample(condition, torch.from_numpy(noise), stage.steps).numpy()[0]
+        diffs['loop'] = float(np.abs(chunk.raw - expected).max())
+    finally:
+        runtime.close()
+    if not diffs['loop'] < 1e-3:
+        raise ConfigError(f'export parity: the runtime\'s denoising loop and torch\'s sample() '
+                          f'differ by {diffs["loop"]:.2e} from the same noise')
     log(f'exported {contract_path} (encoder {diffs["encoder"]:.1e}, denoiser '
-        f'{diffs["denoiser"]:.1e} max |ORT - torch|); loads in the runtime')
+        f'{diffs["denoiser"]:.1e}, whole loop {diffs["loop"]:.1e} max |ORT - torch|); loads '
+        'in the runtime')
     return contract_path
 
 
