@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 
+import numpy as np
 import pytest
 
 # requirements.txt pins Ray (CI installs it); an optional import as package.xml does not list it.
@@ -56,7 +57,11 @@ def _children_import_this_tree(monkeypatch):
 
 
 def per_seed(episodes: list[dict]) -> list[tuple]:
-    return [(e['seed'], e['success'], e['reason'], e['duration_s']) for e in episodes]
+    return [(e['seed'], e['success'], e['reason']) for e in episodes]
+
+
+def durations(episodes: list[dict]) -> np.ndarray:
+    return np.array([e['duration_s'] for e in episodes])
 
 
 def test_two_graph_workers_on_two_domains_give_the_serial_results(local_ray, worker_domains,
@@ -79,6 +84,10 @@ def test_two_graph_workers_on_two_domains_give_the_serial_results(local_ray, wor
     report = json.loads((out / 'report.json').read_text())
     assert code == 0 and not report['error'], report['error']
     assert per_seed(report['episodes']) == per_seed(serial)
+    # Outcome seed for seed; the episode length within a second. A graph run's length is not
+    # bit-reproducible under heavy load: CI, sharing the machine with an evaluation, saw seed
+    # 10000 end at 6.6 s on a worker and 7.05 s serially, both successes (docs/DISTRIBUTED.md).
+    np.testing.assert_allclose(durations(report['episodes']), durations(serial), atol=1.0)
     # Each worker ran its graph on its own domain, none of them the test's.
     domains = {run['ros_domain_id'] for run in report['runs']}
     assert domains == set(worker_domains) and int(os.environ['ROS_DOMAIN_ID']) not in domains
