@@ -930,15 +930,11 @@ def evalcheck_on_ray(args: argparse.Namespace, seeds: Sequence[int], settings: A
         ratio = results[0].success_rate / max(results[1].success_rate, 1e-9)
         print(f'policy / expert success ratio: {ratio:.2f} on {len(seeds)} held-out seeds')
     if args.json:
-        Path(args.json).write_text(json.dumps([{
-            'label': r.label, 'cell': settings.cell,
-            'episode_timeout_s': settings.episode_timeout_s, 'seeds': r.seeds,
-            'successes': r.successes, 'explanations': r.explanations,
-            'sim_times': r.sim_times, 'success_rate': r.success_rate,
-            'wall_time_s': r.wall_time_s, 'interventions': r.interventions,
-            'lighting': settings.lighting, 'phrasing': settings.phrasing,
-            'instructions': r.instructions, 'distributed': run_.as_dict()}
-            for r, run_ in zip(results, runs)], indent=2) + '\n')
+        from noetra_ros.learning.record import evaluation_json_row
+
+        Path(args.json).write_text(json.dumps(
+            [{**evaluation_json_row(r, settings), 'distributed': run_.as_dict()}
+             for r, run_ in zip(results, runs)], indent=2) + '\n')
     return 0
 
 

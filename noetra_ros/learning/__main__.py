@@ -152,15 +152,10 @@ def cmd_evalcheck(args: argparse.Namespace) -> int:
         ratio = policy.success_rate / max(expert.success_rate, 1e-9)
         print(f'policy / expert success ratio: {ratio:.2f} on {len(seeds)} held-out seeds')
     if args.json:
-        Path(args.json).write_text(json.dumps([{
-            'label': r.label, 'cell': settings.cell,
-            'episode_timeout_s': settings.episode_timeout_s, 'seeds': r.seeds,
-            'successes': r.successes, 'explanations': r.explanations,
-            'sim_times': r.sim_times, 'success_rate': r.success_rate,
-            'wall_time_s': r.wall_time_s, 'interventions': r.interventions,
-            'lighting': settings.lighting, 'phrasing': settings.phrasing,
-            'instructions': r.instructions}
-            for r in results], indent=2) + '\n')
+        from noetra_ros.learning.record import evaluation_json_row
+
+        Path(args.json).write_text(json.dumps(
+            [evaluation_json_row(r, settings) for r in results], indent=2) + '\n')
     return 0
 
 

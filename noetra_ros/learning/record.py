@@ -693,6 +693,17 @@ class EvalResult:
                 f'({100 * self.success_rate:.0f} %){mean_t} [{self.wall_time_s:.0f} s wall]')
 
 
+def evaluation_json_row(result: 'EvalResult', settings: 'EvalSettings') -> dict[str, Any]:
+    """One result as `evalcheck --json` writes it (serial and on Ray workers alike)."""
+    return {'label': result.label, 'cell': settings.cell,
+            'episode_timeout_s': settings.episode_timeout_s, 'seeds': result.seeds,
+            'successes': result.successes, 'explanations': result.explanations,
+            'sim_times': result.sim_times, 'success_rate': result.success_rate,
+            'wall_time_s': result.wall_time_s, 'interventions': result.interventions,
+            'lighting': settings.lighting, 'phrasing': settings.phrasing,
+            'instructions': result.instructions}
+
+
 def evaluate_expert(seeds: Sequence[int], robot: str = 'fanuc_lrmate200id',
                     world_config: Any = None) -> EvalResult:
     """The scripted expert's success on `seeds` (the reference the policy is compared with),
