@@ -76,11 +76,23 @@ SIM_CLOCK_LAG_MAX_S = 0.03
 # name: (default, description) of every parameter: core/safety/cell.SafetyNodeSettings, which
 # the in-process evaluation reads a cell's safety node with too.
 PARAMETERS = SafetyNodeSettings.parameter_table()
+# Rejection code of a command that reached a sim-time node before its first /clock.
+NO_CLOCK = 'no_clock'
 # The topic each of the cell's inputs arrives on (log lines name the topic).
 INPUT_TOPICS = {'joint_states': 'joint_states', 'trajectory': 'safety/joint_trajectory',
                 'positions': 'safety/position_commands',
                 'velocities': 'safety/velocity_commands', 'gripper': 'safety/gripper_commands',
                 'twist': 'safety/cmd_vel'}
+
+
+def _command_kind(group: str, value: Any) -> str:
+    """The INPUT_TOPICS key of a converted command ('gripper', or the arm command's kind)."""
+    if group == 'gripper':
+        return 'gripper'
+    return {ArmTrajectory: 'trajectory', ArmPositions: 'positions',
+            ArmVelocities: 'velocities'}[type(value)]
+
+
 # The audit trail goes out about this often (s): a batch is max(1, this / period_s) cycles, so a
 # 500 Hz driver costs 10 messages a second, not 500 (tools/bench_audit.py).
 AUDIT_BATCH_S = 0.1
@@ -322,6 +334,15 @@ class SafetyNode(Node):
         if not self._lockstep or group not in self._required:
             if group == 'joint_states' and self._sim_time:
                 self._sim_time_floor = value.stamp
+            elif self._sim_time and self.get_clock().now().nanoseconds == 0:
+                # A command that arrives before the first /clock cannot be placed in time (an
+                # unstamped one would get stamp 0): refused under its own name, not 'zero_stamp',
+                # so the log says what is missing. At startup this is a race: the commanding
+                # node may hear the simulator before this node hears /clock.
+                self._log_rejected(_command_kind(group, value),
+                                   f'{NO_CLOCK}: use_sim_time is set and no /clock message has '
+                                   'arrived yet')
+                return
             now = self._step_time if self._lockstep else self._now()
             if group == 'joint_states':
                 self.cell.on_joint_state(value, now)

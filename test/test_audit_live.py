@@ -143,3 +143,48 @@ def test_the_audit_topic_carries_clamps_holds_estops_and_operator_actions(
     assert 'clamped   clamped_position' in out
     for action in ('arm', 'hold', 'estop', 'reset_estop'):
         assert f'{action:<11} via safety/' in out
+
+
+def test_a_command_before_the_first_clock_is_refused_as_no_clock(ros_context, tmp_path):
+    """On use_sim_time, a command that arrives before any /clock message cannot be placed in
+    time: it is refused under its own reason (not as a zero stamp), the trail says so, and
+    nothing reaches the robot."""
+    from diagnostic_msgs.msg import DiagnosticArray
+    from sensor_msgs.msg import JointState
+    from std_msgs.msg import Float64MultiArray
+
+    from noetra_ros.safety_node import NO_CLOCK
+
+    names = list(robot_spec(ROBOT).joint_names)
+    home = [float(v) for v in home_positions(ROBOT)]
+    session = ros_context.start()
+    probe = session.probe('no_clock_probe')
+    joint_states = probe.publisher('joint_states', JointState)
+    commands = probe.publisher('safety/position_commands', Float64MultiArray)
+    trail = probe.record(audit.AUDIT_TOPIC, DiagnosticArray)
+    outputs = probe.record('forward_position_controller/commands', Float64MultiArray)
+
+    def tick() -> None:  # sim-stamped measurements and commands, but never a /clock
+        state = JointState(name=names, position=home)
+        state.header.stamp.sec = 5
+        joint_states.publish(state)
+        commands.publish(Float64MultiArray(data=home))
+    probe.node.create_timer(PERIOD_S, tick)
+
+    def refused() -> list[audit.AuditRecord]:
+        return [r for received in trail for status in received.msg.status
+                for r in audit.decode_entry(status.name, {kv.key: kv.value
+                                                          for kv in status.values})
+                if r.kind == 'rejected']
+
+    with NodeProcess.for_node('safety', 'safety_node', dict(PARAMS, use_sim_time=True),
+                              tmp_path) as node:
+        session.wait_matched(probe, 30.0)
+        session.spin_until(lambda: bool(refused()), 30.0, 'a refused command on the trail')
+        assert node.running(), node.log_text()
+        log = node.log_text()
+    assert refused()[0].via == 'safety/position_commands'
+    assert refused()[0].reason.startswith(NO_CLOCK), refused()[0]
+    assert f'safety/position_commands rejected: {NO_CLOCK}: use_sim_time' in log
+    assert 'zero_stamp' not in log
+    assert not outputs, 'nothing reaches the robot without a clock'

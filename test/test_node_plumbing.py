@@ -82,15 +82,30 @@ def flatten(params: dict, prefix: str = '') -> dict:
     return flat
 
 
+# A reply can be lost on a loaded machine: Fast DDS waits only ~100 ms for the client's reply
+# reader to match before it drops the response (rmw_fastrtps PR #467; rclpy then only warns
+# "failed to send response (timeout)"). The parameter services are read-only or refuse, so the
+# request is sent again after this long without a reply.
+RESEND_AFTER_S = 5.0
+
+
 def call(session: RosSession, node, srv_type, name: str, request):
-    """Call service `name` from `node` (an rclpy Node spun by `session`) and return the reply."""
+    """Call service `name` from `node` (an rclpy Node spun by `session`) and return the reply,
+    resending the (idempotent) request every RESEND_AFTER_S until START_TIMEOUT_S."""
     client = node.create_client(srv_type, name)
     try:
         session.spin_until(lambda: client.service_is_ready(), START_TIMEOUT_S,
                            what=f'service {name}')
-        future = client.call_async(request)
-        session.spin_until(future.done, what=f'reply of {name}')
-        return future.result()
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:
+            future = client.call_async(request)
+            try:
+                session.spin_until(future.done, RESEND_AFTER_S, what=f'reply of {name}')
+                return future.result()
+            except AssertionError:
+                client.remove_pending_request(future)
+                if time.monotonic() > deadline:
+                    raise
     finally:
         node.destroy_client(client)
 
