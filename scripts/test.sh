@@ -22,6 +22,10 @@ fi
 # The driver interface packages (interfaces/: control_msgs, industrial_msgs, motoros2_interfaces,
 # fanuc_msgs, tf2_msgs) go into the same install/; test/test_interfaces.py checks them over DDS.
 bash "$(dirname "$0")/build_interfaces.sh"
+# LeRobot in a venv of its own (requirements-lerobot.txt), for test_convert's check that converted
+# datasets load in LeRobotDataset and pass through its episode deletion.
+NOETRA_LEROBOT_PYTHON="$(bash "$(dirname "$0")/lerobot_env.sh" | tail -1)"
+export NOETRA_LEROBOT_PYTHON
 source "$(dirname "$0")/build.sh"
 set +e
 colcon test --packages-select noetra_ros --event-handlers console_direct+ \
