@@ -40,6 +40,7 @@ converts messages, keeps time and publishes.
 """
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
@@ -93,6 +94,8 @@ def _command_kind(group: str, value: Any) -> str:
             ArmVelocities: 'velocities'}[type(value)]
 
 
+# A refused input's log line repeats at most this often per topic (s); the trail has them all.
+REJECTION_LOG_PERIOD_S = 1.0
 # The audit trail goes out about this often (s): a batch is max(1, this / period_s) cycles, so a
 # 500 Hz driver costs 10 messages a second, not 500 (tools/bench_audit.py).
 AUDIT_BATCH_S = 0.1
@@ -143,6 +146,7 @@ class SafetyNode(Node):
         # Read-only: limits cannot be relaxed at run time through set_parameters (C21).
         self.settings = settings = SafetyNodeSettings.from_parameters(
             declare_parameters(self, PARAMETERS, read_only=True))
+        self._rejection_log: dict[str, tuple[float, int]] = {}  # topic -> (logged, skipped)
         self.cell = SafetyCell.from_settings(settings, on_rejected=self._log_rejected,
                                              on_armed=self._log_armed)
         self._lockstep = settings.update_trigger == 'command'
@@ -274,8 +278,17 @@ class SafetyNode(Node):
         return now
 
     def _log_rejected(self, what: str, reason: str) -> None:
-        self.get_logger().error(f'{INPUT_TOPICS[what]} rejected: {reason}',
-                                throttle_duration_sec=1.0)
+        # Throttled per topic, not per call site (rclpy's throttle): refused joint_states at
+        # 500 Hz must not hide that a command topic is refused too.
+        topic = INPUT_TOPICS[what]
+        wall = time.monotonic()
+        logged_at, skipped = self._rejection_log.get(topic, (-math.inf, 0))
+        if wall - logged_at >= REJECTION_LOG_PERIOD_S:
+            more = (f' ({skipped} more on this topic since the last line)' if skipped else '')
+            self.get_logger().error(f'{topic} rejected: {reason}{more}')
+            self._rejection_log[topic] = (wall, 0)
+        else:
+            self._rejection_log[topic] = (logged_at, skipped + 1)
         if what != 'joint_states':
             # Commands only: a refused measurement is no command; what it causes (a stale
             # source, a hold) shows in the cycle records.

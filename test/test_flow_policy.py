@@ -3,6 +3,8 @@ and a tiny flow policy trained, exported as encoder + denoiser graphs with a ver
 contract, loaded by the runtime and run closed loop through the cell's supervisor."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -109,6 +111,36 @@ def tiny_flow_model(tmp_path_factory):
     assert any('tensors from' in line for line in logged)
     contract_path = export_flow(root / 'flow.pt', root / 'model', log=logged.append)
     return contract_path, checkpoint
+
+
+@pytest.mark.slow
+def test_a_flow_run_continues_from_its_checkpoint_and_refuses_one_that_does_not_fit(
+        tiny_flow_model):
+    import torch
+
+    from noetra_ros.learning.flow import FlowConfig, load_flow_checkpoint, train_flow
+
+    contract_path, first = tiny_flow_model
+    root = Path(contract_path).parents[1]
+    settings = dict(steps=2, batch_size=4, val_every=2, val_fraction=0.0, warmup_steps=1,
+                    threads=1, flow_hidden=32, time_dim=8, vocab_size=400,
+                    init_checkpoint=str(root / 'trunk.pt'))
+    logged: list[str] = []
+    second = train_flow(root / 'ds', root / 'flow2.pt', FlowConfig(
+        resume_checkpoint=str(root / 'flow.pt'), learning_rate=0.0, **settings),
+        log=logged.append)
+    assert any('continuing from' in line for line in logged)
+    # The history goes on where the first run stopped; with a zero learning rate the weights
+    # are the first run's, so the run really started from them (not from the trunk alone).
+    assert [entry['step'] for entry in second['history']] == [2, 4]
+    model, _ = load_flow_checkpoint(root / 'flow2.pt')
+    for name, value in model.state_dict().items():
+        # (the moving average of unchanged weights may differ in the last bit)
+        assert torch.allclose(value, first['state_dict'][name], rtol=1e-6, atol=1e-7), name
+    with pytest.raises(ConfigError, match='resume_checkpoint=.*does not fit'):
+        train_flow(root / 'ds', root / 'flow3.pt', FlowConfig(
+            resume_checkpoint=str(root / 'flow.pt'), **dict(settings, flow_hidden=16)),
+            log=lambda *_: None)
 
 
 @pytest.mark.slow

@@ -11,7 +11,8 @@ Sections (p50 / p99 in ms or us, and the ratio each goal is about):
   2. onnxruntime settings on the shipped model: graph optimisation off / basic / all, and
      IO binding (inputs bound per call, output into a pre-bound CPU buffer) vs session.run.
   3. dynamic int8 quantisation (onnxruntime.quantization.quantize_dynamic, weights int8) of
-     the shipped model vs float32: all quantisable operators, and MatMul / Gemm only.
+     the shipped model vs float32: all quantisable operators, and MatMul / Gemm only; and any
+     static int8 models given with --static (tools/quantize_static.py).
   4. sensor_msgs/Image (640x480 rgb8) -> input tensor through policy_node's own path
      (`_frame` -> preprocess.frame_to_tensor) vs np.copyto of the same bytes: (a) the shipped
      float32 nchw input (resize + normalise), (b) a contract-v2 uint8 nhwc input at the
@@ -193,7 +194,7 @@ def ort_settings(contract, threads: int, repeats: int) -> None:
 
 # -- 3. int8 ----------------------------------------------------------------------------------
 
-def int8(contract, threads: int, repeats: int) -> None:
+def int8(contract, threads: int, repeats: int, static: list[Path]) -> None:
     from onnxruntime.quantization import quantize_dynamic, QuantType
     output = [contract.action.name]
     feed = shipped_feed(contract)
@@ -213,6 +214,13 @@ def int8(contract, threads: int, repeats: int) -> None:
             timed = row(f'{label} (max |diff| {diff:.3f})', time_calls(
                 lambda s=quantised: s.run(output, feed), repeats))
             ratio(f'float32 / {label}', base, timed, '> 1x to ship', base[0] / timed[0] > 1.0)
+    for path in static:
+        quantised = session(path, threads)
+        diff = float(np.abs(quantised.run(output, feed)[0] - expected).max())
+        label = f'static int8 {path.name}'
+        timed = row(f'{label} (max |diff| {diff:.3f})', time_calls(
+            lambda s=quantised: s.run(output, feed), repeats))
+        ratio(f'float32 / {label}', base, timed, '> 1x to ship', base[0] / timed[0] > 1.0)
 
 
 # -- 4. message -> input tensor ---------------------------------------------------------------
@@ -268,6 +276,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--threads', type=int, default=1,
                         help='intra-op threads of onnxruntime and torch')
     parser.add_argument('--two-phase-repeats', type=int, default=5)
+    parser.add_argument('--static', type=Path, action='append', default=[],
+                        help='a static int8 model of the shipped one (tools/quantize_static.py) '
+                             'to time in section 3; repeatable')
     args = parser.parse_args(argv)
 
     import onnxruntime as ort
@@ -291,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
     print('\n2. onnxruntime graph optimisation and IO binding')
     ort_settings(contract, args.threads, args.repeats)
     print('\n3. int8')
-    int8(contract, args.threads, args.repeats)
+    int8(contract, args.threads, args.repeats, args.static)
     print('\n4. message -> input tensor vs memcpy')
     message_to_tensor(contract, args.repeats * 5)
     print('\n5. node path vs bare inference')

@@ -102,6 +102,9 @@ class FlowConfig:
     # (OpenMP threads waiting on each other), while one thread degrades gracefully.
     threads: int = 1
     init_checkpoint: str = ''        # a model.VisuomotorPolicy checkpoint (train.py) to start from
+    # A flow checkpoint to continue from (its weights; the schedule starts again at this run's
+    # learning rate). The trunk then comes from it, not from init_checkpoint's weights.
+    resume_checkpoint: str = ''
     flow_steps: int = 10             # Euler steps at inference (the contract's denoise steps)
     # Weight of the flow-matching loss next to the trunk's auxiliary losses: the gradient is
     # clipped as a whole, and the grounding cross-entropies are an order of magnitude larger.
@@ -421,6 +424,20 @@ def train_flow(dataset: str | Sequence[str], output: str | Path, config: FlowCon
     model.trunk.load_state_dict(kept, strict=False)
     log(f'trunk: {len(kept)} of {len(own)} tensors from {config.init_checkpoint} (the '
         f'instruction encoder and the action head are new)')
+    resumed_history: list[dict[str, float]] = []
+    if config.resume_checkpoint:
+        earlier, earlier_checkpoint = load_flow_checkpoint(config.resume_checkpoint)
+        if earlier_checkpoint['tokenizer_json'] != tokenizer.to_str():
+            raise ConfigError(f'resume_checkpoint={config.resume_checkpoint!r}: its tokenizer '
+                              'differs from the one this run builds (other phrasings or vocab)')
+        try:
+            model.load_state_dict(earlier.state_dict())
+        except RuntimeError as error:
+            raise ConfigError(f'resume_checkpoint={config.resume_checkpoint!r}: does not fit '
+                              f'this configuration ({error})') from None
+        resumed_history = list(earlier_checkpoint.get('history', []))
+        log(f'continuing from {config.resume_checkpoint} '
+            f'({resumed_history[-1]["step"] if resumed_history else "?"} steps)')
     model.train()
     ema = copy.deepcopy(model)
     for p in ema.parameters():
@@ -458,7 +475,8 @@ def train_flow(dataset: str | Sequence[str], output: str | Path, config: FlowCon
 
     log(f'flow policy: {n_params} parameters; {len(train_eps)} train / {len(val_eps)} val '
         f'episodes; {samples.phrasing_count} phrasings per task ({config.languages})')
-    history: list[dict[str, float]] = []
+    done_before = int(resumed_history[-1]['step']) if resumed_history else 0
+    history: list[dict[str, float]] = list(resumed_history)
     running = running_flow = 0.0
     order, cursor = rng.permutation(train_rows), 0
     start = time.monotonic()
@@ -506,7 +524,7 @@ def train_flow(dataset: str | Sequence[str], output: str | Path, config: FlowCon
         flow_value = float(flow_loss.detach())
         running_flow = 0.98 * running_flow + 0.02 * flow_value if step else flow_value
         if (step + 1) % config.val_every == 0 or step + 1 == config.steps:
-            entry = {'step': step + 1, 'train_loss': running, 'train_flow_mse': running_flow,
+            entry = {'step': done_before + step + 1, 'train_loss': running, 'train_flow_mse': running_flow,
                      'lr': lr_at(step),
                      'elapsed_s': time.monotonic() - start, **validate()}
             history.append(entry)
