@@ -608,3 +608,46 @@ def test_glimpse_lets_the_policy_see_which_way_the_named_block_lies(tmp_path):
         grounding=True, target_position=False, glimpse=True, target_heading=True),
         log=lines.append)
     assert any('heading head untrained' in line and 'target_yaw' in line for line in lines)
+
+
+def test_shipped_int8_model_is_the_float_model_with_int8_convolutions():
+    """models/pick_place_lrmate_int8.onnx (tools/quantize_static.py: static int8 Conv,
+    calibrated on the deployed loop's own inputs; docs/results/int8_static_quantisation.txt):
+    the same contract, its convolutions run as QDQ int8, and on the stored reference scene its
+    actions stay within a few milliradians of the float model's."""
+    import onnx
+
+    from noetra_ros.core.policy.preprocess import ImageFrame
+    from noetra_ros.core.policy.runtime import PolicyRuntime
+
+    int8 = SHIPPED.with_name('pick_place_lrmate_int8.onnx')
+    assert int8.is_file() and int8.stat().st_size < 10 * 1024 * 1024
+    graph = onnx.load(str(int8)).graph
+    ops = [node.op_type for node in graph.node]
+    conv_inputs = {name for node in graph.node if node.op_type == 'Conv' for name in node.input}
+    dequantised = {node.output[0] for node in graph.node if node.op_type == 'DequantizeLinear'}
+    assert ops.count('Conv') > 0 and conv_inputs & dequantised, 'Conv inputs are not int8'
+    assert 'QuantizeLinear' in ops
+    assert not [n for n in graph.node if n.op_type in ('MatMul', 'Gemm')
+                and set(n.input) & dequantised], 'only the convolutions are quantised'
+    ref = np.load(REFERENCE)
+    joint_names = [str(n) for n in ref['joint_names']]
+    frames = {cam: ImageFrame(ref[f'image.{cam}'], ref[f'image.{cam}'].shape[1],
+                              ref[f'image.{cam}'].shape[0], 'rgb8')
+              for cam in (str(c) for c in ref['cameras'])}
+    chunks = []
+    for path in (SHIPPED, int8):
+        with PolicyRuntime(path, intra_op_threads=1) as runtime:
+            if chunks:
+                assert runtime.contract.to_dict() == contract
+            contract = runtime.contract.to_dict()
+            inputs = runtime.build_inputs(
+                frames, dict(zip(joint_names, ref['joint_positions'].tolist())),
+                gripper_position=float(ref['gripper_position']),
+                instruction=str(ref['instruction']))
+            chunks.append(runtime.infer(inputs))
+    float_chunk, int8_chunk = chunks
+    assert np.isfinite(int8_chunk.values).all()
+    np.testing.assert_allclose(int8_chunk.joint_positions, float_chunk.joint_positions,
+                               atol=0.01)
+    assert not np.array_equal(int8_chunk.raw, float_chunk.raw)  # it really is another graph

@@ -3,7 +3,8 @@
 
     nice -n 10 python tools/quantize_static.py --output /tmp/int8.onnx \
         [--model models/pick_place_lrmate.onnx] [--calibration-seeds 0:10] [--samples 300] \
-        [--format qdq|qoperator] [--method minmax|percentile|entropy] [--per-channel]
+        [--format qdq|qoperator] [--method minmax|percentile|entropy] [--per-channel] \
+        [--op-types Conv,MatMul]
 
 Calibration data: the float model drives the cell in process (learning.record.evaluate_policy:
 policy loop -> supervisor -> sim, the shipped policy cell) on `--calibration-seeds` (the
@@ -83,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--method', choices=('minmax', 'percentile', 'entropy'),
                         default='minmax')
     parser.add_argument('--per-channel', action='store_true')
+    parser.add_argument('--op-types', default='',
+                        help="','-joined operator types to quantise (default: all it can)")
     parser.add_argument('--threads', type=int, default=1)
     args = parser.parse_args(argv)
     lo, hi = (int(v) for v in args.calibration_seeds.split(':'))
@@ -103,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
             quant_format=QuantFormat.QDQ if args.format == 'qdq' else QuantFormat.QOperator,
             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
             per_channel=args.per_channel,
+            op_types_to_quantize=[t for t in args.op_types.split(',') if t] or None,
             calibrate_method={'minmax': CalibrationMethod.MinMax,
                               'percentile': CalibrationMethod.Percentile,
                               'entropy': CalibrationMethod.Entropy}[args.method])
@@ -126,7 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         runtime.close()
     print(f'wrote {args.output} ({args.output.stat().st_size // 1024} KiB; {args.format}, '
-          f'{args.method}, per_channel={args.per_channel}, {len(chosen)} calibration samples) '
+          f'{args.method}, per_channel={args.per_channel}, operators '
+          f'{args.op_types or "all"}, {len(chosen)} calibration samples) '
           f'in {time.monotonic() - started:.0f} s; |int8 - float| on {len(diffs)} recorded '
           f'inputs: median {np.median(diffs):.4f}, max {max(diffs):.4f} (action units)')
     return 0
