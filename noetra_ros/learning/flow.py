@@ -524,8 +524,8 @@ def train_flow(dataset: str | Sequence[str], output: str | Path, config: FlowCon
         flow_value = float(flow_loss.detach())
         running_flow = 0.98 * running_flow + 0.02 * flow_value if step else flow_value
         if (step + 1) % config.val_every == 0 or step + 1 == config.steps:
-            entry = {'step': done_before + step + 1, 'train_loss': running, 'train_flow_mse': running_flow,
-                     'lr': lr_at(step),
+            entry = {'step': done_before + step + 1, 'train_loss': running,
+                     'train_flow_mse': running_flow, 'lr': lr_at(step),
                      'elapsed_s': time.monotonic() - start, **validate()}
             history.append(entry)
             log('\n' + '  '.join(f'{k} {v:.4g}' for k, v in entry.items()))

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 import math
+import time
 import threading
 from typing import Callable, Mapping, Sequence
 
@@ -173,6 +174,8 @@ class Inference:
     received: float
     unknown_words: tuple[str, ...] = ()
     input_stamps: Mapping[str, float] = field(default_factory=dict)  # Observation's
+    # time.perf_counter() when the chunk went into the queue (same clock as `received`).
+    queued: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -357,7 +360,7 @@ class PolicyLoop:
             stamp=observation.stamp, inference_time_s=planned.inference_time_s,
             preprocess_time_s=planned.preprocess_time_s, received=observation.received,
             unknown_words=planned.unknown_words,
-            input_stamps=dict(observation.input_stamps)))
+            input_stamps=dict(observation.input_stamps), queued=time.perf_counter()))
 
     # ------------------------------------------------------------------ commands
     def command_at(self, t: float) -> LoopResult:

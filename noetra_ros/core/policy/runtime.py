@@ -41,7 +41,7 @@ from noetra_ros.core.policy.contract import (
 from noetra_ros.core.policy.pipeline import (
     describe_pipeline, GraphPipeline, noise_index_for, StageTiming)
 from noetra_ros.core.policy.preprocess import ImageFrame, frame_to_tensor, state_to_tensor
-from noetra_ros.core.policy.tokenizer import InstructionTokenizer, load_tokenizer
+from noetra_ros.core.policy.tokenizer import Encoding, InstructionTokenizer, load_tokenizer
 from noetra_ros.core.robot_model import kinematics_fingerprint
 
 _LOG = logging.getLogger(__name__)
@@ -349,6 +349,7 @@ class PolicyRuntime:
         self._execution_provider = execution_provider
         contract = loaded.contract
         self._tokenizer: InstructionTokenizer | None = None
+        self._last_encoding: tuple[str, Encoding] | None = None
         for i, spec in enumerate(contract.inputs):
             if isinstance(spec, InstructionInput):
                 # A tokenizer file travels with the model: looked up next to it.
@@ -471,7 +472,14 @@ class PolicyRuntime:
                     raise InputError(f'input {spec.name!r} needs an instruction (use "" for '
                                      'none)')
                 assert self._tokenizer is not None
-                encoding = self._tokenizer.encode(instruction)
+                # The instruction stays the same for a whole task: encode it once.
+                cached = self._last_encoding
+                if cached is not None and cached[0] == instruction:
+                    encoding = cached[1]
+                else:
+                    encoding = self._tokenizer.encode(instruction)
+                    encoding.ids.setflags(write=False)  # shared by every call of the task
+                    self._last_encoding = (instruction, encoding)
                 tensors[spec.name] = encoding.ids
                 if spec.attention_mask is not None:
                     tensors[spec.attention_mask] = encoding.attention_mask
