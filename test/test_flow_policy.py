@@ -84,6 +84,8 @@ def test_flow_settings_are_checked():
         FlowConfig(time_dim=33)
     with pytest.raises(ConfigError, match='brightness_min'):
         FlowConfig(brightness_min=0.0)
+    with pytest.raises(ConfigError, match='template_fraction'):
+        FlowConfig(template_fraction=1.5)
 
 
 @pytest.fixture(scope='module')
