@@ -37,6 +37,9 @@ ROSDEP_KEYS = {
 # The optional learning extra: not in package.xml (see the comment there) but pinned in
 # requirements-learning.txt, and imported only by noetra_ros/learning/, tools/ and tests.
 LEARNING_EXTRA = {'torch': 'torch', 'pyarrow': 'pyarrow', 'av': 'av'}
+# Imported only by the script that runs in LeRobot's own venv (scripts/lerobot_env.sh,
+# requirements-lerobot.txt): never by the package or in the project venv.
+LEROBOT_VENV = {'lerobot': 'test/lerobot_check.py'}
 # *-pip keys that rosdistro's rosdep/python.yaml defines; any other *-pip key must be defined in
 # the repository's rosdep/noetra_ros.yaml.
 UPSTREAM_PIP_KEYS = {'python3-onnxruntime-pip', 'python3-pybullet-pip'}
@@ -121,6 +124,9 @@ def test_tests_and_tools_import_only_declared_packages():
     for folder in ('test', 'tools', 'launch'):
         for name, places in third_party_imports(folder).items():
             imports.setdefault(name, []).extend(places)
+    for name, script in LEROBOT_VENV.items():
+        elsewhere = [p for p in imports.pop(name, []) if not p.startswith(script + ':')]
+        assert not elsewhere, f'{name} is for {script} (its own venv) only: {elsewhere}'
     # The learning tests import the extra after pytest.importorskip, so they skip without it.
     problems = missing(imports, everything, lambda place: place.startswith(('tools/', 'test/')))
     assert not problems, 'undeclared test / tool dependencies:\n' + '\n'.join(problems)
