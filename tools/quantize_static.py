@@ -59,13 +59,17 @@ class FeedReader:
     """onnxruntime's CalibrationDataReader over recorded feeds (names as the graph has them)."""
 
     def __init__(self, feeds: list[dict[str, np.ndarray]], names: set[str]) -> None:
-        self._feeds = iter([{k: v for k, v in feed.items() if k in names} for feed in feeds])
+        self._feeds = [{k: v for k, v in feed.items() if k in names} for feed in feeds]
+        self._next = 0
 
     def get_next(self):
-        return next(self._feeds, None)
+        if self._next >= len(self._feeds):
+            return None
+        self._next += 1
+        return self._feeds[self._next - 1]
 
-    def rewind(self) -> None:  # not needed by a single calibration pass
-        raise NotImplementedError
+    def rewind(self) -> None:
+        self._next = 0
 
 
 def main(argv: list[str] | None = None) -> int:
