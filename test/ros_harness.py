@@ -48,6 +48,18 @@ def _kill_leftovers() -> None:
         _kill_group(proc)
 
 
+def kill_leftovers_on_domain(domain_id: int) -> list[str]:
+    """Kill the children still running on `domain_id` (a test that did not stop its nodes);
+    returns their command lines. Called before a domain's lease is released: nodes that outlive
+    it would join the graph of whichever test leases the domain next."""
+    leaked = []
+    for proc in list(_LIVE):
+        if getattr(proc, 'ros_domain_id', None) == str(domain_id) and proc.poll() is None:
+            leaked.append(' '.join(map(str, proc.args)))
+            _kill_group(proc)
+    return leaked
+
+
 # --------------------------------------------------------------------------- domain ids
 class DomainLease:
     """Exclusive use of one ROS_DOMAIN_ID on this machine, held by an flock'ed lock file.
@@ -332,6 +344,7 @@ class NodeProcess:
             # Own session: a Ctrl-C in the terminal reaches pytest only, which then stops us.
             self.proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT,
                                          env=self._env, cwd=str(ROOT), start_new_session=True)
+        self.proc.ros_domain_id = self._env.get('ROS_DOMAIN_ID')  # type: ignore[attr-defined]
         _LIVE.add(self.proc)
         return self
 

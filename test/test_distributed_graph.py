@@ -41,8 +41,10 @@ def local_ray():
 
 @pytest.fixture
 def worker_domains():
-    """Two more ROS domains, leased like the module's, for the two graph workers."""
-    leases = [DomainLease.acquire(), DomainLease.acquire()]
+    """Four more ROS domains, leased like the module's, for the two graph workers: a worker
+    skips a domain where another cell's nodes answer (DomainLease's busy check), so two spare
+    ones keep a stray graph on one of them from failing the test."""
+    leases = [DomainLease.acquire() for _ in range(4)]
     try:
         yield [lease.domain_id for lease in leases]
     finally:
@@ -90,7 +92,8 @@ def test_two_graph_workers_on_two_domains_give_the_serial_results(local_ray, wor
     np.testing.assert_allclose(durations(report['episodes']), durations(serial), atol=1.0)
     # Each worker ran its graph on its own domain, none of them the test's.
     domains = {run['ros_domain_id'] for run in report['runs']}
-    assert domains == set(worker_domains) and int(os.environ['ROS_DOMAIN_ID']) not in domains
+    assert len(domains) == 2 and domains <= set(worker_domains)
+    assert int(os.environ['ROS_DOMAIN_ID']) not in domains
     assert len({run['worker'] for run in report['runs']}) == 2
 
     # The merged evaluation: counts, interval, reruns, and the plots next to its JSON.
