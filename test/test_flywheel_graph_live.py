@@ -24,10 +24,14 @@ SEED = 0
 
 def test_a_graph_recording_converts_into_the_in_process_recorders_dataset(tmp_path):
     run = tmp_path / 'run'
-    subprocess.run([sys.executable, '-m', 'noetra_ros.cli', 'run', 'pick_place_lrmate_demos',
-                    '--episodes', '1', '--seed', str(SEED), '--record', '--no-video',
-                    '--quiet', '--out', str(run), '--timeout', '240'],
-                   cwd=ROOT, env=ros_env(), check=True, timeout=300, capture_output=True)
+    done = subprocess.run([sys.executable, '-m', 'noetra_ros.cli', 'run',
+                           'pick_place_lrmate_demos', '--episodes', '1', '--seed', str(SEED),
+                           '--record', '--no-video', '--quiet', '--out', str(run),
+                           '--timeout', '240'],
+                          cwd=ROOT, env=ros_env(), timeout=300, capture_output=True, text=True)
+    logs = {p.name: p.read_text()[-1500:] for p in run.glob('*.log')}
+    assert done.returncode == 0, f'noetra run exited {done.returncode}:\n{done.stdout[-2000:]}\n' \
+                                 f'{done.stderr[-2000:]}\n{logs}'
     report = json.loads((run / 'report.json').read_text())
     assert [e['success'] for e in report['episodes']] == [True]
     summary = convert([run / 'recording'], tmp_path / 'graph')
