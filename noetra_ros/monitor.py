@@ -333,8 +333,14 @@ def _start_when_discovered(node, executor, cell, procs, first_seed: int,
         recording = 'recorder' not in names or any(
             info.node_name == 'recorder'
             for info in node.get_subscriptions_info_by_topic('joint_states'))
+        # The sim must be among the readers this publisher has matched: the recorder and the
+        # Foxglove bridge subscribe to task/reset too, and a reset published before the sim's
+        # reader matched is lost (volatile durability), leaving the cell waiting forever.
+        readers = node.get_subscriptions_info_by_topic('task/reset')
+        reset_matched = any(info.node_name == 'sim' for info in readers) and \
+            reset_pub.get_subscription_count() >= len(readers)
         if names <= up and commanded and node.count_publishers('joint_states') and \
-                reset_pub.get_subscription_count() and recording:
+                reset_matched and recording:
             time.sleep(0.3)  # let endpoint matching settle after discovery
             reset_pub.publish(UInt32(data=first_seed))
             return ''

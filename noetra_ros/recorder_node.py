@@ -129,7 +129,8 @@ class RecorderNode(Node):
         self.subscribed: dict[str, object] = {}
         self.recorded_as: dict[str, tuple[str, str]] = {}  # topic -> (written topic, type)
         self.offered: dict[str, str] = {}
-        self.latched: dict[str, bytes] = {}  # transient-local topic -> its last message
+        # transient-local topic -> its last message and that message's source timestamp
+        self.latched: dict[str, tuple[bytes, int]] = {}
         self.skipped_types: set[str] = set()
         self.counts = {'written': 0, 'bags': 0, 'not_recorded': 0}
         self._started = time.monotonic()
@@ -196,19 +197,20 @@ class RecorderNode(Node):
         written = compressed_topic(topic) if written_type != type_name else topic
         self.recorded_as[topic] = (written, written_type)
         if choice.transient_local:
-            self.latched[topic] = b''
+            self.latched[topic] = (b'', 0)
         self.subscribed[topic] = self.create_subscription(
-            msg_class, topic, lambda data, topic=topic: self._on_message(topic, data),
+            msg_class, topic,
+            lambda data, info, topic=topic: self._on_message(topic, data, info['source_timestamp']),
             qos, raw=True)
 
     # ------------------------------------------------------------------ messages
-    def _on_message(self, topic: str, data: bytes) -> None:
+    def _on_message(self, topic: str, data: bytes, source_ns: int) -> None:
         if topic == self.status_topic and self.mode == 'task_status':
             self._on_status(data)
         elif topic == self.instruction_topic and self.info is not None and self.mode == 'run':
             self.info.instruction = deserialize_message(data, String).data
         if topic in self.latched:
-            self.latched[topic] = data
+            self.latched[topic] = (data, source_ns)
         if self.stopped or (topic == self.status_topic and not self.selection.wants(topic)):
             return
         written, written_type = self.recorded_as[topic]
@@ -221,7 +223,7 @@ class RecorderNode(Node):
                                           throttle_duration_sec=10.0)
                 written, definition = topic, self.definitions.get(IMAGE_TYPE)
         stamp = header_stamp_ns(data) if definition.header_stamp else None
-        message = (written, definition, data, stamp, self.offered.get(topic, ''))
+        message = (written, definition, data, stamp, self.offered.get(topic, ''), source_ns)
         if (self.mode == 'task_status' and stamp is not None
                 and (self.status_stamp_ns is None or stamp > self.status_stamp_ns)):
             # Topics are delivered independently: a step's joint_states can arrive before the
@@ -234,7 +236,7 @@ class RecorderNode(Node):
 
     def _route(self, message) -> None:
         """Into the bag of the episode its stamp belongs to (the previous one while open)."""
-        written, definition, data, stamp, offered = message
+        written, definition, data, stamp, offered, source_ns = message
         bag = self.bag
         if (self.previous is not None and stamp is not None and self.info is not None
                 and self.info.start_stamp_ns is not None and stamp < self.info.start_stamp_ns):
@@ -242,7 +244,7 @@ class RecorderNode(Node):
         if bag is None:
             self.counts['not_recorded'] += 1  # before the first episode
             return
-        self._write(bag, written, definition, data, stamp, offered)
+        self._write(bag, written, definition, data, offered, source_ns)
 
     def _flush_waiting(self, up_to_ns: int | None) -> None:
         """Write the waiting messages stamped up to `up_to_ns` (all of them for None)."""
@@ -254,11 +256,16 @@ class RecorderNode(Node):
                 keep.append(message)
         self.waiting = keep
 
-    def _write(self, bag: BagWriter, topic: str, definition, data: bytes, stamp: int | None,
-               offered: str) -> None:
+    def _write(self, bag: BagWriter, topic: str, definition, data: bytes, offered: str,
+               source_ns: int) -> None:
+        # Log time: the cell's clock (sim time in a sim cell) when written. Publish time: the
+        # DDS source timestamp, the publisher's clock when it sent the message, as rosbag2
+        # stores send_timestamp: on one host it orders messages of different topics by cause
+        # (a command is sent after the joint_states it answers), which the order this node
+        # takes messages from its subscriptions in does not (seen under load).
         try:
             bag.add_topic(topic, definition, offered)
-            bag.write(topic, self.get_clock().now().nanoseconds, data, stamp)
+            bag.write(topic, self.get_clock().now().nanoseconds, data, source_ns)
             self.counts['written'] += 1
         except RecordingStoppedError as exc:
             self._stop_recording(str(exc))
@@ -303,13 +310,12 @@ class RecorderNode(Node):
             self._stop_recording(f'cannot create bag {name}: {exc}')
             return
         self.counts['bags'] += 1
-        for topic, data in self.latched.items():  # every bag gets the latched topics' state
+        for topic, (data, source_ns) in self.latched.items():  # every bag gets their state
             if data and topic != self.status_topic and self.bag is not None:
                 written, written_type = self.recorded_as[topic]
                 definition = self.definitions.get(written_type)
-                stamp = header_stamp_ns(data) if definition.header_stamp else None
                 if written == topic:
-                    self._write(self.bag, topic, definition, data, stamp, self.offered[topic])
+                    self._write(self.bag, topic, definition, data, self.offered[topic], source_ns)
 
     def _close(self, bag: BagWriter, info: EpisodeInfo) -> None:
         if bag.closed:

@@ -614,8 +614,9 @@ class SimNode(Node):
         rejected = self.counters['rejected_commands'] + self.driver.counters.get(
             'rejected_commands', 0)
         level = DiagnosticStatus.WARN if rejected else DiagnosticStatus.OK
+        message = 'running' if self.started else 'waiting for the first task/reset'
         status = DiagnosticStatus(level=level, name=f'{self.get_name()}: simulation',
-                                  message='running', hardware_id=self.cfg.robot,
+                                  message=message, hardware_id=self.cfg.robot,
                                   values=[KeyValue(key=k, value=str(v)) for k, v in values.items()])
         array = DiagnosticArray(status=[status])
         array.header.stamp = self.get_clock().now().to_msg()

@@ -87,9 +87,13 @@ def stamp(ns: int) -> dict:
 def write_bag(root: Path, name: str, *, seed: int = 7, instruction: str = 'pick the red cube '
               'and place it in the left bin', result: str = 'success', seconds: float = 1.0,
               drop_topics: tuple[str, ...] = (), backwards_at: int | None = None,
-              truncate: bool = False, metadata: dict | None = None) -> Path:
+              truncate: bool = False, metadata: dict | None = None,
+              commands_logged_first: bool = False) -> Path:
     """One episode bag; returns its directory. The arm moves joint 1 as 0.1 * t rad (t from
-    the start); the commands lead it by one command period; images encode t in their pixels."""
+    the start); the commands lead it by one command period; images encode t in their pixels.
+    `commands_logged_first`: each command is sent 0.5 ms after the joint_states of its instant
+    (its publish time) but logged before it, as a recorder that took its subscriptions in
+    another order would."""
     import cv2
     from mcap.writer import CompressionType
     from mcap_ros2.writer import Writer
@@ -142,12 +146,15 @@ def write_bag(root: Path, name: str, *, seed: int = 7, instruction: str = 'pick 
         events.append((T0, -1, 'task/instruction', 'std_msgs/msg/String',
                        {'data': instruction}))
         # Received in cell-clock order, 1 ms after the stamp (what a recorder's log time is).
-        for sequence, (t, _, topic, type_name, message) in enumerate(
-                sorted(events, key=lambda e: (e[0], e[1]))):
+        command = 'std_msgs/msg/Float64MultiArray'
+        for sequence, (t, _, topic, type_name, message) in enumerate(sorted(
+                events, key=lambda e: (e[0], -3 if commands_logged_first and e[3] == command
+                                       else e[1]))):
             if topic in drop_topics:
                 continue
+            sent = t + NS // 2000 if commands_logged_first and type_name == command else t
             writer.write_message(topic, schemas[type_name], message, log_time=t + NS // 1000,
-                                 publish_time=t, sequence=sequence)
+                                 publish_time=sent, sequence=sequence)
         values = {'cell': 'test_cell', 'robot': ROBOT, 'driver': 'fanuc', 'episode': '0',
                   'seed': str(seed), 'instruction': instruction, 'result': result,
                   'reason': '', 'start_stamp_ns': str(T0), 'end_stamp_ns': str(end),
@@ -227,6 +234,25 @@ def test_state_action_and_images_come_from_the_right_instant(converted):
         capture_ns = 3_000_000 + frame_ns // (NS // 30) * (NS // 30)
         np.testing.assert_allclose(level, capture_ns * 200 // NS, atol=3.0)  # 1.0 s episode
     assert data.images['wrist_camera'].shape == (66, H, W, 3)
+
+
+def test_commands_answer_the_state_sent_before_them_whatever_the_log_order(tmp_path):
+    # At 250 fps a frame falls between a state and the next command: a command placed at the
+    # state logged before it (the previous one, here) would show up 4 ms early.
+    def joint_1(metadata: dict) -> tuple[np.ndarray, np.ndarray]:
+        bag = write_bag(tmp_path / str(len(metadata)), 'test_cell_ep000_seed7', metadata=metadata,
+                        commands_logged_first=True)
+        episode = read_bag(bag, ConvertConfig(fps=250)).episode
+        return episode.state[:, 0].astype(float), episode.action[:, 0].astype(float)
+
+    state, action = joint_1({'publish_time': 'source_timestamp'})
+    t = np.round(state / 0.1, 4)  # the state's time (s): joint 1 = 0.1 * t
+    answered = np.floor(np.round(t / 0.02, 6)) * 0.02  # the last command sent at or before it
+    np.testing.assert_allclose(action, 0.1 * (answered + 0.02), atol=1e-6)
+    state, action = joint_1({})  # no source times: the log order places them, one state early
+    early = ~np.isclose(action, 0.1 * (np.floor(np.round(np.round(state / 0.1, 4) / 0.02, 6))
+                                       * 0.02 + 0.02), atol=1e-6)
+    assert early.any()
 
 
 def test_stats_carry_lerobot_quantiles_and_codec_is_h264(converted):

@@ -44,9 +44,11 @@ def test_a_graph_recording_converts_into_the_in_process_recorders_dataset(tmp_pa
     assert graph.names('observation.state') == inprocess.names('observation.state')
     assert graph.tasks == inprocess.tasks
     # The same steps: the graph's first frame is the in-process recorder's first, or - when the
-    # recorder heard the expert's first command before the first joint_states (two topics, no
-    # order between them; seen under load) - its second, the first command being unplaceable.
-    # Everything from there on must line up: state, scene state, command, images.
+    # recorder missed the first joint_states (discovery still matching it) - its second.
+    # Everything from there on must line up: state, scene state, command, images. (Placed by
+    # the order the recorder logged them in, a command taken from its subscription before the
+    # state it answers shifted the actions one step against the states, 1 run in 5; convert
+    # places commands by DDS source time now.)
     offset = next((o for o in (0, 1) if np.allclose(graph.action[0], inprocess.action[o],
                                                     atol=1e-6)), None)
     assert offset is not None, (graph.action[0], inprocess.action[:2])

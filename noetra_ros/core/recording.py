@@ -40,7 +40,13 @@ RECORDER_ID = 'noetra_ros recorder_node 0.1.0'
 EPISODE_METADATA_NAME = 'noetra_episode'
 RESULTS = ('success', 'failed', 'aborted', 'unknown')
 METADATA_KEYS = ('cell', 'robot', 'driver', 'episode', 'seed', 'instruction', 'result',
-                 'reason', 'start_stamp_ns', 'end_stamp_ns', 'recorder', 'recording')
+                 'reason', 'start_stamp_ns', 'end_stamp_ns', 'recorder', 'recording',
+                 'publish_time')
+# Metadata `publish_time`: what the messages' MCAP publish time is. 'source_timestamp': the DDS
+# source timestamp (the publisher's clock at sending; rosbag2 stores it as send_timestamp),
+# which `convert` uses to place commands; 'log_time': a copy of the log time.
+PUBLISH_TIME_SOURCE = 'source_timestamp'
+PUBLISH_TIME_LOG = 'log_time'
 RECORDING_FOLDER = 'recording'
 # rosbag2 metadata.yaml version written (Jazzy's rosbag2 writes 9: type_description_hash per
 # topic); rosbags reads 1..9.
@@ -437,6 +443,7 @@ class BagWriter:
         self.last_log_ns: int | None = None
         self.stopped = ''              # why recording stopped early ('' = it did not)
         self.closed = False
+        self.source_publish_times = True  # every message written with its source timestamp
 
     @property
     def bytes_on_disk(self) -> int:
@@ -457,7 +464,11 @@ class BagWriter:
 
     def write(self, topic: str, log_time_ns: int, data: bytes | memoryview,
               publish_time_ns: int | None = None) -> None:
-        """Append one message; raises RecordingStoppedError (bag closed) when it cannot."""
+        """Append one message; raises RecordingStoppedError (bag closed) when it cannot.
+
+        `publish_time_ns`: the DDS source timestamp the subscriber was given; None copies the
+        log time (and the bag says so in its metadata).
+        """
         if self._stream is None:
             raise RecordingStoppedError(f'{self.path}: closed ({self.stopped or "finished"})')
         entry = self.topics[topic]
@@ -469,6 +480,7 @@ class BagWriter:
                 self._stop(problem)
         if self.last_log_ns is not None:
             log_time_ns = max(log_time_ns, self.last_log_ns)  # log time never goes back
+        self.source_publish_times &= publish_time_ns is not None
         try:
             self._writer.add_message(entry.channel_id, log_time=log_time_ns, data=bytes(data),
                                      publish_time=publish_time_ns if publish_time_ns
@@ -495,6 +507,8 @@ class BagWriter:
         self.closed = True
         recording = f'stopped early: {self.stopped}' if self.stopped else 'complete'
         metadata = info.metadata(cell, robot, driver, recording)
+        metadata['publish_time'] = (PUBLISH_TIME_SOURCE if self.source_publish_times
+                                    else PUBLISH_TIME_LOG)
         stream, self._stream = self._stream, None
         try:
             self._writer.add_metadata(EPISODE_METADATA_NAME, metadata)

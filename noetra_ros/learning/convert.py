@@ -9,8 +9,11 @@ topics below; messages are read with mcap + mcap-ros2-support (CDR decoded from 
 Resampling to the dataset's fps, on the cell clock:
 
 * a stamped message (joint_states, images) is at its header stamp; an unstamped command
-  (std_msgs/Float64MultiArray) is at the stamp of the last joint_states received before it
-  (log time order): the command answers that state, as the expert / policy computes it;
+  (std_msgs/Float64MultiArray) is at the stamp of the last joint_states sent before it: the
+  command answers that state, as the expert / policy computes it. "Sent before" compares the
+  messages' DDS source timestamps (MCAP publish time) when the bag's metadata says it holds
+  them (`publish_time: source_timestamp`, as recorder_node writes); otherwise the bag's log
+  order stands in for it;
 * frame k is at ``t0 + k / fps`` (whole nanoseconds), from the first instant ``t0`` at which
   every stream has a message to the last joint_states stamp; timestamps in the dataset are
   ``k / fps`` exactly, as LeRobot's recorder writes them;
@@ -41,7 +44,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from noetra_ros.core.errors import ConfigError, InputError, NoetraError
-from noetra_ros.core.recording import EPISODE_METADATA_NAME
+from noetra_ros.core.recording import EPISODE_METADATA_NAME, PUBLISH_TIME_SOURCE
 from noetra_ros.core.sim.privileged import ENVIRONMENT_STATE_TOPIC
 from noetra_ros.learning.dataset import DatasetSpec, DatasetWriter, Episode
 
@@ -181,6 +184,7 @@ class _Stream:
 
     stamps: list[int] = field(default_factory=list)
     values: list[Any] = field(default_factory=list)
+    sent: list[int] = field(default_factory=list)  # MCAP publish times
 
 
 def _relative(topic: str) -> str:
@@ -298,6 +302,7 @@ def _read_mcap(path: Path, stream: Any, config: ConvertConfig) -> BagEpisode:
     with_environment = (config.environment_state != 'no'
                         and topics.get(ENVIRONMENT_TOPIC) == 'noetra_msgs/msg/EnvironmentState')
     last_state_stamp: int | None = None
+    by_source_time = metadata.get('publish_time') == PUBLISH_TIME_SOURCE
     last_log: dict[str, int] = {}
     wanted = needed + list(camera_of) + [INSTRUCTION_TOPIC]
     if with_environment:
@@ -320,6 +325,7 @@ def _read_mcap(path: Path, stream: Any, config: ConvertConfig) -> BagEpisode:
                           len(state.values))
             state.values.append(np.append(positions[:len(arm)],
                                           np.mean(positions[len(arm):])))
+            state.sent.append(message.publish_time)
             last_state_stamp = state.stamps[-1]
         elif topic == INSTRUCTION_TOPIC:
             instructions.append(str(decode(schema, channel, message).data))
@@ -338,16 +344,22 @@ def _read_mcap(path: Path, stream: Any, config: ConvertConfig) -> BagEpisode:
             _append_stamp(path, topic, environment.stamps, header_stamp_ns(message.data),
                           len(environment.values))
             environment.values.append(values)
-        elif last_state_stamp is not None:
-            # Unstamped command: it answers the last state received before it.
+        elif by_source_time or last_state_stamp is not None:
+            # Unstamped command: it answers the last state sent before it (placed below by
+            # source time) or, without source times, received before it.
             data = np.asarray(decode(schema, channel, message).data, dtype=np.float64)
             target = arm_cmd if topic == config.arm_command_topic else gripper_cmd
             want = len(arm) if target is arm_cmd else 1
             if data.shape != (want,) or not np.all(np.isfinite(data)):
                 raise BagError(path, f'{topic}: a command with {data.tolist()} where {want} '
                                      'finite value(s) are expected')
-            target.stamps.append(last_state_stamp)
+            if not by_source_time:
+                target.stamps.append(last_state_stamp)
             target.values.append(data)
+            target.sent.append(message.publish_time)
+    if by_source_time:
+        for target in (arm_cmd, gripper_cmd):
+            _place_by_source_time(target, state)
 
     task = (metadata.get('instruction') or '').strip() or (
         instructions[-1].strip() if instructions else '')
@@ -405,6 +417,20 @@ def _read_mcap(path: Path, stream: Any, config: ConvertConfig) -> BagEpisode:
     return BagEpisode(path=path, robot=robot, metadata=metadata, episode=episode,
                       state_names=tuple(arm) + (GRIPPER_STATE_NAME,),
                       environment_names=environment_names if with_environment else ())
+
+
+def _place_by_source_time(commands: _Stream, state: _Stream) -> None:
+    """Stamp each command with the joint_states sent last before it (commands sent before
+    any joint_states are dropped), in the order they were sent."""
+    sent = np.asarray(commands.sent, dtype=np.int64)
+    order = np.argsort(sent, kind='stable')
+    state_order = np.argsort(np.asarray(state.sent, dtype=np.int64), kind='stable')
+    state_sent = np.asarray(state.sent, dtype=np.int64)[state_order]
+    answered = np.searchsorted(state_sent, sent[order], side='left') - 1
+    keep = answered >= 0
+    commands.values = [commands.values[i] for i in order[keep]]
+    commands.stamps = [state.stamps[state_order[i]] for i in answered[keep]]
+    commands.sent = [int(t) for t in sent[order][keep]]
 
 
 def _append_stamp(path: Path, topic: str, stamps: list[int], stamp: int,
