@@ -22,6 +22,7 @@ from std_msgs.msg import Float64MultiArray, String, UInt32
 from trajectory_msgs.msg import JointTrajectory
 
 from noetra_ros.core.drivers.profiles import PROFILES
+from noetra_ros.core.episodes import WAITING_FOR_RESET
 from noetra_ros.core.errors import InputError
 from noetra_ros.core.images import to_bgr
 from noetra_ros.core.robots import GRIPPER_JOINT_NAMES
@@ -49,6 +50,9 @@ TRACE_MAX_SAMPLES = 10_000
 # After the last episode, how long (wall) the monitor waits for shadow_node's episode reports
 # (shadow_node itself waits up to its report_wait_s, 2 s, for late answers).
 SHADOW_REPORT_WAIT_S = 10.0
+# A sim whose diagnostics (1 Hz) still say it waits for task/reset this long after the reset was
+# sent did not get it (a report generated before the reset arrived is long in by then).
+RESET_RESEND_AFTER_S = 3.0
 
 
 class _Rate:
@@ -155,6 +159,7 @@ class MonitorNode(Node):
         self.sim_time = 0.0
         self.sim_time_first = math.nan
         self.status: dict[str, str] = {}
+        self.sim_waiting_reported = -math.inf  # monotonic time of the sim's last 'waiting'
         self.episodes: dict[int, dict] = {}
         self.latencies_ms: list[float] = []
         self.caption = CaptionTracker(cell.name)
@@ -253,6 +258,8 @@ class MonitorNode(Node):
 
     def _on_diagnostics(self, msg: DiagnosticArray) -> None:
         for status in msg.status:
+            if status.message == WAITING_FOR_RESET:
+                self.sim_waiting_reported = time.monotonic()
             self.health[status.name] = {
                 'level': LEVEL_NAMES.get(status.level, str(status.level)),
                 'message': status.message,
@@ -311,12 +318,11 @@ def nodes_already_running(names: Sequence[str], wait_s: float = 1.5) -> list[str
         rclpy.try_shutdown(context=context)
 
 
-def _start_when_discovered(node, executor, cell, procs, first_seed: int,
+def _start_when_discovered(node, executor, cell, procs, reset_pub, first_seed: int,
                            timeout_s: float = 60.0) -> str:
     """Wait until every node of the cell is up and the monitor sees their publishers, then
     start the sim's schedule with task/reset. Counting starts with the first step, so the
     summary's rates and latencies are not cut short by DDS discovery."""
-    reset_pub = node.create_publisher(UInt32, 'task/reset', RELIABLE)
     names = {spec.name for spec in cell.nodes}
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -368,10 +374,18 @@ def run_monitor(cell, procs, out_dir: Path, video: bool, wall_timeout_s: float,
     error = ''
     start = time.monotonic()
     try:
-        error = _start_when_discovered(node, executor, cell, procs, int(sim.get('first_seed', 0)))
-        start = time.monotonic()
+        reset_pub = node.create_publisher(UInt32, 'task/reset', RELIABLE)
+        first_seed = int(sim.get('first_seed', 0))
+        error = _start_when_discovered(node, executor, cell, procs, reset_pub, first_seed)
+        start = reset_sent = time.monotonic()
         while not error:
             executor.spin_once(timeout_sec=0.1)
+            if node.sim_waiting_reported > reset_sent + RESET_RESEND_AFTER_S:
+                # The sim still reports waiting well after the reset went out: it was lost.
+                print(f'noetra: the sim did not get task/reset within {RESET_RESEND_AFTER_S} s; '
+                      'sending it again', flush=True)
+                reset_pub.publish(UInt32(data=first_seed))
+                reset_sent = time.monotonic()
             if node.status.get('state') == 'finished' or (
                     expected and len(node.episodes) >= expected):
                 break

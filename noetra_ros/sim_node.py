@@ -37,7 +37,7 @@ from std_srvs.srv import Trigger
 from noetra_ros.core.commands import validate_joint_vector
 from noetra_ros.core.drivers.profiles import DRIVERS, profile
 from noetra_ros.core.episodes import (DEFAULT_EPISODE_TIMEOUT_S, DEFAULT_RESET_PAUSE_S,
-                                      EpisodeSchedule)
+                                      EpisodeSchedule, WAITING_FOR_RESET)
 from noetra_ros.core.errors import ConfigError, NoetraError
 from noetra_ros.core.images import render_colour_and_depth
 from noetra_ros.core.joint_names import JointNameMap, SCHEMES
@@ -614,7 +614,7 @@ class SimNode(Node):
         rejected = self.counters['rejected_commands'] + self.driver.counters.get(
             'rejected_commands', 0)
         level = DiagnosticStatus.WARN if rejected else DiagnosticStatus.OK
-        message = 'running' if self.started else 'waiting for the first task/reset'
+        message = 'running' if self.started else WAITING_FOR_RESET
         status = DiagnosticStatus(level=level, name=f'{self.get_name()}: simulation',
                                   message=message, hardware_id=self.cfg.robot,
                                   values=[KeyValue(key=k, value=str(v)) for k, v in values.items()])

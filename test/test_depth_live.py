@@ -156,6 +156,8 @@ def test_the_sim_nodes_depth_is_the_in_process_rendering(ros_context, tmp_path):
     from dataclasses import replace
 
     from noetra_ros.core.images import render_colour_and_depth
+    from diagnostic_msgs.msg import DiagnosticArray
+    from noetra_ros.core.episodes import WAITING_FOR_RESET
     from noetra_ros.core.sim.world import default_cameras, SimWorld, WorldConfig
     from std_msgs.msg import UInt32
 
@@ -165,13 +167,21 @@ def test_the_sim_nodes_depth_is_the_in_process_rendering(ros_context, tmp_path):
     depth = probe.record(DEPTH_TOPIC, Image)
     colour = probe.record('scene_camera/image_raw', Image)
     reset = probe.publisher('task/reset', UInt32)
+    diagnostics = probe.record('/diagnostics', DiagnosticArray)
+
+    def sim_says(message: str) -> bool:
+        return any(s.message == message for d in diagnostics for s in d.msg.status
+                   if s.name == 'sim: simulation')
     params = dict(SIM, mode='lockstep', lockstep_inputs=['gripper'], lockstep_timeout_s=3600.0,
                   wait_for_reset=True)
     with NodeProcess.for_node('sim', 'sim_node', params, tmp_path) as sim:
         sim.wait_log('waiting for the first task/reset', spin=lambda: ros_context.spin_once(0.02))
         ros_context.wait_matched(probe)
+        # Its diagnostics say it waits (what `noetra run` resends a lost reset on).
+        ros_context.spin_until(lambda: sim_says(WAITING_FOR_RESET), WAIT_S, what='waiting')
         reset.publish(UInt32(data=seed))
         ros_context.spin_until(lambda: depth and colour, WAIT_S, what='the reset observation')
+        ros_context.spin_until(lambda: sim_says('running'), WAIT_S, what='running')
     msg = depth[0].msg
     published = image_view(msg.data, msg.width, msg.height, msg.encoding, msg.step)
     scene = replace(next(c for c in default_cameras() if c.name == 'scene_camera'),

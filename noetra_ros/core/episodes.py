@@ -19,6 +19,9 @@ DEFAULT_EPISODE_TIMEOUT_S = 25.0
 # Sim seconds the cell holds between two episodes (the nodes keep running on the finished
 # scene), so that results and logs of one episode are out before the next reset.
 DEFAULT_RESET_PAUSE_S = 1.0
+# sim_node's diagnostics message while it waits for the first task/reset (`noetra run` resends
+# the reset when it sees it well after sending one).
+WAITING_FOR_RESET = 'waiting for the first task/reset'
 
 
 @dataclass(frozen=True)
