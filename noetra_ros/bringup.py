@@ -28,6 +28,10 @@ from noetra_ros.core.errors import ConfigError, UnknownNameError
 # share_dir stays importable from here: the one data-folder lookup is core/paths.py.
 from noetra_ros.core.paths import config_dir, share_dir  # noqa: F401
 
+# The environment variable that names the `noetra run` process to a node it starts: the node
+# stops when that process ends (ros_main.stop_with_parent).
+PARENT_PID_ENV = 'NOETRA_PARENT_PID'
+
 PACKAGE = 'noetra_ros'
 # Executables the package installs (setup.py console_scripts); a cell may only start these.
 EXECUTABLES = ('sim_node', 'expert_node', 'policy_node', 'safety_node', 'state_publisher_node',

@@ -28,7 +28,7 @@ import yaml
 
 from noetra_ros import audit_cli
 from noetra_ros.bringup import (available_cells, foxglove_address, foxglove_url, HARDWARE,
-                                load_cell, with_foxglove, with_recorder)
+                                load_cell, PARENT_PID_ENV, with_foxglove, with_recorder)
 from noetra_ros.core.errors import NoetraError
 from noetra_ros.core.stats import wilson_interval
 
@@ -51,6 +51,9 @@ class CellProcesses:
     def __init__(self, cell, params_file: Path, log_dir: Path, env: dict) -> None:
         self.procs: dict[str, subprocess.Popen] = {}
         self.logs = {}
+        # Each node stops when this process ends, however it ends (ros_main.stop_with_parent):
+        # they run in sessions of their own, so a SIGKILL here would otherwise leave them up.
+        env = dict(env, **{PARENT_PID_ENV: str(os.getpid())})
         for spec in cell.nodes:
             log_path = log_dir / f'{spec.name}.log'
             handle = open(log_path, 'w')

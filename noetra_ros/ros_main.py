@@ -10,8 +10,11 @@ exits 0.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
+import ctypes
+import os
 import signal
+import sys
 import threading
 
 import rclpy
@@ -19,6 +22,7 @@ from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
 
+from noetra_ros.bringup import PARENT_PID_ENV
 from noetra_ros.core.errors import NoetraError
 from noetra_ros.ros_params import read_only_guard
 
@@ -29,6 +33,27 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 # handler runs only when the main thread is back in Python, not inside rcl_wait.
 STOP_POLL_S = 0.1
 EXIT_CONFIG_ERROR = 2
+# PARENT_PID_ENV is set by `noetra run` (cli.CellProcesses) to its own pid. The node asks the
+# kernel for a SIGTERM when that process ends, so a `noetra run` killed with SIGKILL (or by the
+# OOM killer) does not leave its cell running on the domain, where the next run on it would find
+# (and refuse) it or, worse, join it. Linux only; the kernel sends it when the *thread* that
+# started the node ends, which for `noetra run` is its main thread.
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def stop_with_parent(environ: MutableMapping[str, str] = os.environ) -> bool:
+    """Ask for SIGTERM when the process named by NOETRA_PARENT_PID ends (and send it now if
+    it already has); True when that is in place. The variable is removed, so a process this
+    one starts does not inherit it."""
+    parent = environ.pop(PARENT_PID_ENV, '')
+    if not parent.isdigit() or not sys.platform.startswith('linux'):
+        return False
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+        return False
+    if os.getppid() != int(parent):  # it ended before the request was in place
+        os.kill(os.getpid(), signal.SIGTERM)
+    return True
 
 
 class StopRequest:
@@ -63,6 +88,7 @@ def run_node(factory: Callable[[], Node], logger_name: str, args=None) -> None:
     # Installed before rclpy.init so that a signal during a slow start (model loading) also
     # ends in the clean path below; rclpy is told to install none of its own.
     previous = stop.install()
+    stop_with_parent()
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     logger = rclpy.logging.get_logger(logger_name)
     node = None
