@@ -14,7 +14,7 @@ from geometry_msgs.msg import WrenchStamped
 import numpy as np
 import rclpy
 from rclpy.experimental import EventsExecutor
-from rclpy.node import Node
+from rclpy.node import Node, NodeNameNonExistentError
 from rclpy.signals import SignalHandlerOptions
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CameraInfo, Image, JointState
@@ -22,6 +22,7 @@ from std_msgs.msg import Float64MultiArray, String, UInt32
 from trajectory_msgs.msg import JointTrajectory
 
 from noetra_ros.core.drivers.profiles import PROFILES
+from noetra_ros.core.audit import PROVENANCE_TOPIC
 from noetra_ros.core.episodes import WAITING_FOR_RESET
 from noetra_ros.core.errors import InputError
 from noetra_ros.core.images import to_bgr
@@ -318,6 +319,15 @@ def nodes_already_running(names: Sequence[str], wait_s: float = 1.5) -> list[str
         rclpy.try_shutdown(context=context)
 
 
+def _has_loaded_model(node, spec) -> bool:
+    """Whether policy_node `spec` publishes its provenance (after its model is loaded)."""
+    try:
+        topics = node.get_publisher_names_and_types_by_node(spec.name, spec.namespace or '/')
+    except NodeNameNonExistentError:
+        return False  # not discovered yet
+    return any(topic.endswith(PROVENANCE_TOPIC) for topic, _types in topics)
+
+
 def _start_when_discovered(node, executor, cell, procs, reset_pub, first_seed: int,
                            timeout_s: float = 60.0) -> str:
     """Wait until every node of the cell is up and the monitor sees their publishers, then
@@ -343,10 +353,14 @@ def _start_when_discovered(node, executor, cell, procs, reset_pub, first_seed: i
         # Foxglove bridge subscribe to task/reset too, and a reset published before the sim's
         # reader matched is lost (volatile durability), leaving the cell waiting forever.
         readers = node.get_subscriptions_info_by_topic('task/reset')
+        # Every policy has loaded and warmed up its model (it publishes its provenance only
+        # then): in a shadow cell the expert drives, so `commanded` does not wait for it.
+        policies_ready = all(_has_loaded_model(node, spec) for spec in cell.nodes
+                             if spec.executable == 'policy_node')
         reset_matched = any(info.node_name == 'sim' for info in readers) and \
             reset_pub.get_subscription_count() >= len(readers)
         if names <= up and commanded and node.count_publishers('joint_states') and \
-                reset_matched and recording:
+                reset_matched and recording and policies_ready:
             time.sleep(0.3)  # let endpoint matching settle after discovery
             reset_pub.publish(UInt32(data=first_seed))
             return ''

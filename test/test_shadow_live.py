@@ -176,12 +176,11 @@ def test_the_shadow_cell_reports_divergence_without_disturbing_the_drive(tmp_pat
     assert [r['episode'] for r in reports] == [0, 1], reports
     for report, episode in zip(reports, shadow['episodes']):
         assert (report['seed'], report['result']) == (episode['seed'], 'success')
-        # The shadow policy answered most steps (it may skip one when the sim runs ahead). In
-        # the first episode it may still be loading its model while the expert already drives
-        # (the sim waits for the driving controller only, at ~3x real time here): CI saw 57 of
-        # 137 there, so that episode only has to have answers.
-        share = 0.8 if report['episode'] > 0 else 0.0
-        assert report['shadow_answered'] > share * report['steps'] and report['steps'] > 0, report
+        # The shadow policy answered most steps (it may skip one when the sim runs ahead; the
+        # sim waits for the driving controller only, at ~3x real time here). `noetra run` starts
+        # the schedule once the shadow policy has loaded its model (CI once saw 57 of 137 in
+        # the first episode when it did not wait for that).
+        assert report['shadow_answered'] > 0.8 * report['steps'] and report['steps'] > 0, report
         for figures in (report['divergence']['l2_rad'], report['divergence']['max_abs_rad']):
             assert all(math.isfinite(figures[k]) for k in ('p50', 'p95', 'max')), figures
             assert 0.0 <= figures['p50'] <= figures['p95'] <= figures['max']
