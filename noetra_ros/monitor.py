@@ -335,6 +335,7 @@ def _start_when_discovered(node, executor, cell, procs, reset_pub, first_seed: i
     summary's rates and latencies are not cut short by DDS discovery."""
     names = {spec.name for spec in cell.nodes}
     deadline = time.monotonic() + timeout_s
+    waiting_for = ['DDS discovery']
     while time.monotonic() < deadline:
         executor.spin_once(timeout_sec=0.05)
         dead = procs.dead()
@@ -359,13 +360,19 @@ def _start_when_discovered(node, executor, cell, procs, reset_pub, first_seed: i
                              if spec.executable == 'policy_node')
         reset_matched = any(info.node_name == 'sim' for info in readers) and \
             reset_pub.get_subscription_count() >= len(readers)
-        if names <= up and commanded and node.count_publishers('joint_states') and \
-                reset_matched and recording and policies_ready:
+        waiting_for = [what for what, done in (
+            (f'nodes {sorted(names - up)} to come up', names <= up),
+            ('a publisher of the arm commands', commanded),
+            ('a publisher of joint_states', node.count_publishers('joint_states')),
+            ("the sim's task/reset subscription to match", reset_matched),
+            ("the recorder's joint_states subscription", recording),
+            ('every policy_node to load its model', policies_ready)) if not done]
+        if not waiting_for:
             time.sleep(0.3)  # let endpoint matching settle after discovery
             reset_pub.publish(UInt32(data=first_seed))
             return ''
-    return f'nodes {sorted(names - set(node.get_node_names()))} did not come up within ' \
-           f'{timeout_s:.0f} s'
+    return f'the cell did not get ready within {timeout_s:.0f} s: still waiting for ' \
+           f'{"; ".join(waiting_for)}'
 
 
 def run_monitor(cell, procs, out_dir: Path, video: bool, wall_timeout_s: float,
