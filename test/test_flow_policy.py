@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from noetra_ros.core import phrasing
 from noetra_ros.core.errors import ConfigError
@@ -196,3 +197,41 @@ def test_a_flow_policy_drives_the_sim_behind_the_supervisor(tiny_flow_model):
     assert loop_stats, 'the policy never produced a command'
     for step in loop_stats:
         assert np.isfinite(np.asarray(step.command.positions, dtype=float)).all()
+
+
+@pytest.mark.slow
+def test_two_flow_members_export_as_one_ensemble_that_averages_them(tiny_flow_model):
+    import torch
+
+    from noetra_ros.learning.flow import (export_flow, FlowConfig, load_flow_members,
+                                          train_flow)
+
+    contract_path, _ = tiny_flow_model
+    root = Path(contract_path).parents[1]
+    settings = dict(steps=2, batch_size=4, val_every=2, val_fraction=0.0, warmup_steps=1,
+                    threads=1, flow_hidden=32, time_dim=8, vocab_size=400,
+                    init_checkpoint=str(root / 'trunk.pt'))
+    train_flow(root / 'ds', root / 'member2.pt', FlowConfig(seed=1, **settings),
+               log=lambda *_: None)
+    members = [root / 'flow.pt', root / 'member2.pt']
+    # The export checks each graph and the runtime's whole loop against torch's ensemble.
+    ensemble_path = export_flow(members, root / 'ensemble', log=lambda *_: None)
+    contract = yaml.safe_load(ensemble_path.read_text())
+    assert contract['info']['members'] == 2 and contract['info']['train_seed'] == '0, 1'
+    # Each step's output is the members' mean, each reading its own part of the condition.
+    ensemble, _, _ = load_flow_members(members)
+    one, two = ensemble.members
+    inputs = [torch.randn(1, 3, 24, 32), torch.randn(1, 3, 24, 32),
+              torch.randn(1, one.config.state_dim), torch.zeros(1, 32, dtype=torch.long)]
+    x_t, t = torch.randn(1, one.chunk_length, one.action_dim), torch.tensor([0.4])
+    with torch.no_grad():
+        condition = ensemble.condition(*inputs)
+        expected = (one.velocity(x_t, t, one.condition(*inputs))
+                    + two.velocity(x_t, t, two.condition(*inputs))) / 2
+        assert torch.allclose(ensemble.velocity(x_t, t, condition), expected, atol=1e-6)
+    assert not torch.allclose(one.velocity(x_t, t, one.condition(*inputs)), expected)
+    # A member trained differently is refused by name.
+    train_flow(root / 'ds', root / 'other.pt', FlowConfig(**dict(settings, max_tokens=16)),
+               log=lambda *_: None)
+    with pytest.raises(ConfigError, match=r"other\.pt: cannot join .*prior_head / flow_steps"):
+        load_flow_members([root / 'flow.pt', root / 'other.pt'])

@@ -291,7 +291,30 @@ def _torch_modules():
                     condition: torch.Tensor) -> torch.Tensor:
             return self.policy.velocity(x_t, t, condition)
 
-    return FlowMatchingPolicy, EncoderGraph, DenoiserGraph
+    class FlowEnsemble(nn.Module):
+        """Members trained alike (same tokenizer, action units, cameras), run as one policy: the
+        condition is the members' conditions side by side, and each denoising step's output is
+        the mean of the members' outputs (their predicted clean chunks, or velocities), as the
+        shipped regression model averages its members' chunks."""
+
+        def __init__(self, members: Sequence[FlowMatchingPolicy]) -> None:
+            super().__init__()
+            self.members = nn.ModuleList(members)
+            self.widths = [m.trunk.fused_dim + m.prior_width for m in members]
+            self.prior_head = members[0].prior_head
+
+        def condition(self, *inputs: torch.Tensor) -> torch.Tensor:
+            return torch.cat([m.condition(*inputs) for m in self.members], dim=1)
+
+        def velocity(self, x_t: torch.Tensor, t: torch.Tensor,
+                     condition: torch.Tensor) -> torch.Tensor:
+            parts = torch.split(condition, self.widths, dim=1)
+            return torch.stack([m.velocity(x_t, t, c) for m, c in zip(self.members, parts)]
+                               ).mean(dim=0)
+
+        sample = FlowMatchingPolicy.sample
+
+    return FlowMatchingPolicy, EncoderGraph, DenoiserGraph, FlowEnsemble
 
 
 class FlowSamples:
@@ -421,7 +444,7 @@ def train_flow(dataset: str | Sequence[str], output: str | Path, config: FlowCon
     train_rows, val_rows = _rows_of(bounds, train_eps), _rows_of(bounds, val_eps)
     chunk = trunk_contract.action.chunk_length
     samples = FlowSamples(data, trunk_contract, chunk, tokenizer, config, train_rows)
-    FlowMatchingPolicy, _, _ = _torch_modules()
+    FlowMatchingPolicy = _torch_modules()[0]
     model = FlowMatchingPolicy(trunk_config, chunk, trunk_contract.action.size,
                                config.flow_hidden, config.time_dim, config.prior_head)
     model.set_prior_units(trunk_contract.action.mean, trunk_contract.action.std, samples.mean,
@@ -605,7 +628,7 @@ def load_flow_checkpoint(path: str | Path):
     config = FlowConfig(**{f.name: checkpoint['flow_config'][f.name] for f in fields(FlowConfig)
                            if f.name in checkpoint['flow_config']})
     trunk_config = PolicyConfig.from_dict(checkpoint['trunk_config'])
-    FlowMatchingPolicy, _, _ = _torch_modules()
+    FlowMatchingPolicy = _torch_modules()[0]
     mean = checkpoint['action_mean']
     model = FlowMatchingPolicy(trunk_config, int(checkpoint['trunk_contract']['outputs'][0]
                                                  ['chunk_length']), len(mean),
@@ -677,10 +700,44 @@ def flow_contract_dict(checkpoint: dict[str, Any], vocab_size: int) -> dict[str,
     }
 
 
-def export_flow(checkpoint_path: str | Path, output_dir: str | Path, log=print) -> Path:
+def load_flow_members(paths: Sequence[str | Path]):
+    """(policy, first checkpoint, checkpoints): one checkpoint's FlowMatchingPolicy, or for
+    several a FlowEnsemble of them, after checking they were trained alike (ConfigError naming
+    the checkpoint and what differs)."""
+    loaded = [load_flow_checkpoint(path) for path in paths]
+    if not loaded:
+        raise ConfigError('no flow checkpoint given')
+    first = loaded[0][1]
+    for path, (_model, checkpoint) in zip(paths[1:], loaded[1:]):
+        same = {
+            'tokenizer': checkpoint['tokenizer_json'] == first['tokenizer_json'],
+            'action units': np.allclose(checkpoint['action_mean'], first['action_mean'])
+            and np.allclose(checkpoint['action_std'], first['action_std']),
+            'image and state inputs': checkpoint['trunk_contract']['inputs']
+            == first['trunk_contract']['inputs'],
+            'chunk': checkpoint['trunk_contract']['outputs'][0]['chunk_length']
+            == first['trunk_contract']['outputs'][0]['chunk_length'],
+            'prior_head / flow_steps / max_tokens': all(
+                checkpoint['flow_config'][key] == first['flow_config'][key]
+                for key in ('prior_head', 'flow_steps', 'max_tokens'))}
+        differ = [what for what, ok in same.items() if not ok]
+        if differ:
+            raise ConfigError(f'{path}: cannot join {paths[0]} in one ensemble: its {differ} '
+                              'differ')
+    if len(loaded) == 1:
+        return loaded[0][0], first, [first]
+    FlowEnsemble = _torch_modules()[3]
+    ensemble = FlowEnsemble([model for model, _ in loaded])
+    ensemble.eval()
+    return ensemble, first, [checkpoint for _, checkpoint in loaded]
+
+
+def export_flow(checkpoint_path: str | Path | Sequence[str | Path], output_dir: str | Path,
+                log=print) -> Path:
     """Write encoder.onnx, denoiser.onnx, tokenizer.json and policy.contract.yaml into
     `output_dir`; check ORT against torch per graph and load the result in the runtime.
-    Returns the contract path (what a cell's `model_path` names)."""
+    Several checkpoints are exported as one ensemble (load_flow_members). Returns the contract
+    path (what a cell's `model_path` names)."""
     import warnings
 
     import onnxruntime as ort
@@ -692,13 +749,25 @@ def export_flow(checkpoint_path: str | Path, output_dir: str | Path, log=print) 
     from noetra_ros.core.policy.runtime import PolicyRuntime
     from noetra_ros.learning.export import OPSET
 
-    model, checkpoint = load_flow_checkpoint(checkpoint_path)
-    _, EncoderGraph, DenoiserGraph = _torch_modules()
+    paths = ([checkpoint_path] if isinstance(checkpoint_path, (str, Path))
+             else list(checkpoint_path))
+    model, checkpoint, members = load_flow_members(paths)
+    _, EncoderGraph, DenoiserGraph, _ = _torch_modules()
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     tokenizer = Tokenizer.from_str(checkpoint['tokenizer_json'])
     tokenizer.save(str(out / TOKENIZER_FILE))
     contract = flow_contract_dict(checkpoint, tokenizer.get_vocab_size(with_added_tokens=True))
+    if len(members) > 1:
+        info = contract['info']
+        info['architecture'] = (f'ensemble of {len(members)} members (each step: the mean of '
+                                f'their outputs); each: {info["architecture"]}')
+        info['members'] = len(members)
+        info['parameters'] = sum(int(c.get('parameters', 0)) for c in members)
+        for key, value in (('train_seed', lambda c: int(c['flow_config']['seed'])),
+                           ('init_checkpoint',
+                            lambda c: Path(str(c['flow_config']['init_checkpoint'])).name)):
+            info[key] = ', '.join(str(value(c)) for c in members)
     image_inputs = [spec for spec in contract['inputs'] if spec['kind'] == 'image']
     state_width = len(contract['inputs'][len(image_inputs)]['mean'])
     rng = np.random.default_rng(0)
@@ -789,7 +858,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         kind = type(f.default)
         p.add_argument('--' + f.name.replace('_', '-'), type=kind, default=f.default)
     p = sub.add_parser('export', help='export a flow checkpoint as a version 2 contract')
-    p.add_argument('--checkpoint', required=True)
+    p.add_argument('--checkpoint', required=True,
+                   help="flow checkpoint, or several ','-joined: exported as one ensemble")
     p.add_argument('--output-dir', required=True)
     args = parser.parse_args(argv)
     try:
@@ -799,7 +869,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             train_flow(args.dataset, args.output, FlowConfig(init_checkpoint=args.init,
                                                              **values))
         else:
-            export_flow(args.checkpoint, args.output_dir)
+            export_flow(args.checkpoint.split(','), args.output_dir)
     except ConfigError as error:
         print(f'error: {error}', file=sys.stderr)
         return 2
