@@ -15,7 +15,9 @@ latched `policy/provenance` (model file sha256 and contract).
   aligned observation is there; a control timer publishes from a queue of future actions in
   which overlapping chunks are blended, so the command stream stays continuous.
 - lockstep mode (evaluation): every joint_states message is answered with exactly one command,
-  replanning every `replan_steps` steps, so a seeded episode is reproducible.
+  replanning every `replan_steps` steps, so a seeded episode is reproducible. A step waits for
+  the instruction as for its camera frames; a step sent again (same stamp: a lockstep sim
+  whose first observation nobody answered) is not answered twice.
 
 Stale or missing inputs, a NaN in the state, an image that cannot be converted: no new command
 (the controller holds) and a diagnostic that says what and where. Never a non-finite value.
@@ -204,6 +206,7 @@ class PolicyNode(LifecycleNode):
         self.e2e_ms: deque[float] = deque(maxlen=2000)
         self.plan_ms: deque[float] = deque(maxlen=2000)
         self._pending_step: float | None = None
+        self._answered_step: float | None = None  # lockstep: the stamp last answered
         self._newest_receipt_for_chunk = 0.0
         # Chunks and commands for policy/inputs; written by the inference and control threads.
         self.input_trace = InputTraceBatcher()
@@ -421,6 +424,8 @@ class PolicyNode(LifecycleNode):
             self.loop.reset()
         self._stream = None
         self.get_logger().info(f'instruction: {msg.data!r}')
+        if self._pending_step is not None:  # a lockstep step that waited for it
+            self._try_lockstep()
 
     def _on_input(self, source: str, msg) -> None:
         with self._lock:
@@ -446,6 +451,8 @@ class PolicyNode(LifecycleNode):
         if not self.active:
             return
         if self.p['mode'] == 'lockstep':
+            if self._answered_step is not None and stamp <= self._answered_step:
+                return  # sent again or late: that step has its command
             self._pending_step = stamp
             self._try_lockstep()
         else:
@@ -459,6 +466,8 @@ class PolicyNode(LifecycleNode):
         timing. Lockstep cells therefore publish every camera at the control rate.
         """
         stamp = self._pending_step
+        if self.instruction is None:
+            return  # the instruction is latched: it comes, and then this step runs
         with self._lock:
             for source in self.aligner.sources:
                 latest = self.aligner.latest(source)
@@ -468,6 +477,7 @@ class PolicyNode(LifecycleNode):
         result = self.loop.step(stamp, lambda: self._observe(stamp))
         self._account(result)
         if result.command is not None:
+            self._answered_step = stamp
             self._publish(result.command)
 
     def _observe(self, reference_stamp: float | None) -> Observation:

@@ -73,8 +73,14 @@ class StopRequest:
         return self._event.is_set()
 
     def install(self) -> dict[int, object]:
-        """Make every STOP_SIGNALS call this; returns the previous handlers."""
-        return {signum: signal.signal(signum, self) for signum in STOP_SIGNALS}
+        """Make every STOP_SIGNALS call this (and let them through); returns the previous
+        handlers."""
+        previous = {signum: signal.signal(signum, self) for signum in STOP_SIGNALS}
+        # A blocked signal stays blocked through fork and exec: a node started from a thread
+        # that blocks SIGINT (a Ray worker's task thread does) would never see its stop
+        # request, and `noetra eval --workers` could only SIGKILL it after the grace period.
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+        return previous
 
 
 def run_node(factory: Callable[[], Node], logger_name: str, args=None) -> None:

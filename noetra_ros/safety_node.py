@@ -25,7 +25,8 @@ update_trigger:
 - joint_states (default, real robots and real-time sim): one supervisor cycle per measurement;
   a wall-clock watchdog keeps cycling (and so holding) if measurements or the clock stop.
 - command (lockstep sim): one cycle when every input in `lockstep_inputs` has answered, so a
-  seeded episode stays reproducible.
+  seeded episode stays reproducible; the same joint_states again (the sim's resend of an
+  episode's first observation) gets the step's output again, not a second cycle.
 - judge_only (shadow mode, docs/SHADOW.md): another controller drives the robot; this node
   judges its command inputs (remapped to shadow/*) against the live joint_states and publishes
   what it would have sent on shadow/judged/joint_commands (sensor_msgs/JointState, stamped with
@@ -153,6 +154,8 @@ class SafetyNode(Node):
         self._required = {'joint_states', *settings.lockstep_inputs}
         self._step: dict[str, Any] = {}  # group -> its input of the step
         self._step_time = 0.0
+        self._step_output: CellOutput | None = None  # lockstep: what the last step sent
+        self.resent = 0
         self._last_cycle_wall = 0.0
         self._last_state: tuple[SafetyState, str] | None = None
         self.published = 0
@@ -366,6 +369,14 @@ class SafetyNode(Node):
             else:
                 self.cell.on_gripper_command(value)
             return
+        if (group == 'joint_states' and self._step_output is not None
+                and value.stamp <= self._step_time):
+            # A lockstep sim publishes an episode's first observation again when no answer
+            # reached it: the step was decided, so its output goes out again, unchanged (no
+            # second cycle, no second audit record). An older stamp is a late copy: dropped.
+            if value.stamp == self._step_time:
+                self._resend(self._step_output)
+            return
         self._step[group] = value
         if len(self._step) < len(self._required):
             return
@@ -373,8 +384,16 @@ class SafetyNode(Node):
         joint_state = step['joint_states']
         now = self._step_time = joint_state.stamp
         self._last_cycle_wall = time.monotonic()
-        self._publish(self.cell.step(joint_state, step.get('arm'), step.get('gripper'), now),
-                      now)
+        self._step_output = self.cell.step(joint_state, step.get('arm'), step.get('gripper'),
+                                           now)
+        self._publish(self._step_output, now)
+
+    def _resend(self, out: CellOutput) -> None:
+        if out.arm is not None:
+            self.output.send(out.arm[self.cell.to_controller], self._now())
+        if out.gripper is not None:
+            self.pub_gripper.publish(Float64MultiArray(data=[out.gripper]))
+        self.resent += 1
 
     def _judge_receive(self, group: str, msg: Any, value: Any, sent_ns: int) -> None:
         """judge_only: place the input (`msg` converted to `value`) on its joint_states step
@@ -515,7 +534,7 @@ class SafetyNode(Node):
         state, reason = self.cell.supervisor.state, self.cell.supervisor.reason
         values = dict(self.cell.supervisor.counters, state=state.value, reason=reason,
                       profile=self.cell.profile.name, published=self.published,
-                      driver=self.settings.driver, **self.output.status())
+                      resent=self.resent, driver=self.settings.driver, **self.output.status())
         status = DiagnosticStatus(
             level=LEVELS[state], name=f'{self.get_name()}: supervisor',
             message=f'{state.value}: {reason}', hardware_id=self.settings.robot,

@@ -17,6 +17,9 @@ Modes:
 - lockstep: publishes an observation, then waits until every command source listed in
   `lockstep_inputs` has answered before stepping, so an episode is the same for a seed
   whatever the CPU load (a source that stays silent for lockstep_timeout_s is skipped, logged).
+  An episode's first observation that no source answers is published again instead (up to
+  lockstep_start_timeout_s): at start-up a reader may match after it was sent, and stepping
+  without the policy would change the episode.
   ros2_control profile only: the real drivers' controllers run on their own clock.
 """
 from __future__ import annotations
@@ -94,6 +97,9 @@ PARAMETERS = {
                        'at r<g>.base_xyz (m, world frame) / r<g>.base_yaw (rad)'),
     'lockstep_inputs': (['arm', 'gripper'], 'lockstep: command kinds to wait for each step'),
     'lockstep_timeout_s': (2.0, 'lockstep: wall seconds to wait for a silent source'),
+    'lockstep_start_timeout_s': (30.0, 'lockstep: wall seconds an episode\'s first observation '
+                                       'that no source answered is published again before '
+                                       'stepping without them'),
     'cameras': (['scene_camera', 'wrist_camera'], 'cameras to render and publish'),
     'camera_width': (160, 'default image width (per camera: <camera>.width)'),
     'camera_height': (120, 'default image height (per camera: <camera>.height)'),
@@ -152,6 +158,7 @@ class SimNodeConfig:
     joint_name_prefix: str
     lockstep_inputs: tuple[str, ...]
     lockstep_timeout_s: float
+    lockstep_start_timeout_s: float
     cameras: tuple[CameraStream, ...]
     episodes: int
     first_seed: int
@@ -193,6 +200,9 @@ class SimNodeConfig:
         if self.lockstep_timeout_s <= 0:
             raise ConfigError(f'parameter lockstep_timeout_s={self.lockstep_timeout_s}: '
                               f'must be > 0')
+        if self.lockstep_start_timeout_s < 0:
+            raise ConfigError(f'parameter lockstep_start_timeout_s='
+                              f'{self.lockstep_start_timeout_s}: must be >= 0')
         for cam in self.cameras:
             if cam.width <= 0 or cam.height <= 0 or cam.rate_hz <= 0:
                 raise ConfigError(f'camera {cam.name!r}: width, height and rate_hz must be > 0, '
@@ -258,7 +268,8 @@ def _read_config(node: Node) -> SimNodeConfig:
         controller_joints=tuple(p['controller_joints']),
         driver_joint_names=naming, joint_name_prefix=prefix,
         lockstep_inputs=tuple(p['lockstep_inputs']),
-        lockstep_timeout_s=float(p['lockstep_timeout_s']), cameras=tuple(cameras),
+        lockstep_timeout_s=float(p['lockstep_timeout_s']),
+        lockstep_start_timeout_s=float(p['lockstep_start_timeout_s']), cameras=tuple(cameras),
         episodes=int(p['episodes']), first_seed=int(p['first_seed']),
         episode_timeout_s=float(p['episode_timeout_s']), reset_pause_s=float(p['reset_pause_s']),
         publish_clock=bool(p['publish_clock']), wait_for_reset=bool(p['wait_for_reset']),
@@ -304,13 +315,18 @@ class SimNode(Node):
         self.schedule = EpisodeSchedule(self.cfg.episodes, self.cfg.first_seed,
                                         self.cfg.episode_timeout_s, self.cfg.reset_pause_s)
         self.counters = {'steps': 0, 'rejected_commands': 0, 'lockstep_timeouts': 0,
-                         'commands_gripper': 0}
+                         'lockstep_resends': 0, 'commands_gripper': 0}
         self._observation_period = (1.0 / self.cfg.observation_hz if self.cfg.observation_hz
                                     else 0.0)
         self._next_observation = 0.0
         self._next_camera_time = {cam.name: 0.0 for cam in self.cfg.cameras}
         self._awaiting: set[str] = set()
         self._observation_wall = time.monotonic()
+        # Wall time the running episode's first observation was published; None once it stepped.
+        self._episode_start_wall: float | None = None
+        # What the last observation carried, to publish it again unchanged.
+        self._cameras_published: list[str] = []
+        self._task_observation_published = False
         self._wall_started = time.monotonic()
         self._pending_seed: int | None = None
         # SimWorld restarts its clock at every reset; the ROS clock must never run backwards, so
@@ -459,7 +475,24 @@ class SimNode(Node):
 
     # ---------------------------------------------------------------- stepping
     def _lockstep_watchdog(self) -> None:
-        waited = time.monotonic() - self._observation_wall
+        wall = time.monotonic()
+        waited = wall - self._observation_wall
+        if (self._awaiting and waited > self.cfg.lockstep_timeout_s
+                and self._episode_start_wall is not None
+                and self._awaiting == set(self.cfg.lockstep_inputs)
+                and wall - self._episode_start_wall < self.cfg.lockstep_start_timeout_s):
+            # Nobody answered the episode's first observation. At start-up a command source's
+            # readers can match the sim's writers seconds after the reset (DDS discovery on a
+            # loaded machine), and what was sent before is lost to them; stepping on without
+            # them would start the episode late and change it. The same observation again
+            # (same stamp, no physics step) leaves the episode as it would have been.
+            self.counters['lockstep_resends'] += 1
+            self.get_logger().warn(
+                f'lockstep: no command from {sorted(self._awaiting)} for the episode\'s first '
+                f'observation within {self.cfg.lockstep_timeout_s} s; publishing it again',
+                throttle_duration_sec=10.0)
+            self._publish_observation(again=True)
+            return
         if self._awaiting and waited > self.cfg.lockstep_timeout_s:
             self.counters['lockstep_timeouts'] += 1
             self.get_logger().warn(
@@ -472,6 +505,7 @@ class SimNode(Node):
     def _advance(self) -> None:
         if not self.started:
             return
+        self._episode_start_wall = None
         self.driver.update(self.now)
         self.world.step()
         self.counters['steps'] += 1
@@ -510,6 +544,7 @@ class SimNode(Node):
         self.schedule.start(seed, episode.instruction, self.now)
         self._next_camera_time = {cam: self.now for cam in self._next_camera_time}
         self._next_observation = self.now
+        self._episode_start_wall = time.monotonic()
         self.pub_instruction.publish(String(data=episode.instruction))
         self.pub_success.publish(Bool(data=False))
         self.get_logger().info(f'episode {self.schedule.index} seed {seed}: '
@@ -543,20 +578,28 @@ class SimNode(Node):
             hardware_id=self.cfg.robot,
             values=[KeyValue(key=k, value=str(v)) for k, v in values.items()]))
 
-    def _publish_observation(self) -> None:
+    def _publish_observation(self, again: bool = False) -> None:
+        """Publish what the world shows now; `again`: the last observation once more, the same
+        messages (cameras and task topics included as they were), no schedule advanced."""
         now = self.now
         stamp = seconds_to_stamp(now)
         if self.cfg.publish_clock:
             self.pub_clock.publish(Clock(clock=stamp))
-        for cam in self.cfg.cameras:
-            if now + 1e-9 >= self._next_camera_time[cam.name]:
-                self._next_camera_time[cam.name] += 1.0 / cam.rate_hz
-                if self._next_camera_time[cam.name] <= now:  # never build up a backlog
-                    self._next_camera_time[cam.name] = now + 1.0 / cam.rate_hz
-                self._publish_camera(cam.name, stamp)
-        if now + 1e-9 >= self._next_observation:
-            self._next_observation = max(self._next_observation + self._observation_period,
-                                         now + 0.5 * self._observation_period)
+        if not again:
+            self._cameras_published = []
+            for cam in self.cfg.cameras:
+                if now + 1e-9 >= self._next_camera_time[cam.name]:
+                    self._next_camera_time[cam.name] += 1.0 / cam.rate_hz
+                    if self._next_camera_time[cam.name] <= now:  # never build up a backlog
+                        self._next_camera_time[cam.name] = now + 1.0 / cam.rate_hz
+                    self._cameras_published.append(cam.name)
+            self._task_observation_published = now + 1e-9 >= self._next_observation
+            if self._task_observation_published:
+                self._next_observation = max(self._next_observation + self._observation_period,
+                                             now + 0.5 * self._observation_period)
+        for name in self._cameras_published:
+            self._publish_camera(name, stamp)
+        if self._task_observation_published:
             self._publish_task_observation(now, stamp)
         if self.pub_environment is not None:
             # Every step, with the joint_states' stamp: a recording aligns it by that stamp.

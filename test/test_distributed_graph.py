@@ -105,3 +105,6 @@ def test_two_graph_workers_on_two_domains_give_the_serial_results(local_ray, wor
     assert [e['seed'] for e in evaluation['episode_results']] == [FIRST_SEED, FIRST_SEED + 1]
     assert evaluation['plots'] and all(os.path.getsize(p) > 0 for p in evaluation['plots'])
     assert report['command_latency_ms']['n'] > 0
+    # Every node of every worker's graph stopped on the runner's SIGINT (exit 0), none was
+    # killed: a Ray task thread blocks SIGINT, and its children inherit the block.
+    assert report['node_exit_codes'] == {}, report['node_exit_codes']

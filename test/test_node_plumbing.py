@@ -16,6 +16,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 from diagnostic_msgs.msg import DiagnosticStatus
@@ -284,3 +285,38 @@ def test_noetra_run_stopped_by_sigterm_stops_its_cell_cleanly(ros_domain_id, tmp
         log = (out / f'{name}.log').read_text()
         assert 'SIGINT: shutting down' in log, f'{name}:\n{log[-3000:]}'
         assert 'Traceback' not in log, f'{name}:\n{log[-3000:]}'
+
+
+def test_a_node_started_with_sigint_blocked_still_stops_on_it(ros_domain_id, tmp_path):
+    """A blocked signal stays blocked through fork and exec, and Ray runs its tasks in threads
+    that block SIGINT: a node started from one (`noetra eval --workers`) must unblock it, or the
+    runner's SIGINT stays pending and the node ends by SIGKILL, its shutdown never run."""
+    spec = next(n for n in load_cell('pick_place_lrmate').nodes if n.name == 'state_publisher')
+    node = NodeProcess(spec, tmp_path)
+
+    def start_with_sigint_blocked() -> None:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})  # this thread only
+        node.start()
+
+    starter = threading.Thread(target=start_with_sigint_blocked)
+    starter.start()
+    starter.join()
+    try:
+        node.wait_log('state publisher ready', START_TIMEOUT_S)
+        blocked = int(_status_field(node.proc.pid, 'SigBlk'), 16)
+        assert not blocked & (1 << (signal.SIGINT - 1)), f'SigBlk {blocked:#x}'
+        node.proc.send_signal(signal.SIGINT)
+        assert node.wait_exit(EXIT_TIMEOUT_S) == 0, node.log_text()
+        assert 'SIGINT: shutting down' in node.log_text(), node.log_text()
+    finally:
+        if node.running():
+            node.proc.kill()
+            node.proc.wait()
+
+
+def _status_field(pid: int, field: str) -> str:
+    """One field of /proc/<pid>/status (the signal masks are hexadecimal bit sets)."""
+    for line in open(f'/proc/{pid}/status').read().splitlines():
+        if line.startswith(f'{field}:'):
+            return line.split(':', 1)[1].strip()
+    raise AssertionError(f'no {field} in /proc/{pid}/status')

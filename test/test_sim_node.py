@@ -445,6 +445,8 @@ class ScriptedResponder:
     def __init__(self, probe: Probe) -> None:
         self.probe = probe
         self.armed_after_ns: int | None = None
+        self.listening = True  # False: a source that has not matched the sim's writers yet
+        self.heard: list[int] = []  # stamp of every joint_states after armed_after_ns
         self.joints: list[tuple[int, tuple]] = []
         self.home: np.ndarray | None = None
         self.targets = {}
@@ -460,6 +462,9 @@ class ScriptedResponder:
     def _on_joint_states(self, msg: JointState) -> None:
         stamp = stamp_ns(msg.header.stamp)
         if self.armed_after_ns is None or stamp <= self.armed_after_ns:
+            return
+        self.heard.append(stamp)
+        if not self.listening:
             return
         q = arm_q(msg)
         if self.home is None:
@@ -479,8 +484,11 @@ class ScriptedResponder:
         return [(stamp, state, self.targets[stamp]) for stamp, state in self.joints[:count]]
 
 
-def _lockstep_run(tmp_path, seed: int, steps: int) -> tuple[list, dict]:
-    """One lockstep episode driven by ScriptedResponder in a separate sim process."""
+def _lockstep_run(tmp_path, seed: int, steps: int, timeout_s: float = 60.0,
+                  silent_s: float = 0.0) -> tuple[list, dict, list[int]]:
+    """One lockstep episode driven by ScriptedResponder in a separate sim process, which
+    answers nothing for the first `silent_s` after the reset; returns the first `steps` answered
+    steps, the sim's counters and the stamp of every joint_states heard."""
     session = RosSession(tmp_path)
     session.start()
     try:
@@ -489,14 +497,18 @@ def _lockstep_run(tmp_path, seed: int, steps: int) -> tuple[list, dict]:
         probe.record('task/status', DiagnosticStatus)
         diagnostics = probe.record('/diagnostics', DiagnosticArray)
         probe.publisher('task/reset', UInt32)
-        # A long lockstep timeout: the sim never steps on its own before our reset.
-        params = dict(FAST, mode='lockstep', lockstep_timeout_s=60.0)
+        # A long lockstep timeout by default: the sim never steps on its own.
+        params = dict(FAST, mode='lockstep', lockstep_timeout_s=timeout_s)
         with NodeProcess.for_node('sim', 'sim_node', params, tmp_path) as sim:
             session.wait_matched(probe)
             session.spin_for(0.3)  # the sim's side of the matching settles too
             seen = [stamp_ns(m.header.stamp) for m in probe.messages('joint_states')]
             responder.armed_after_ns = max(seen, default=-1)
+            responder.listening = not silent_s
             probe.publish('task/reset', UInt32(data=seed))
+            if silent_s:
+                session.spin_for(silent_s)
+                responder.listening = True
             session.spin_until(lambda: len(responder.joints) >= steps,
                                what=f'{steps} lockstep steps; sim log:\n{sim.log_text()}')
             session.spin_until(
@@ -507,21 +519,23 @@ def _lockstep_run(tmp_path, seed: int, steps: int) -> tuple[list, dict]:
                      if int(key_values(m)['stamp_ns']) > responder.armed_after_ns}
             assert seeds == {str(seed)}, 'the recorded steps must all be of the reset episode'
             counters = {key: diagnostic_value(diagnostics[-1].msg, key)
-                        for key in ('lockstep_timeouts', 'rejected_commands')}
+                        for key in ('lockstep_timeouts', 'lockstep_resends',
+                                    'rejected_commands')}
             session.spin_until(lambda: all(stamp in responder.targets
                                            for stamp, _ in responder.joints[:steps]),
                                what='task/target_pose of every step')
-            return responder.steps(steps), counters
+            return responder.steps(steps), counters, responder.heard
     finally:
         session.close()
 
 
 def test_lockstep_episode_is_identical_under_cpu_load(ros_domain_id, tmp_path):
     steps = 60
-    quiet, quiet_counters = _lockstep_run(tmp_path / 'quiet', seed=11, steps=steps)
+    quiet, quiet_counters, _ = _lockstep_run(tmp_path / 'quiet', seed=11, steps=steps)
     with CpuBurner():
-        loaded, loaded_counters = _lockstep_run(tmp_path / 'loaded', seed=11, steps=steps)
+        loaded, loaded_counters, _ = _lockstep_run(tmp_path / 'loaded', seed=11, steps=steps)
     assert quiet_counters == loaded_counters == {'lockstep_timeouts': '0',
+                                                 'lockstep_resends': '0',
                                                  'rejected_commands': '0'}
     origin_quiet, origin_loaded = quiet[0][0], loaded[0][0]
     for k, (a, b) in enumerate(zip(quiet, loaded)):
@@ -532,3 +546,25 @@ def test_lockstep_episode_is_identical_under_cpu_load(ros_domain_id, tmp_path):
     first, last = np.array(quiet[0][1][:6]), np.array(quiet[-1][1][:6])
     assert np.max(np.abs(last - first)) > 0.1
     assert quiet[-1][1][6] > 0.01
+
+
+def test_an_unanswered_first_observation_is_sent_again_not_stepped_past(ros_domain_id, tmp_path):
+    """At start-up a command source's readers can match the sim's writers seconds after the
+    reset (discovery on a loaded machine: 2.4 s was seen), so the episode's first observation
+    never reaches it. The sim publishes that observation again, unchanged, instead of stepping
+    with the arm holding: the episode a late source drives is the one a prompt source drives."""
+    steps, timeout_s = 30, 1.0
+    prompt, prompt_counters, _ = _lockstep_run(tmp_path / 'prompt', seed=11, steps=steps,
+                                               timeout_s=timeout_s)
+    late, late_counters, heard = _lockstep_run(tmp_path / 'late', seed=11, steps=steps,
+                                               timeout_s=timeout_s, silent_s=2.5 * timeout_s)
+    assert prompt_counters['lockstep_resends'] == '0', prompt_counters
+    assert late_counters['lockstep_timeouts'] == '0', late_counters
+    assert int(late_counters['lockstep_resends']) >= 2, late_counters
+    # The first observation came several times, all with the episode's first stamp.
+    assert heard[0] == heard[1] == heard[2] == late[0][0], heard[:4]
+    origin_prompt, origin_late = prompt[0][0], late[0][0]
+    for k, (a, b) in enumerate(zip(prompt, late)):
+        assert a[0] - origin_prompt == b[0] - origin_late, f'step {k}: stamps differ'
+        assert a[1] == b[1], f'step {k}: joint_states differ'
+        assert a[2] == b[2], f'step {k}: target object poses differ'
