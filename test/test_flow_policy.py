@@ -230,6 +230,29 @@ def test_two_flow_members_export_as_one_ensemble_that_averages_them(tiny_flow_mo
                     + two.velocity(x_t, t, two.condition(*inputs))) / 2
         assert torch.allclose(ensemble.velocity(x_t, t, condition), expected, atol=1e-6)
     assert not torch.allclose(one.velocity(x_t, t, one.condition(*inputs)), expected)
+    # Members normalised with other statistics (another split of the data) share the loop in
+    # the first member's units; in raw units the result does not depend on which one is first.
+    FlowEnsemble = type(ensemble)
+    width = one.action_dim
+    units_one = (np.linspace(-0.1, 0.1, width), np.full(width, 0.5))
+    units_two = (units_one[0] + 0.02 * units_one[1], units_one[1] * 1.03)
+    raw = []
+    with torch.no_grad():
+        for order, units in (((one, two), (units_one, units_two)),
+                             ((two, one), (units_two, units_one))):
+            mixed = FlowEnsemble(list(order), list(units))
+            mean, std = (torch.as_tensor(v, dtype=torch.float32) for v in units[0])
+            raw_x = torch.full_like(x_t, 0.01) + 0.1 * x_t
+            out = mixed.velocity((raw_x - mean) / std, t, mixed.condition(*inputs))
+            raw.append(out * std + mean)
+    assert one.prior_head  # outputs are clean chunks, which convert like positions
+    assert torch.allclose(raw[0], raw[1], atol=1e-5)
+    # A member whose units are far from the first's would start from noise it never saw.
+    far = torch.load(root / 'member2.pt', map_location='cpu', weights_only=False)
+    far['action_std'] = [1.2 * v for v in far['action_std']]
+    torch.save(far, root / 'far.pt')
+    with pytest.raises(ConfigError, match=r"far\.pt: cannot join .*action units"):
+        load_flow_members([root / 'flow.pt', root / 'far.pt'])
     # A member trained differently is refused by name.
     train_flow(root / 'ds', root / 'other.pt', FlowConfig(**dict(settings, max_tokens=16)),
                log=lambda *_: None)

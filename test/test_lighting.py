@@ -185,7 +185,7 @@ def test_sim_node_refuses_an_unknown_lighting_parameter_and_lights_its_world():
                   observation_hz=0.0, mode='lockstep', real_time_factor=1.0, control_hz=20,
                   physics_hz=240, command_timeout_s=0.5, controller_joints=(),
                   driver_joint_names='urdf', joint_name_prefix='', lockstep_inputs=('arm',),
-                  lockstep_timeout_s=2.0,
+                  lockstep_timeout_s=2.0, lockstep_start_timeout_s=30.0,
                   cameras=(CameraStream('workspace_camera', 64, 48, 10.0),), episodes=0,
                   first_seed=0, episode_timeout_s=25.0, reset_pause_s=1.0,
                   publish_clock=True, wait_for_reset=False)
