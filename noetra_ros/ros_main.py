@@ -37,7 +37,9 @@ EXIT_CONFIG_ERROR = 2
 # kernel for a SIGTERM when that process ends, so a `noetra run` killed with SIGKILL (or by the
 # OOM killer) does not leave its cell running on the domain, where the next run on it would find
 # (and refuse) it or, worse, join it. Linux only; the kernel sends it when the *thread* that
-# started the node ends, which for `noetra run` is its main thread.
+# started the node ends: for `noetra run` its main thread; for `noetra eval --workers` the Ray
+# worker's task thread, which lives as long as the worker (a worker that ended a task thread
+# mid-episode would stop that episode's nodes, and the episode would fail, not hang).
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 

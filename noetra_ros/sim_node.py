@@ -476,9 +476,9 @@ class SimNode(Node):
     # ---------------------------------------------------------------- stepping
     def _lockstep_watchdog(self) -> None:
         wall = time.monotonic()
-        waited = wall - self._observation_wall
-        if (self._awaiting and waited > self.cfg.lockstep_timeout_s
-                and self._episode_start_wall is not None
+        if not self._awaiting or wall - self._observation_wall <= self.cfg.lockstep_timeout_s:
+            return
+        if (self._episode_start_wall is not None
                 and self._awaiting == set(self.cfg.lockstep_inputs)
                 and wall - self._episode_start_wall < self.cfg.lockstep_start_timeout_s):
             # Nobody answered the episode's first observation. At start-up a command source's
@@ -493,14 +493,13 @@ class SimNode(Node):
                 throttle_duration_sec=10.0)
             self._publish_observation(again=True)
             return
-        if self._awaiting and waited > self.cfg.lockstep_timeout_s:
-            self.counters['lockstep_timeouts'] += 1
-            self.get_logger().warn(
-                f'lockstep: no command from {sorted(self._awaiting)} within '
-                f'{self.cfg.lockstep_timeout_s} s; stepping with the arm holding',
-                throttle_duration_sec=10.0)
-            self._awaiting.clear()
-            self._advance()
+        self.counters['lockstep_timeouts'] += 1
+        self.get_logger().warn(
+            f'lockstep: no command from {sorted(self._awaiting)} within '
+            f'{self.cfg.lockstep_timeout_s} s; stepping with the arm holding',
+            throttle_duration_sec=10.0)
+        self._awaiting.clear()
+        self._advance()
 
     def _advance(self) -> None:
         if not self.started:

@@ -303,14 +303,12 @@ def _torch_modules():
         shift = (mean_0 - mean_i) / std_i per action component."""
 
         def __init__(self, members: Sequence[FlowMatchingPolicy],
-                     units: Sequence[tuple[Sequence[float], Sequence[float]]] | None = None
-                     ) -> None:
+                     units: Sequence[tuple[Sequence[float], Sequence[float]]]) -> None:
+            """`units`: each member's (action mean, action std), in member order."""
             super().__init__()
             self.members = nn.ModuleList(members)
             self.widths = [m.trunk.fused_dim + m.prior_width for m in members]
             self.prior_head = members[0].prior_head
-            width = members[0].action_dim
-            units = units or [([0.0] * width, [1.0] * width)] * len(members)
             mean0, std0 = (torch.as_tensor(v, dtype=torch.float32) for v in units[0])
             scales, shifts = [], []
             for mean, std in units:
