@@ -113,6 +113,16 @@ def _endpoints(probe: Probe, kind: str, topic: str, node: str = 'sim') -> list:
     return [e for e in getter(topic) if e.node_name == node]
 
 
+def _one_endpoint(probe: Probe, kind: str, topic: str) -> list:
+    """The sim's one endpoint on `topic`; more than one (a second node named 'sim' on this
+    domain, seen once in CI) fails naming the topic and every endpoint's gid and type."""
+    found = _endpoints(probe, kind, topic)
+    assert len(found) == 1, (f'{kind} {topic}: {len(found)} endpoints of a node named sim: '
+                             + '; '.join(f'gid {bytes(e.endpoint_gid).hex()[:24]} '
+                                         f'{e.topic_type}' for e in found))
+    return found
+
+
 def test_topics_types_and_qos(ros_context):
     sim, probe = start_sim(ros_context, cameras=['scene_camera', 'wrist_camera'],
                            wrist_camera={'width': 24, 'height': 16, 'rate_hz': 10.0})
@@ -126,10 +136,10 @@ def test_topics_types_and_qos(ros_context):
     for topic, msg_type in {**PUBLISHED, **SUBSCRIBED}.items():
         assert types.get(topic) == [msg_type], topic
     for topic, msg_type in PUBLISHED.items():
-        (info,) = _endpoints(probe, 'pub', topic)
+        (info,) = _one_endpoint(probe, 'pub', topic)
         assert info.topic_type == msg_type
     for topic, msg_type in SUBSCRIBED.items():
-        (info,) = _endpoints(probe, 'sub', topic)
+        (info,) = _one_endpoint(probe, 'sub', topic)
         assert info.topic_type == msg_type
         assert info.qos_profile.reliability == ReliabilityPolicy.RELIABLE, topic
     services = dict(probe.node.get_service_names_and_types_by_node('sim', '/'))
