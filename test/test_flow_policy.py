@@ -59,6 +59,47 @@ def test_sampled_phrasings_come_from_the_split_and_repeat_with_the_seed():
     assert len(set(first)) > 1
 
 
+def test_unknown_word_noise_keeps_the_task_words_and_never_uses_an_evaluation_word():
+    """Training noise (random words inserted or in place of the words other than colour,
+    shape and side) must leave the task intact and never leak a held-out or synonym word or,
+    in Japanese, character into training: that would make the held-out test a seen one."""
+    import re
+
+    noise = phrasing.UnknownWordNoise(replace_p=0.5)
+    evaluation = ' '.join(text.lower() for split in ('held_out', 'synonyms')
+                          for text in phrasing.all_phrasings(split))
+    evaluation_words = set(re.findall(r'[a-z]+', evaluation))
+    evaluation_chars = {ch for ch in evaluation if ord(ch) > 0x3000}
+    train_words = set(re.findall(r'[a-z]+', ' '.join(phrasing.all_phrasings('train'))))
+    train_chars = {ch for text in phrasing.all_phrasings('train') for ch in text}
+    noisy_seen = 0
+    for index, words in enumerate([phrasing.TaskWords(c, s, p) for c in COLOURS
+                                   for s in SHAPES for p in PLACES]):
+        rng = np.random.default_rng([11, index])
+        for language in phrasing.LANGUAGES:
+            for _ in range(40):
+                text = noise.sample(words, rng, language)
+                clean = set(phrasing.phrasings(words, 'train', language))
+                noisy_seen += text not in clean
+                if language == 'en':
+                    assert {words.colour, words.shape, words.place} <= set(text.split()), text
+                    new_words = set(text.split()) - train_words
+                    assert not new_words & evaluation_words, text
+                else:
+                    for slot in ('colour', 'shape', 'place'):
+                        assert phrasing._WORDS['ja'][slot][getattr(words, slot)][0] in text
+                    assert not (set(text) - train_chars) & evaluation_chars, text
+    assert noisy_seen > 0.5 * len(COLOURS) * len(SHAPES) * len(PLACES) * 80
+    # The same rng draws the same sentence; noise is for training templates only.
+    words = phrasing.TaskWords('red', 'cube', 'left')
+    assert (noise.sample(words, np.random.default_rng(5)) ==
+            noise.sample(words, np.random.default_rng(5)))
+    with pytest.raises(ConfigError, match='not a training template'):
+        noise.apply(words, phrasing.HELD_OUT_TEMPLATES['en'][0], 'en', np.random.default_rng(0))
+    with pytest.raises(ConfigError, match='replace_p'):
+        phrasing.UnknownWordNoise(replace_p=1.5)
+
+
 def test_the_tokenizer_knows_every_byte_and_keeps_japanese_words_apart():
     pytest.importorskip('tokenizers')
     from noetra_ros.learning.flow import build_instruction_tokenizer, training_corpus
@@ -87,6 +128,10 @@ def test_flow_settings_are_checked():
         FlowConfig(brightness_min=0.0)
     with pytest.raises(ConfigError, match='template_fraction'):
         FlowConfig(template_fraction=1.5)
+    with pytest.raises(ConfigError, match='text_noise_p'):
+        FlowConfig(text_noise_p=-0.1)
+    with pytest.raises(ConfigError, match='light_gradient'):
+        FlowConfig(light_gradient=1.0)
 
 
 @pytest.fixture(scope='module')
@@ -144,6 +189,52 @@ def test_a_flow_run_continues_from_its_checkpoint_and_refuses_one_that_does_not_
         train_flow(root / 'ds', root / 'flow3.pt', FlowConfig(
             resume_checkpoint=str(root / 'flow.pt'), **dict(settings, flow_hidden=16)),
             log=lambda *_: None)
+
+
+def test_noisy_phrasings_and_uneven_light_reach_the_training_batches(tiny_flow_model):
+    from dataclasses import replace
+
+    from noetra_ros.learning.flow import (
+        _trunk_from_checkpoint, build_instruction_tokenizer, FlowConfig, FlowSamples,
+        training_corpus)
+    from noetra_ros.learning.train import load_datasets
+
+    root = Path(tiny_flow_model[0]).parents[1]
+    config = FlowConfig(steps=2, batch_size=4, vocab_size=400, text_noise_p=1.0,
+                        text_noise_variants=16, init_checkpoint=str(root / 'trunk.pt'))
+    tokenizer = build_instruction_tokenizer(training_corpus(), config.vocab_size)
+    _, contract, _ = _trunk_from_checkpoint(config.init_checkpoint, config,
+                                            tokenizer.get_vocab_size())
+    data = load_datasets(root / 'ds')
+    rows = np.arange(len(data))
+    samples = FlowSamples(data, contract, contract.action.chunk_length, tokenizer, config, rows)
+    bank = samples.noisy_tokens
+    assert bank.shape == (len(data.tasks), 16, config.max_tokens)
+    for task, texts in zip(data.tasks, bank):
+        words = phrasing.parse_template_instruction(task)
+        for ids in texts:
+            text = tokenizer.decode([int(i) for i in ids if i != 0])
+            assert words.colour in text or '赤' in text or '緑' in text, text
+    # With text_noise_p 1 every training sample's tokens come from its task's noisy bank.
+    picked = rows[:8]
+    inputs, _, _ = samples.batch(picked, np.random.default_rng(0), train=True)
+    for row, tokens in zip(picked, inputs[-1]):
+        assert any((tokens == variant).all() for variant in bank[data.task_index[row]])
+    # Uneven light: a flat grey image gets one side brighter than the other; without the
+    # gradient (and with brightness, tint and offset fixed) it stays flat.
+    flat = dict(photometric_p=1.0, brightness_min=1.0, brightness_max=1.0, tint=0.0,
+                offset=0.0)
+    spec = samples.base.image_specs[0]
+    grey = np.full((4, 3, 24, 32), 0.5, dtype=np.float32)
+    normalised = (grey - np.asarray(spec.mean, np.float32)[None, :, None, None]) / \
+        np.asarray(spec.std, np.float32)[None, :, None, None]
+    for gradient, uneven in ((0.0, False), (0.5, True)):
+        samples.config = replace(config, light_gradient=gradient, **flat)
+        batch = [normalised.copy()] + [np.zeros((4, 3, 24, 32), np.float32)] * (
+            len(samples.base.image_specs) - 1)
+        samples.photometric(batch, np.random.default_rng(1))
+        spread = batch[0].reshape(4, -1).max(axis=1) - batch[0].reshape(4, -1).min(axis=1)
+        assert bool((spread > 0.05).all()) is uneven, (gradient, spread)
 
 
 @pytest.mark.slow

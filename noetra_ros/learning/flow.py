@@ -44,7 +44,7 @@ import numpy as np
 
 from noetra_ros.core.errors import ConfigError
 from noetra_ros.core.phrasing import (
-    parse_template_instruction, phrasings, TaskWords, TRAIN_TEMPLATES)
+    parse_template_instruction, phrasings, TaskWords, TRAIN_TEMPLATES, UnknownWordNoise)
 from noetra_ros.core.sim.task import COLOURS, PLACES, SHAPES
 from noetra_ros.learning.dataset import episode_bounds, progress
 
@@ -141,10 +141,21 @@ class FlowConfig:
     # random training phrasing: the template is how most users will ask, and with 19 phrasings
     # per task it is otherwise one sample in 19. 0 keeps earlier runs' random streams.
     template_fraction: float = 0.0
+    # Share of training samples whose phrasing gets unknown-word noise (core/phrasing.py
+    # UnknownWordNoise: random words inserted or in place of words other than the colour,
+    # shape and side), drawn from text_noise_variants noisy sentences per task made at start.
+    # 0 keeps earlier runs' random streams.
+    text_noise_p: float = 0.0
+    text_noise_variants: int = 256
+    # Uneven light (photometric samples only): pixels also scale by 1 + g * (the image's
+    # coordinate along a random direction, -1..1), g ~ U(0, light_gradient): one side of the
+    # scene brighter than the other, as a lamp from the side makes it. 0: off (earlier runs).
+    light_gradient: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ('steps', 'batch_size', 'flow_steps', 'flow_hidden', 'time_dim',
-                     'max_tokens', 'vocab_size', 'text_heads', 'threads', 'val_every'):
+                     'max_tokens', 'vocab_size', 'text_heads', 'threads', 'val_every',
+                     'text_noise_variants'):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ConfigError(f'{name}={value!r}: must be a positive integer')
@@ -154,6 +165,10 @@ class FlowConfig:
             raise ConfigError(f'flow_weight={self.flow_weight!r}: must be > 0')
         if not 0.0 <= self.template_fraction <= 1.0:
             raise ConfigError(f'template_fraction={self.template_fraction!r}: must be in [0, 1]')
+        if not 0.0 <= self.text_noise_p <= 1.0:
+            raise ConfigError(f'text_noise_p={self.text_noise_p!r}: must be in [0, 1]')
+        if not 0.0 <= self.light_gradient < 1.0:
+            raise ConfigError(f'light_gradient={self.light_gradient!r}: must be in [0, 1)')
         if not 0.0 <= self.photometric_p <= 1.0:
             raise ConfigError(f'photometric_p={self.photometric_p!r}: must be in [0, 1]')
         if not 0.0 < self.brightness_min <= self.brightness_max:
@@ -355,6 +370,7 @@ class FlowSamples:
         self.base = TrainingSamples(data, trunk_contract, chunk_length)
         self.data = data
         self.config = config
+        self.tokenizer = tokenizer
         languages = config.languages.split(',')
         joints = len(trunk_contract.state_input.components[0].joints)
         # Chunk targets in contract units: joints as deltas from the frame's measured joints
@@ -389,6 +405,26 @@ class FlowSamples:
             encode([p for lang in languages
                     for p in phrasings(TaskWords(c, s, PLACES[0]), 'train', lang)])
             for s in SHAPES]) for c in COLOURS])                                # [C, S, P, L]
+        self.noisy_tokens = (self._noisy_phrasings(task_words, languages, encode)
+                             if config.text_noise_p > 0 else None)              # [K, V, L]
+
+    def _noisy_phrasings(self, task_words: list[TaskWords], languages: list[str],
+                         encode) -> np.ndarray:
+        """text_noise_variants noisy training phrasings per task, as token ids; a sentence
+        whose tokens would not fit max_tokens is drawn again (truncation could cut off the
+        colour, shape or side)."""
+        noise = UnknownWordNoise()
+        rng = np.random.default_rng([self.config.seed, 15])
+        banks = []
+        for words in task_words:
+            texts: list[str] = []
+            while len(texts) < self.config.text_noise_variants:
+                lang = languages[int(rng.integers(len(languages)))]
+                text = noise.sample(words, rng, lang)
+                if len(self.tokenizer.encode(text).ids) <= self.config.max_tokens:
+                    texts.append(text)
+            banks.append(encode(texts))
+        return np.stack(banks)
 
     def photometric(self, images: list[np.ndarray], rng: np.random.Generator) -> None:
         """Jitter the normalised images in place (FlowConfig: brightness, gain, offset)."""
@@ -404,8 +440,17 @@ class FlowSamples:
             mean = np.asarray(spec.mean, dtype=np.float32)[None, :, None, None]
             std = np.asarray(spec.std, dtype=np.float32)[None, :, None, None]
             pixels = batch * std + mean
-            pixels = pixels * scale[:, :, None, None].astype(np.float32) \
-                + shift[:, :, None, None].astype(np.float32)
+            factor = np.broadcast_to(scale[:, :, None, None].astype(np.float32),
+                                     (count, 3) + batch.shape[2:])
+            if cfg.light_gradient > 0.0:
+                strength = np.where(apply, rng.uniform(0.0, cfg.light_gradient, count), 0.0)
+                angle = rng.uniform(0.0, 2.0 * np.pi, count)
+                ys = np.linspace(-1.0, 1.0, batch.shape[2], dtype=np.float32)[None, :, None]
+                xs = np.linspace(-1.0, 1.0, batch.shape[3], dtype=np.float32)[None, None, :]
+                ramp = 1.0 + (strength * np.cos(angle))[:, None, None].astype(np.float32) * xs \
+                    + (strength * np.sin(angle))[:, None, None].astype(np.float32) * ys
+                factor = factor * ramp[:, None]
+            pixels = pixels * factor + shift[:, :, None, None].astype(np.float32)
             np.clip(pixels, 0.0, 1.0, out=pixels)
             batch[...] = (pixels - mean) / std
 
@@ -422,6 +467,10 @@ class FlowSamples:
         else:
             choice = np.zeros(len(rows), dtype=np.int64)
         tokens = self.task_tokens[self.data.task_index[rows], choice]
+        if train and rng is not None and self.noisy_tokens is not None:
+            noisy = np.flatnonzero(rng.random(len(rows)) < self.config.text_noise_p)
+            variant = rng.integers(self.noisy_tokens.shape[1], size=len(noisy))
+            tokens[noisy] = self.noisy_tokens[self.data.task_index[rows[noisy]], variant]
         return images + [self.base.state[rows], tokens], self.target[rows], moves
 
     def use_object_phrasing(self, index: int) -> None:
