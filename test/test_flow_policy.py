@@ -166,7 +166,8 @@ def test_a_flow_run_continues_from_its_checkpoint_and_refuses_one_that_does_not_
         tiny_flow_model):
     import torch
 
-    from noetra_ros.learning.flow import FlowConfig, load_flow_checkpoint, train_flow
+    from noetra_ros.learning.flow import (
+        flow_contract_dict, FlowConfig, load_flow_checkpoint, train_flow)
 
     contract_path, first = tiny_flow_model
     root = Path(contract_path).parents[1]
@@ -181,6 +182,8 @@ def test_a_flow_run_continues_from_its_checkpoint_and_refuses_one_that_does_not_
     # The history goes on where the first run stopped; with a zero learning rate the weights
     # are the first run's, so the run really started from them (not from the trunk alone).
     assert [entry['step'] for entry in second['history']] == [2, 4]
+    # An export of the continued run says it was trained 4 steps in all, not its own 2.
+    assert flow_contract_dict(second, 400)['info']['train_steps'] == 4
     model, _ = load_flow_checkpoint(root / 'flow2.pt')
     for name, value in model.state_dict().items():
         # (the moving average of unchanged weights may differ in the last bit)

@@ -765,7 +765,7 @@ def flow_contract_dict(checkpoint: dict[str, Any], vocab_size: int) -> dict[str,
                                     'regression head\'s chunk + a residual'
                                     if predicts == 'sample' else 'flow-matching velocity MLP'),
                  'parameters': int(checkpoint.get('parameters', 0)),
-                 'train_steps': int(config['steps']), 'train_seed': int(config['seed']),
+                 'train_steps': _trained_steps(checkpoint), 'train_seed': int(config['seed']),
                  'init_checkpoint': Path(str(config['init_checkpoint'])).name,
                  'train_time_s': round(float(checkpoint.get('train_time_s', 0.0)), 1),
                  'final_val_sample_l1': round(float(history[-1].get('val_sample_l1',
@@ -773,6 +773,13 @@ def flow_contract_dict(checkpoint: dict[str, Any], vocab_size: int) -> dict[str,
                  'dataset_episodes': int(checkpoint['dataset']['episodes']),
                  'phrasing_languages': str(config['languages'])},
     }
+
+
+def _trained_steps(checkpoint: dict[str, Any]) -> int:
+    """Optimiser steps behind a checkpoint, counting the runs it continued (its history goes
+    on from theirs), not only its own run's `steps`."""
+    history = checkpoint.get('history') or []
+    return int(history[-1]['step']) if history else int(checkpoint['flow_config']['steps'])
 
 
 # How far (a fraction of a std) a member's action normalisation may be from the first member's
@@ -853,7 +860,8 @@ def export_flow(checkpoint_path: str | Path | Sequence[str | Path], output_dir: 
                                 f'their outputs); each: {info["architecture"]}')
         info['members'] = len(members)
         info['parameters'] = sum(int(c.get('parameters', 0)) for c in members)
-        for key, value in (('train_seed', lambda c: int(c['flow_config']['seed'])),
+        for key, value in (('train_steps', _trained_steps),
+                           ('train_seed', lambda c: int(c['flow_config']['seed'])),
                            ('init_checkpoint',
                             lambda c: Path(str(c['flow_config']['init_checkpoint'])).name)):
             info[key] = ', '.join(str(value(c)) for c in members)
