@@ -437,3 +437,28 @@ def rate_hz(stamps_s: list[float]) -> float:
     if len(stamps_s) < 2 or stamps_s[-1] <= stamps_s[0]:
         return math.nan
     return (len(stamps_s) - 1) / (stamps_s[-1] - stamps_s[0])
+
+
+def eval_one_graph_episode(cell: str, seed: int, tmp_path: Path) -> tuple[dict, dict]:
+    """`noetra eval <cell>` for one episode (sim_node + policy_node + safety_node as processes
+    over Fast DDS): fails with the run's error and node logs unless it exits 0 and the episode
+    succeeds with the policy's commands reaching the arm only through an armed supervisor.
+    Returns (report.json, the --json evaluation)."""
+    import json
+
+    from noetra_ros.cli import main as noetra_main
+
+    out = tmp_path / 'run'
+    code = noetra_main(['eval', cell, '--episodes', '1', '--seed', str(seed), '--out', str(out),
+                        '--quiet', '--no-video', '--timeout', '180',
+                        '--json', str(tmp_path / 'eval.json')])
+    report = json.loads((out / 'report.json').read_text())
+    logs = {p.name: p.read_text()[-1500:] for p in out.glob('*.log')}
+    assert code == 0 and not report['error'], f'exit {code}: {report["error"]}\n{logs}'
+    evaluation = json.loads((tmp_path / 'eval.json').read_text())
+    assert evaluation['successes'] == 1, report['episodes']
+    policy = report['health']['policy: policy']['values']
+    assert int(policy['commands']) > 50 and int(policy['input_errors']) == 0
+    safety = report['health']['safety: supervisor']['values']
+    assert safety['state'] == 'ARMED' and int(safety['published']) > 50
+    return report, evaluation

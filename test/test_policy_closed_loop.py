@@ -10,14 +10,11 @@ reproduces to the control step (tools/compare_inprocess_graph.py).
 """
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from noetra_ros.bringup import share_dir
-from noetra_ros.cli import main as noetra_main
 from noetra_ros.learning.record import EvalSettings, evaluate_policy
-from ros_harness import ros_env
+from ros_harness import eval_one_graph_episode, ros_env
 
 pytestmark = [pytest.mark.ros, pytest.mark.episodes]
 
@@ -70,21 +67,10 @@ def test_one_run_keeps_the_supervisor_across_resets_as_the_graph_does():
 
 
 def test_shipped_policy_completes_an_episode_through_the_supervisor(tmp_path):
-    # sim_node + policy_node + safety_node as three processes over Fast DDS, lockstep.
-    out = tmp_path / 'run'
-    code = noetra_main(['eval', 'pick_place_lrmate_policy', '--episodes', '1', '--seed',
-                        str(GRAPH_SEED), '--out', str(out), '--quiet', '--no-video', '--timeout',
-                        '180', '--json', str(tmp_path / 'eval.json')])
-    report = json.loads((out / 'report.json').read_text())
-    logs = {p.name: p.read_text()[-1500:] for p in out.glob('*.log')}
-    assert code == 0 and not report['error'], f'exit {code}: {report["error"]}\n{logs}'
-    evaluation = json.loads((tmp_path / 'eval.json').read_text())
-    assert evaluation['successes'] == 1, report['episodes']
-    policy = report['health']['policy: policy']['values']
-    assert int(policy['commands']) > 50 and int(policy['input_errors']) == 0
-    # The policy's commands reached the robot only through the supervisor, which stayed armed.
-    safety = report['health']['safety: supervisor']['values']
-    assert safety['state'] == 'ARMED' and int(safety['published']) > 50
+    # sim_node + policy_node + safety_node as three processes over Fast DDS, lockstep; the
+    # policy's commands reached the robot only through the supervisor, which stayed armed.
+    report, evaluation = eval_one_graph_episode('pick_place_lrmate_policy', GRAPH_SEED,
+                                                tmp_path)
     assert report['topics']['forward_position_controller/commands']['count'] > 50
     assert 'joint_trajectory_controller/joint_trajectory' not in report['topics']
     # The in-process evaluation runs this episode (the first of its run) to the same step.

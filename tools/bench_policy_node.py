@@ -33,10 +33,13 @@ def render_inputs(model: str):
     and its instruction (the same in the node's process and the feeder's)."""
     from dataclasses import replace
 
-    from noetra_ros.core.policy.contract import load_contract
+    from noetra_ros.core.policy.contract import (
+        is_contract_file, load_contract, load_contract_file)
     from noetra_ros.core.sim.world import default_cameras, SimWorld, WorldConfig
 
-    contract = load_contract(model)
+    # A multi-graph model (contract v2) is given by its contract file, one ONNX by its path.
+    contract = (load_contract_file(model).contract if is_contract_file(model)
+                else load_contract(model))
     cams = {c.name: c for c in default_cameras()}
     sizes = {spec.camera: (spec.width, spec.height) for spec in contract.image_inputs}
     with SimWorld(WorldConfig(cameras=tuple(
