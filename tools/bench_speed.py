@@ -7,7 +7,9 @@ Sections (p50 / p99 in ms or us, and the ratio each goal is about):
   1. PyTorch eager vs onnxruntime, same weights, batch 1: the shipped model (its member
      checkpoints' mean vs models/pick_place_lrmate.onnx) and, when /tmp/two_phase exists
      (tools/build_two_phase_model.py), its random-weight encoder and one action-expert step
-     (the script's own torch modules, same seed). Goal: torch / onnxruntime >= 2.
+     (the script's own torch modules, same seed); and the flow architecture of
+     models/pick_place_lrmate_flow (encoder + 4 denoising steps of 3 members; see
+     torch_vs_ort_flow). Goal: torch / onnxruntime >= 2.
   2. onnxruntime settings on the shipped model: graph optimisation off / basic / all, and
      IO binding (inputs bound per call, output into a pre-bound CPU buffer) vs session.run.
   3. dynamic int8 quantisation (onnxruntime.quantization.quantize_dynamic, weights int8) of
@@ -159,6 +161,103 @@ def torch_vs_ort_two_phase(threads: int, repeats: int) -> None:
         ratio(f'{label} torch / onnxruntime', eager, fast, '>= 2x', eager[0] / fast[0] >= 2.0)
 
 
+def torch_vs_ort_flow(threads: int, repeats: int, checkpoints: list[str],
+                      steps: int = 4) -> None:
+    """The flow architecture (issue 15 3a, models/pick_place_lrmate_flow): one chunk is the
+    members' encoder, then `steps` denoising steps of all members (prior head: the sample
+    update). Torch: FlowEnsemble.condition + .sample; onnxruntime: encoder.onnx + `steps` runs
+    of denoiser.onnx with the same update in numpy (what the runtime's loop does), exported here
+    from the same modules. With `checkpoints` (flow checkpoints, the shipped model's recipe) the
+    trained members; without, three members of the shipped model's shape whose trunks are the
+    shipped heading member's weights and whose flow heads are untrained (time does not depend
+    on the values)."""
+    import torch
+
+    from noetra_ros.learning.flow import (
+        _torch_modules, _trunk_from_checkpoint, FlowConfig, load_flow_members)
+    from noetra_ros.learning.export import OPSET
+
+    FlowMatchingPolicy, EncoderGraph, DenoiserGraph, FlowEnsemble = _torch_modules()
+    if checkpoints:
+        policy = load_flow_members(checkpoints)[0]
+        label = f'{len(checkpoints)} trained members'
+    else:
+        config = FlowConfig()
+        head = REPO / 'models' / 'pick_place_lrmate_member_heading.pt'
+        trunk_config, trunk_contract, trunk_state = _trunk_from_checkpoint(
+            str(head), config, 406)     # 406: the shipped flow model's tokenizer size
+        members = []
+        for seed in range(3):
+            torch.manual_seed(seed)
+            member = FlowMatchingPolicy(trunk_config, trunk_contract.action.chunk_length,
+                                        trunk_contract.action.size, config.flow_hidden,
+                                        config.time_dim, prior_head=True)
+            own = member.trunk.state_dict()
+            member.trunk.load_state_dict({k: v for k, v in trunk_state.items()
+                                          if k in own and own[k].shape == v.shape}, strict=False)
+            # Each member's own copy of the weights, as in the trained model: identical
+            # tensors would be exported once and shared, and three members reading one set of
+            # weights run twice as fast as three reading their own (caches), which would
+            # flatter onnxruntime.
+            with torch.no_grad():
+                for weight in member.parameters():
+                    weight.mul_(1.0 + 1e-3 * torch.randn_like(weight))
+            members.append(member)
+        width = trunk_contract.action.size
+        policy = FlowEnsemble(members, [(np.zeros(width), np.ones(width))] * len(members))
+        label = '3 members of the shipped shape, untrained flow heads'
+    policy.eval()
+    first = policy.members[0] if hasattr(policy, 'members') else policy
+    cameras = first.config.cameras
+    rng = np.random.default_rng(0)
+    inputs = [rng.standard_normal((1, 3, first.config.image_height, first.config.image_width))
+              .astype(np.float32) for _ in cameras]
+    inputs.append(rng.standard_normal((1, first.config.state_dim)).astype(np.float32))
+    ids = np.zeros((1, first.config.max_tokens), dtype=np.int64)
+    ids[0, :8] = rng.integers(1, 400, 8)
+    inputs.append(ids)
+    noise = rng.standard_normal((1, first.chunk_length, first.action_dim)).astype(np.float32)
+    tensors = [torch.from_numpy(x) for x in inputs]
+    names = list(cameras) + ['state', 'input_ids']
+    with tempfile.TemporaryDirectory() as tmp, torch.no_grad():
+        condition = policy.condition(*tensors)
+        torch.onnx.export(EncoderGraph(policy), tuple(tensors), f'{tmp}/encoder.onnx',
+                          input_names=names, output_names=['condition'], opset_version=OPSET,
+                          dynamo=False, do_constant_folding=True)
+        torch.onnx.export(DenoiserGraph(policy), (torch.from_numpy(noise), torch.ones(1),
+                                                  condition),
+                          f'{tmp}/denoiser.onnx', input_names=['x_t', 't', 'condition'],
+                          output_names=['sample'], opset_version=OPSET, dynamo=False,
+                          do_constant_folding=True)
+        encoder, denoiser = session(f'{tmp}/encoder.onnx', threads), \
+            session(f'{tmp}/denoiser.onnx', threads)
+    feed = dict(zip(names, inputs))
+    times = np.linspace(1.0, 0.0, steps + 1, dtype=np.float32)
+
+    def run_torch():
+        with torch.inference_mode():
+            return policy.sample(policy.condition(*tensors), torch.from_numpy(noise), steps)
+
+    def run_ort():
+        cond = encoder.run(None, feed)[0]
+        x = noise
+        for k in range(steps):
+            out = denoiser.run(None, {'x_t': x, 't': times[k:k + 1], 'condition': cond})[0]
+            x = out + (times[k + 1] / times[k]) * (x - out)
+        return x
+
+    diff = float(np.abs(run_ort() - run_torch().numpy()).max())
+    print(f'flow policy ({label}; {sum(p.numel() for p in policy.parameters())} parameters), '
+          f'one chunk = encoder + {steps} denoising steps; max |torch - ort| = {diff:.1e}')
+    torch_times, ort_times = [], []
+    for _ in range(4):
+        torch_times.append(time_calls(run_torch, repeats // 4))
+        ort_times.append(time_calls(run_ort, repeats // 4))
+    eager = row('flow chunk: torch eager', np.concatenate(torch_times))
+    fast = row('flow chunk: onnxruntime', np.concatenate(ort_times))
+    ratio('flow chunk torch / onnxruntime', eager, fast, '>= 2x', eager[0] / fast[0] >= 2.0)
+
+
 # -- 2. onnxruntime settings ------------------------------------------------------------------
 
 def bound_runner(ort_session, feed: dict[str, np.ndarray], output_name: str,
@@ -294,6 +393,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--threads', type=int, default=1,
                         help='intra-op threads of onnxruntime and torch')
     parser.add_argument('--two-phase-repeats', type=int, default=5)
+    parser.add_argument('--flow-checkpoints', default='',
+                        help="the flow model's member checkpoints, ','-joined (default: members "
+                             'of its shape with the shipped trunk and untrained flow heads)')
     parser.add_argument('--static', type=Path, action='append', default=[],
                         help='a static int8 model of the shipped one (tools/quantize_static.py) '
                              'to time in section 3; repeatable')
@@ -313,6 +415,8 @@ def main(argv: list[str] | None = None) -> int:
           f'{args.threads} intra-op thread(s), batch 1\n')
     print('1. PyTorch eager vs onnxruntime')
     torch_vs_ort_shipped(contract, args.threads, args.repeats)
+    torch_vs_ort_flow(args.threads, args.repeats,
+                      [c for c in args.flow_checkpoints.split(',') if c])
     if (TWO_PHASE / 'policy.contract.yaml').exists():
         torch_vs_ort_two_phase(args.threads, args.two_phase_repeats)
     else:
