@@ -9,7 +9,8 @@ Sections (p50 / p99 in ms or us, and the ratio each goal is about):
      (tools/build_two_phase_model.py), its random-weight encoder and one action-expert step
      (the script's own torch modules, same seed); and the flow architecture of
      models/pick_place_lrmate_flow (encoder + 4 denoising steps of 3 members; see
-     torch_vs_ort_flow). Goal: torch / onnxruntime >= 2.
+     torch_vs_ort_flow) and the ACT-style transformer (torch_vs_ort_act). Goal: torch /
+     onnxruntime >= 2.
   2. onnxruntime settings on the shipped model: graph optimisation off / basic / all, and
      IO binding (inputs bound per call, output into a pre-bound CPU buffer) vs session.run.
   3. dynamic int8 quantisation (onnxruntime.quantization.quantize_dynamic, weights int8) of
@@ -90,6 +91,17 @@ def shipped_feed(contract) -> dict[str, np.ndarray]:
 _torch_eager_p50: dict[str, float] = {}
 
 
+def alternating(run_torch: Callable[[], object], run_ort: Callable[[], object],
+                repeats: int) -> tuple[np.ndarray, np.ndarray]:
+    """(torch times, onnxruntime times) in ms, timed in four alternating blocks so that a
+    change in machine load falls on both sides alike."""
+    torch_times, ort_times = [], []
+    for _ in range(4):
+        torch_times.append(time_calls(run_torch, repeats // 4))
+        ort_times.append(time_calls(run_ort, repeats // 4))
+    return np.concatenate(torch_times), np.concatenate(ort_times)
+
+
 # -- 1. torch eager vs onnxruntime ------------------------------------------------------------
 
 def torch_vs_ort_shipped(contract, threads: int, repeats: int) -> None:
@@ -111,13 +123,10 @@ def torch_vs_ort_shipped(contract, threads: int, repeats: int) -> None:
     print(f'shipped model {SHIPPED.name}: {len(models)} members '
           f'({sum(p.numel() for m in models for p in m.parameters())} parameters); '
           f'max |torch - ort| = {diff:.1e}')
-    # Alternating blocks, so a change in machine load falls on both sides alike.
-    torch_times, ort_times = [], []
-    for _ in range(4):
-        torch_times.append(time_calls(run_torch, repeats // 4))
-        ort_times.append(time_calls(lambda: ort_session.run(output, feed), repeats // 4))
-    eager = row('torch eager', np.concatenate(torch_times))
-    fast = row('onnxruntime session.run', np.concatenate(ort_times))
+    torch_times, ort_times = alternating(run_torch, lambda: ort_session.run(output, feed),
+                                         repeats)
+    eager = row('torch eager', torch_times)
+    fast = row('onnxruntime session.run', ort_times)
     _torch_eager_p50['shipped'] = eager[0]
     ratio('torch / onnxruntime', eager, fast, '>= 2x', eager[0] / fast[0] >= 2.0)
 
@@ -249,13 +258,51 @@ def torch_vs_ort_flow(threads: int, repeats: int, checkpoints: list[str],
     diff = float(np.abs(run_ort() - run_torch().numpy()).max())
     print(f'flow policy ({label}; {sum(p.numel() for p in policy.parameters())} parameters), '
           f'one chunk = encoder + {steps} denoising steps; max |torch - ort| = {diff:.1e}')
-    torch_times, ort_times = [], []
-    for _ in range(4):
-        torch_times.append(time_calls(run_torch, repeats // 4))
-        ort_times.append(time_calls(run_ort, repeats // 4))
-    eager = row('flow chunk: torch eager', np.concatenate(torch_times))
-    fast = row('flow chunk: onnxruntime', np.concatenate(ort_times))
+    torch_times, ort_times = alternating(run_torch, run_ort, repeats)
+    eager = row('flow chunk: torch eager', torch_times)
+    fast = row('flow chunk: onnxruntime', ort_times)
     ratio('flow chunk torch / onnxruntime', eager, fast, '>= 2x', eager[0] / fast[0] >= 2.0)
+
+
+def torch_vs_ort_act(contract, threads: int, repeats: int, checkpoint: str) -> None:
+    """The ACT-style single-pass transformer (learning/act.py; FOUNDATION_MODELS.md): with
+    `checkpoint` the trained one, else a fresh network of ActTrainConfig's default shape for the
+    shipped contract's inputs (untrained: time does not depend on the values). Torch eager vs
+    the same module exported here, batch 1."""
+    import torch
+
+    from noetra_ros.learning.act import (
+        ActTrainConfig, count_parameters, load_act_checkpoint, make_act_policy)
+    from noetra_ros.learning.export import OPSET
+
+    if checkpoint:
+        model, contract, _ = load_act_checkpoint(checkpoint)
+        label = f'trained, {Path(checkpoint).name}'
+    else:
+        torch.manual_seed(0)
+        model = make_act_policy(contract, ActTrainConfig()).eval()
+        label = 'default shape, untrained'
+    feed = shipped_feed(contract)
+    tensors = tuple(torch.from_numpy(feed[name]) for name in contract.input_names)
+    output = [contract.action.name]
+    with tempfile.TemporaryDirectory() as tmp, torch.no_grad():
+        torch.onnx.export(model, tensors, f'{tmp}/act.onnx',
+                          input_names=list(contract.input_names), output_names=output,
+                          opset_version=OPSET, dynamo=False, do_constant_folding=True)
+        ort_session = session(f'{tmp}/act.onnx', threads)
+
+    def run_torch():
+        with torch.inference_mode():
+            return model(*tensors)
+
+    diff = float(np.abs(ort_session.run(output, feed)[0] - run_torch().numpy()).max())
+    print(f'ACT-style transformer ({label}; {count_parameters(model, exported_only=True)} '
+          f'parameters), one pass; max |torch - ort| = {diff:.1e}')
+    torch_times, ort_times = alternating(run_torch, lambda: ort_session.run(output, feed),
+                                         repeats)
+    eager = row('ACT: torch eager', torch_times)
+    fast = row('ACT: onnxruntime', ort_times)
+    ratio('ACT torch / onnxruntime', eager, fast, '>= 2x', eager[0] / fast[0] >= 2.0)
 
 
 # -- 2. onnxruntime settings ------------------------------------------------------------------
@@ -393,6 +440,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--threads', type=int, default=1,
                         help='intra-op threads of onnxruntime and torch')
     parser.add_argument('--two-phase-repeats', type=int, default=5)
+    parser.add_argument('--act-checkpoint', default='',
+                        help='a trained ACT checkpoint (default: a fresh network of its shape)')
     parser.add_argument('--flow-checkpoints', default='',
                         help="the flow model's member checkpoints, ','-joined (default: members "
                              'of its shape with the shipped trunk and untrained flow heads)')
@@ -417,6 +466,7 @@ def main(argv: list[str] | None = None) -> int:
     torch_vs_ort_shipped(contract, args.threads, args.repeats)
     torch_vs_ort_flow(args.threads, args.repeats,
                       [c for c in args.flow_checkpoints.split(',') if c])
+    torch_vs_ort_act(contract, args.threads, args.repeats, args.act_checkpoint)
     if (TWO_PHASE / 'policy.contract.yaml').exists():
         torch_vs_ort_two_phase(args.threads, args.two_phase_repeats)
     else:
