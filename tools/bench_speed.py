@@ -183,7 +183,8 @@ def torch_vs_ort_flow(threads: int, repeats: int, checkpoints: list[str],
     import torch
 
     from noetra_ros.learning.flow import (
-        _torch_modules, _trunk_from_checkpoint, FlowConfig, load_flow_members)
+        _torch_modules, _trunk_from_checkpoint, build_instruction_tokenizer, FlowConfig,
+        load_flow_members, training_corpus)
     from noetra_ros.learning.export import OPSET
 
     FlowMatchingPolicy, EncoderGraph, DenoiserGraph, FlowEnsemble = _torch_modules()
@@ -193,8 +194,10 @@ def torch_vs_ort_flow(threads: int, repeats: int, checkpoints: list[str],
     else:
         config = FlowConfig()
         head = REPO / 'models' / 'pick_place_lrmate_member_heading.pt'
+        vocab = build_instruction_tokenizer(training_corpus(), config.vocab_size) \
+            .get_vocab_size(with_added_tokens=True)      # as the shipped flow model's
         trunk_config, trunk_contract, trunk_state = _trunk_from_checkpoint(
-            str(head), config, 406)     # 406: the shipped flow model's tokenizer size
+            str(head), config, vocab)
         members = []
         for seed in range(3):
             torch.manual_seed(seed)
